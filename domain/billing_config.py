@@ -1,0 +1,48 @@
+"""The billing config file: product keys → default Stripe price ids, and the credit product.
+
+In the runbook the default price of a product is decided by this config, not by Stripe.
+"""
+
+from __future__ import annotations
+
+import tomllib
+from dataclasses import dataclass
+from functools import lru_cache
+from pathlib import Path
+
+
+@dataclass(frozen=True)
+class ProductConfig:
+    key: str
+    name: str
+    price: str
+    addon_of: str | None = None
+
+
+@dataclass(frozen=True)
+class BillingConfig:
+    credit_product: str
+    products: dict[str, ProductConfig]
+
+    def prices_for(self, keys: list[str]) -> list[str]:
+        return [self.products[key].price for key in keys]
+
+
+class BillingConfigError(ValueError):
+    pass
+
+
+@lru_cache(maxsize=4)
+def load_billing_config(path: str) -> BillingConfig:
+    try:
+        data = tomllib.loads(Path(path).read_text())
+    except (OSError, tomllib.TOMLDecodeError) as exc:
+        raise BillingConfigError(f"Billing config {path} cannot be read: {exc}") from None
+    products = {
+        key: ProductConfig(key=key, name=str(p.get("name", key)), price=str(p["price"]),
+                           addon_of=p.get("addon_of"))
+        for key, p in data.get("products", {}).items()
+    }
+    if "credit_product" not in data:
+        raise BillingConfigError(f"Billing config {path} has no credit_product.")
+    return BillingConfig(credit_product=str(data["credit_product"]), products=products)

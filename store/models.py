@@ -1,0 +1,176 @@
+"""The operational tables: plan rows, their audit timeline, users, API tokens, the webhook inbox.
+
+Money columns are integer minor units beside a currency; see `domain.money`.
+The warehouse tables of the revenue sync live in `store.warehouse`.
+"""
+
+from __future__ import annotations
+
+from datetime import UTC, date, datetime
+from decimal import Decimal
+from typing import Any
+
+from sqlalchemy import (
+    JSON,
+    BigInteger,
+    Boolean,
+    Date,
+    DateTime,
+    ForeignKey,
+    Index,
+    Integer,
+    Numeric,
+    String,
+    Text,
+    UniqueConstraint,
+)
+from sqlalchemy.orm import DeclarativeBase, Mapped, mapped_column, relationship
+
+
+def utcnow() -> datetime:
+    return datetime.now(UTC)
+
+
+class Base(DeclarativeBase):
+    type_annotation_map = {
+        datetime: DateTime(timezone=True),
+        dict[str, Any]: JSON,
+        list[Any]: JSON,
+    }
+
+
+class Plan(Base):
+    """One contract: a row of the Annual Plan Table (SPEC §4)."""
+
+    __tablename__ = "plans"
+
+    id: Mapped[int] = mapped_column(primary_key=True)
+    pandadoc_id: Mapped[str | None] = mapped_column(String(64), unique=True)
+    company_name: Mapped[str] = mapped_column(String(200), default="")
+    customer_email: Mapped[str] = mapped_column(String(254), default="")
+    credit_amount: Mapped[int] = mapped_column(BigInteger, default=0)  # minor units
+    discount: Mapped[Decimal] = mapped_column(Numeric(6, 3), default=Decimal(0))  # percent
+    price: Mapped[int] = mapped_column(BigInteger, default=0)  # minor units, for the whole term
+    currency: Mapped[str] = mapped_column(String(3), default="usd")
+    start_date: Mapped[date | None] = mapped_column(Date)
+    term_months: Mapped[int] = mapped_column(Integer, default=12)
+    posthog_org_id: Mapped[str | None] = mapped_column(String(64))
+    payment_schedule: Mapped[str] = mapped_column(String(16), default="upfront")
+    credit_start: Mapped[str] = mapped_column(String(32), default="immediately")
+    credit_release: Mapped[str] = mapped_column(String(32), default="all")
+    payment_terms_days: Mapped[int] = mapped_column(Integer, default=30)
+    products: Mapped[list[Any]] = mapped_column(default=list)
+    stripe_customer_id_existing: Mapped[str | None] = mapped_column(String(64))
+
+    # Written by the plan workflow's activities (its projection).
+    stripe_customer_id: Mapped[str | None] = mapped_column(String(64))
+    invoice_id: Mapped[str | None] = mapped_column(String(64))
+    subscription_schedule_id: Mapped[str | None] = mapped_column(String(64))
+    monthly_price_id: Mapped[str | None] = mapped_column(String(64))
+    subscription_id: Mapped[str | None] = mapped_column(String(64))
+    credit_applied_at: Mapped[datetime | None]
+    credit_scheduled_for: Mapped[datetime | None]
+    state: Mapped[str] = mapped_column(String(32), default="new", index=True)
+    # What the workflow last told us: allowed actions and reasons, checks, step errors.
+    workflow_view: Mapped[dict[str, Any]] = mapped_column(default=dict)
+
+    # Input problems: field → message. A row with errors is in "needs_review".
+    errors: Mapped[dict[str, Any]] = mapped_column(default=dict)
+    warnings: Mapped[dict[str, Any]] = mapped_column(default=dict)
+    source: Mapped[str] = mapped_column(String(16), default="manual")  # manual | pandadoc | csv
+    pandadoc_details: Mapped[dict[str, Any] | None] = mapped_column(JSON)
+    created_at: Mapped[datetime] = mapped_column(default=utcnow)
+    updated_at: Mapped[datetime] = mapped_column(default=utcnow, onupdate=utcnow, index=True)
+
+    audit: Mapped[list[AuditEntry]] = relationship(back_populates="plan", order_by="AuditEntry.id")
+
+    @property
+    def workflow_id(self) -> str:
+        return f"plan-{self.id}"
+
+    __table_args__ = (
+        Index("ix_plans_company_name", "company_name"),
+        Index("ix_plans_customer_email", "customer_email"),
+    )
+
+
+class AuditEntry(Base):
+    """Append-only timeline of a plan: who did what, when, with what input and result."""
+
+    __tablename__ = "audit_entries"
+
+    id: Mapped[int] = mapped_column(primary_key=True)
+    plan_id: Mapped[int] = mapped_column(ForeignKey("plans.id"), index=True)
+    at: Mapped[datetime] = mapped_column(default=utcnow)
+    actor: Mapped[str] = mapped_column(String(254))  # an email, "workflow", "pandadoc", "stripe"
+    action: Mapped[str] = mapped_column(String(64))
+    outcome: Mapped[str] = mapped_column(String(16))  # ok | rejected | failed | info
+    input: Mapped[dict[str, Any]] = mapped_column(default=dict)
+    result: Mapped[dict[str, Any]] = mapped_column(default=dict)  # Stripe ids, dates, links
+    error: Mapped[str | None] = mapped_column(Text)
+    # Idempotency of the projection: an activity retried after a crash writes its entry once.
+    dedupe_key: Mapped[str | None] = mapped_column(String(200), unique=True)
+
+    plan: Mapped[Plan] = relationship(back_populates="audit")
+
+
+class User(Base):
+    __tablename__ = "users"
+
+    id: Mapped[int] = mapped_column(primary_key=True)
+    email: Mapped[str] = mapped_column(String(254), unique=True)
+    password_hash: Mapped[str] = mapped_column(String(255))
+    role: Mapped[str] = mapped_column(String(16))  # viewer | operator | admin
+    active: Mapped[bool] = mapped_column(Boolean, default=True)
+    created_at: Mapped[datetime] = mapped_column(default=utcnow)
+
+    tokens: Mapped[list[ApiToken]] = relationship(back_populates="user")
+
+
+class ApiToken(Base):
+    """Bearer tokens for the JSON API. Only a SHA-256 of the token is stored."""
+
+    __tablename__ = "api_tokens"
+
+    id: Mapped[int] = mapped_column(primary_key=True)
+    user_id: Mapped[int] = mapped_column(ForeignKey("users.id"), index=True)
+    token_hash: Mapped[str] = mapped_column(String(64), unique=True)
+    prefix: Mapped[str] = mapped_column(String(16))  # shown in the admin page to tell tokens apart
+    created_at: Mapped[datetime] = mapped_column(default=utcnow)
+    last_used_at: Mapped[datetime | None]
+    revoked_at: Mapped[datetime | None]
+
+    user: Mapped[User] = relationship(back_populates="tokens")
+
+
+class InboundEvent(Base):
+    """A raw webhook delivery, stored before anything else is done with it."""
+
+    __tablename__ = "inbound_events"
+
+    id: Mapped[int] = mapped_column(primary_key=True)
+    source: Mapped[str] = mapped_column(String(16))  # stripe | pandadoc
+    event_id: Mapped[str | None] = mapped_column(String(255))
+    event_type: Mapped[str | None] = mapped_column(String(128))
+    received_at: Mapped[datetime] = mapped_column(default=utcnow)
+    headers: Mapped[dict[str, Any]] = mapped_column(default=dict)
+    body: Mapped[str] = mapped_column(Text)
+    status: Mapped[str] = mapped_column(String(16), default="received")  # received|processed|duplicate|ignored|failed
+    error: Mapped[str | None] = mapped_column(Text)
+    processed_at: Mapped[datetime | None]
+
+    __table_args__ = (Index("ix_inbound_events_source_event_id", "source", "event_id"),)
+
+
+class Claim(Base):
+    """Keys that must map to exactly one thing, claimed atomically (e.g. a PandaDoc document)."""
+
+    __tablename__ = "claims"
+
+    id: Mapped[int] = mapped_column(primary_key=True)
+    scope: Mapped[str] = mapped_column(String(32))
+    key: Mapped[str] = mapped_column(String(255))
+    value: Mapped[str | None] = mapped_column(String(255))
+    created_at: Mapped[datetime] = mapped_column(default=utcnow)
+
+    __table_args__ = (UniqueConstraint("scope", "key", name="uq_claims_scope_key"),)

@@ -1,0 +1,173 @@
+"""Plan rows: create, change and show them as the plan JSON of SPEC §9.
+
+The API, the web table, PandaDoc intake and CSV import all go through here, so a row is
+validated and serialized one way only.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Collection, Mapping
+from datetime import date, datetime
+from decimal import Decimal
+from typing import Any
+
+from sqlalchemy.orm import Session
+
+from domain.money import format_amount
+from domain.plan_input import INPUT_FIELDS, PlanInput, validate_plan
+from store.models import AuditEntry, Plan
+
+NEEDS_REVIEW = "needs_review"
+NEW = "new"
+
+
+def plan_to_json(plan: Plan) -> dict[str, Any]:
+    view = plan.workflow_view or {}
+    return {
+        "id": plan.id,
+        "pandadoc_id": plan.pandadoc_id,
+        "company_name": plan.company_name,
+        "customer_email": plan.customer_email,
+        "credit_amount": format_amount(plan.credit_amount, plan.currency),
+        "discount": _percent(plan.discount),
+        "price": format_amount(plan.price, plan.currency),
+        "currency": plan.currency,
+        "start_date": plan.start_date.isoformat() if plan.start_date else None,
+        "term_months": plan.term_months,
+        "posthog_org_id": plan.posthog_org_id,
+        "payment_schedule": plan.payment_schedule,
+        "credit_start": plan.credit_start,
+        "credit_release": plan.credit_release,
+        "payment_terms_days": plan.payment_terms_days,
+        "products": list(plan.products or []),
+        "stripe_customer_id_existing": plan.stripe_customer_id_existing,
+        "state": plan.state,
+        "stripe_customer_id": plan.stripe_customer_id,
+        "invoice_id": plan.invoice_id,
+        "subscription_schedule_id": plan.subscription_schedule_id,
+        "monthly_price_id": plan.monthly_price_id,
+        "subscription_id": plan.subscription_id,
+        "credit_applied_at": _iso(plan.credit_applied_at),
+        "credit_scheduled_for": _iso(plan.credit_scheduled_for),
+        "errors": dict(plan.errors or {}),
+        "warnings": dict(plan.warnings or {}),
+        "source": plan.source,
+        "created_at": _iso(plan.created_at),
+        "updated_at": _iso(plan.updated_at),
+        "workflow": view,
+    }
+
+
+def plan_input_values(plan: Plan) -> dict[str, Any]:
+    """The row's current input fields as typed values, for validating a change against it."""
+    return {name: getattr(plan, name) for name in INPUT_FIELDS}
+
+
+def create_plan(
+    session: Session,
+    data: Mapping[str, Any],
+    *,
+    actor: str,
+    source: str = "manual",
+    known_products: Collection[str] | None = None,
+    keep_invalid: bool = False,
+    pandadoc_details: dict[str, Any] | None = None,
+) -> tuple[Plan | None, PlanInput]:
+    """Validate and insert a row. Invalid input is refused, or with `keep_invalid` stored in
+    "needs_review" with its errors and the raw values (intake must never lose a document)."""
+    checked = validate_plan(data, known_products=known_products)
+    if checked.errors and not keep_invalid:
+        return None, checked
+    if checked.warnings and not keep_invalid and not data.get("accept_warnings"):
+        return None, checked
+    plan = Plan(source=source, pandadoc_details=pandadoc_details)
+    _assign(plan, checked.values)
+    problems = {**checked.errors, **checked.warnings}
+    plan.errors = {**problems, **({"_raw": _jsonable(dict(data))} if problems else {})}
+    plan.warnings = dict(checked.warnings)
+    plan.state = NEEDS_REVIEW if problems else NEW
+    session.add(plan)
+    session.flush()
+    record(session, plan.id, actor=actor, action="create_row", outcome="ok",
+           input=_jsonable(dict(data)), result={"state": plan.state, "source": source})
+    return plan, checked
+
+
+def update_plan(
+    session: Session,
+    plan: Plan,
+    data: Mapping[str, Any],
+    *,
+    actor: str,
+    known_products: Collection[str] | None = None,
+) -> PlanInput:
+    """Apply a change after validating it against the merged row; nothing is written on error."""
+    checked = validate_plan(data, known_products=known_products, existing=plan_input_values(plan))
+    if checked.errors or (checked.warnings and not data.get("accept_warnings")):
+        return checked
+    _assign(plan, checked.values)
+    plan.warnings = {}
+    if plan.state == NEEDS_REVIEW:
+        # Every field now validates: the row can be worked on.
+        full = validate_plan(plan_input_values(plan), existing={}, accept_warnings=True)
+        if not full.errors:
+            plan.errors = {}
+            plan.state = NEW
+    record(session, plan.id, actor=actor, action="edit_row", outcome="ok",
+           input=_jsonable(dict(data)), result={"state": plan.state})
+    return checked
+
+
+def record(
+    session: Session,
+    plan_id: int,
+    *,
+    actor: str,
+    action: str,
+    outcome: str,
+    input: Mapping[str, Any] | None = None,
+    result: Mapping[str, Any] | None = None,
+    error: str | None = None,
+    dedupe_key: str | None = None,
+) -> AuditEntry | None:
+    """Append to the row's timeline. With a `dedupe_key`, a second write of the same entry
+    (an activity retried after a crash) is skipped."""
+    if dedupe_key is not None:
+        from sqlalchemy import select
+
+        if session.scalar(select(AuditEntry.id).where(AuditEntry.dedupe_key == dedupe_key)):
+            return None
+    entry = AuditEntry(plan_id=plan_id, actor=actor, action=action, outcome=outcome,
+                       input=dict(input or {}), result=dict(result or {}), error=error,
+                       dedupe_key=dedupe_key)
+    session.add(entry)
+    session.flush()
+    return entry
+
+
+def audit_to_json(entry: AuditEntry) -> dict[str, Any]:
+    return {
+        "id": entry.id, "at": _iso(entry.at), "actor": entry.actor, "action": entry.action,
+        "outcome": entry.outcome, "input": entry.input, "result": entry.result, "error": entry.error,
+    }
+
+
+def _assign(plan: Plan, values: Mapping[str, Any]) -> None:
+    for name, value in values.items():
+        setattr(plan, name, value)
+
+
+def _percent(value: Decimal | None) -> str:
+    if value is None:
+        return "0"
+    text = format(value, "f")
+    return text.rstrip("0").rstrip(".") if "." in text else text
+
+
+def _iso(value: datetime | date | None) -> str | None:
+    return value.isoformat() if value is not None else None
+
+
+def _jsonable(data: dict[str, Any]) -> dict[str, Any]:
+    return {k: (v if isinstance(v, (str, int, float, bool, list, dict, type(None))) else str(v))
+            for k, v in data.items()}

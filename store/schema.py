@@ -1,0 +1,6 @@
+"""Every table the migrations manage: importing a models module registers its tables."""
+
+from store import models  # noqa: F401  (plans, audit, users, tokens, inbox)
+from store.models import Base
+
+metadata = Base.metadata

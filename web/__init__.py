@@ -1,0 +1,47 @@
+"""The Flask application factory: table UI, JSON API, webhook receivers, auth, revenue pages."""
+
+from __future__ import annotations
+
+from datetime import timedelta
+from typing import Any
+
+from flask import Flask
+
+from settings import Settings
+
+
+def create_app(settings: Settings | None = None, *, temporal: Any = None) -> Flask:
+    """Build the app. Tests pass their own `settings`; `temporal` may be a ready `TemporalBridge`."""
+    settings = settings or Settings.load()
+    app = Flask(__name__)
+    app.config.update(
+        SECRET_KEY=settings.secret_key,
+        SESSION_COOKIE_SECURE=settings.secure_cookies,
+        SESSION_COOKIE_HTTPONLY=True,
+        SESSION_COOKIE_SAMESITE="Lax",
+        PERMANENT_SESSION_LIFETIME=timedelta(minutes=settings.session_minutes),
+        MAX_CONTENT_LENGTH=5 * 1024 * 1024,
+    )
+    app.extensions["revops.settings"] = settings
+    if temporal is None:
+        from temporal_client import connect
+        from web.temporal_bridge import TemporalBridge
+
+        temporal = TemporalBridge(lambda: connect(settings))
+    app.extensions["revops.temporal"] = temporal
+
+    from web import (
+        admin,
+        api,
+        auth,
+        health,
+        pandadoc_webhooks,
+        revenue,
+        stripe_webhooks,
+        table,
+    )
+
+    for module in (health, auth, admin, api, table, stripe_webhooks, pandadoc_webhooks, revenue):
+        app.register_blueprint(module.bp)
+    auth.install(app)
+    return app

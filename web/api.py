@@ -1,0 +1,5 @@
+"""(placeholder: filled in by its owner)"""
+
+from flask import Blueprint
+
+bp = Blueprint("api", __name__)

@@ -1,0 +1,52 @@
+"""The Temporal worker: registers every workflow and activity of every area of the product."""
+
+from __future__ import annotations
+
+import asyncio
+from collections.abc import Callable
+from concurrent.futures import ThreadPoolExecutor
+from typing import Any
+
+from temporalio.client import Client
+from temporalio.worker import Worker
+
+from settings import Settings
+
+# Each area owns workflows/<area>.py (WORKFLOWS) and activities/<area>.py (build(settings)).
+AREAS = ("plan", "intake", "revenue")
+
+
+def all_workflows() -> list[type]:
+    import importlib
+
+    return [wf for area in AREAS for wf in importlib.import_module(f"workflows.{area}").WORKFLOWS]
+
+
+def all_activities(settings: Settings) -> list[Callable[..., Any]]:
+    import importlib
+
+    return [fn for area in AREAS for fn in importlib.import_module(f"activities.{area}").build(settings)]
+
+
+def build_worker(client: Client, settings: Settings, *, task_queue: str | None = None) -> Worker:
+    # Activities are synchronous (stripe, SQLAlchemy, requests): they run on this thread pool.
+    return Worker(
+        client,
+        task_queue=task_queue or settings.temporal_task_queue,
+        workflows=all_workflows(),
+        activities=all_activities(settings),
+        activity_executor=ThreadPoolExecutor(max_workers=32),
+        max_concurrent_activities=32,
+    )
+
+
+async def run(settings: Settings) -> None:
+    from temporal_client import connect
+
+    client = await connect(settings)
+    worker = build_worker(client, settings)
+    await worker.run()
+
+
+if __name__ == "__main__":
+    asyncio.run(run(Settings.load()))
