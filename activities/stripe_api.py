@@ -9,13 +9,14 @@ from __future__ import annotations
 from functools import lru_cache
 
 import stripe
+from stripe._base_address import BaseAddresses
 
 from settings import Settings
 
 
 @lru_cache(maxsize=8)
 def _client(api_key: str, api_base: str, max_network_retries: int) -> stripe.StripeClient:
-    bases: stripe.BaseAddresses = {}
+    bases: BaseAddresses = {}
     if api_base:
         bases = {"api": api_base, "files": api_base, "connect": api_base}
     return stripe.StripeClient(api_key, base_addresses=bases, max_network_retries=max_network_retries)
