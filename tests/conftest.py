@@ -6,4 +6,5 @@ pytest_plugins = [
     "tests.fixtures.stripe_sandbox",
     "tests.fixtures.pandadoc",
     "tests.fixtures.sheets",
+    "tests.fixtures.stack",
 ]
