@@ -7,4 +7,5 @@ pytest_plugins = [
     "tests.fixtures.pandadoc",
     "tests.fixtures.sheets",
     "tests.fixtures.stack",
+    "tests.fixtures.postgres",
 ]
