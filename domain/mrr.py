@@ -1,0 +1,204 @@
+"""Monthly recurring revenue from subscription state, and how it moved between two dates.
+
+MRR of a subscription on a day = Σ items (unit amount × quantity normalised to one month), minus
+its discounts that are in force that day; zero before it starts, while it is trialing, and from
+the moment it has ended. Normalising: a month is 1/12 of a year, a week 52/12 per month, a day
+365/12 per month; `interval_count` divides. Sums are exact fractions, rounded half up to a minor
+unit once per subscription, so nothing drifts across items.
+
+A "once" discount applies to a single invoice, so it is not recurring revenue and does not lower
+MRR; "repeating" discounts lower it for their months, "forever" ones always. `amount_off` is per
+invoice, so it is normalised by the subscription's billing interval like the prices.
+
+Known limit: MRR on a past day uses today's items and prices of each subscription (Stripe keeps no
+item history); movements are therefore exact for starts, trials, cancellations and discounts, and
+for upgrades only as far as the warehouse has seen them.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable, Iterable, Mapping
+from dataclasses import dataclass, field
+from datetime import date, datetime
+from decimal import Decimal
+from fractions import Fraction
+
+MONTHS_PER_INTERVAL = {
+    "day": Fraction(12, 365),
+    "week": Fraction(12, 52),
+    "month": Fraction(1),
+    "year": Fraction(12),
+}
+# Statuses that never produced revenue: the first payment did not go through.
+NEVER_COUNTED = frozenset({"incomplete", "incomplete_expired"})
+
+
+class MrrError(ValueError):
+    """A subscription whose state cannot be turned into MRR; the message says which and why."""
+
+
+@dataclass(frozen=True)
+class Item:
+    unit_amount: int  # minor units per interval per unit
+    quantity: int
+    interval: str  # day | week | month | year
+    interval_count: int = 1
+
+    def monthly(self) -> Fraction:
+        if self.interval not in MONTHS_PER_INTERVAL:
+            raise MrrError(f"Price interval {self.interval!r} is not one of day, week, month, year.")
+        if self.interval_count <= 0:
+            raise MrrError(f"Price interval_count {self.interval_count} must be positive.")
+        months = MONTHS_PER_INTERVAL[self.interval] * self.interval_count
+        return Fraction(self.unit_amount * self.quantity) / months
+
+
+@dataclass(frozen=True)
+class Discount:
+    percent_off: Decimal | None = None
+    amount_off: int | None = None  # minor units off each invoice
+    duration: str = "forever"  # once | repeating | forever
+    start: date | None = None
+    end: date | None = None  # Stripe's discount `end`; for repeating: start + duration_in_months
+
+    def in_force(self, on: date) -> bool:
+        if self.duration == "once":
+            return False
+        if self.start is not None and on < self.start:
+            return False
+        return self.end is None or on < self.end
+
+
+@dataclass(frozen=True)
+class Subscription:
+    id: str
+    customer: str
+    currency: str
+    status: str
+    start: date
+    items: tuple[Item, ...]
+    discounts: tuple[Discount, ...] = ()
+    trial_end: date | None = None
+    ended_at: date | None = None  # set once cancelled for good (immediately or at period end)
+
+    def counts_on(self, on: date) -> bool:
+        if self.status in NEVER_COUNTED:
+            return False
+        if on < self.start:
+            return False
+        if self.trial_end is not None and on < self.trial_end:
+            return False
+        return self.ended_at is None or on < self.ended_at
+
+
+def _round_half_up(value: Fraction) -> int:
+    if value < 0:
+        return -_round_half_up(-value)
+    return int((value + Fraction(1, 2)).__floor__())
+
+
+def subscription_mrr(sub: Subscription, on: date) -> int:
+    """MRR of one subscription on `on`, in minor units of its currency (never negative)."""
+    if not sub.counts_on(on):
+        return 0
+    gross = sum((item.monthly() for item in sub.items), Fraction(0))
+    billing_months = MONTHS_PER_INTERVAL[sub.items[0].interval] * sub.items[0].interval_count if sub.items else 1
+    value = gross
+    for discount in sub.discounts:
+        if not discount.in_force(on):
+            continue
+        if discount.percent_off is not None:
+            value -= gross * Fraction(discount.percent_off) / 100
+        if discount.amount_off is not None:
+            value -= Fraction(discount.amount_off) / billing_months
+    return max(_round_half_up(value), 0)
+
+
+Convert = Callable[[int, str], int]
+
+
+def _same(amount: int, currency: str) -> int:
+    return amount
+
+
+def mrr_by_customer(subs: Iterable[Subscription], on: date, convert: Convert = _same) -> dict[str, int]:
+    """Customer → MRR on `on`, each subscription converted to one currency by `convert`."""
+    out: dict[str, int] = {}
+    for sub in subs:
+        value = subscription_mrr(sub, on)
+        if value:
+            out[sub.customer] = out.get(sub.customer, 0) + convert(value, sub.currency)
+    return out
+
+
+@dataclass(frozen=True)
+class Movements:
+    start_mrr: int
+    end_mrr: int
+    new: int
+    expansion: int
+    contraction: int  # positive: how much MRR went down
+    churned: int  # positive: MRR of customers who left
+    new_customers: int = 0
+    churned_customers: int = 0
+    by_customer: dict[str, int] = field(default_factory=dict)  # customer → change
+
+    @property
+    def net_new(self) -> int:
+        return self.new + self.expansion - self.contraction - self.churned
+
+
+def movements(before: Mapping[str, int], after: Mapping[str, int]) -> Movements:
+    """Classify each customer's MRR change between two snapshots.
+
+    new: from zero to something; churned: from something to zero; expansion / contraction: up or
+    down while staying above zero. start + net_new == end, always.
+    """
+    new = expansion = contraction = churned = 0
+    new_customers = churned_customers = 0
+    changes: dict[str, int] = {}
+    for customer in set(before) | set(after):
+        a, b = before.get(customer, 0), after.get(customer, 0)
+        if a == b:
+            continue
+        changes[customer] = b - a
+        if a == 0:
+            new += b
+            new_customers += 1
+        elif b == 0:
+            churned += a
+            churned_customers += 1
+        elif b > a:
+            expansion += b - a
+        else:
+            contraction += a - b
+    return Movements(sum(before.values()), sum(after.values()), new, expansion, contraction, churned,
+                     new_customers, churned_customers, changes)
+
+
+@dataclass(frozen=True)
+class Summary:
+    mrr: int
+    arr: int
+    customers: int
+    arpu: int  # MRR per paying customer, rounded half up
+
+
+def summarise(by_customer: Mapping[str, int]) -> Summary:
+    total = sum(by_customer.values())
+    paying = sum(1 for v in by_customer.values() if v > 0)
+    arpu = _round_half_up(Fraction(total, paying)) if paying else 0
+    return Summary(total, total * 12, paying, arpu)
+
+
+def as_date(value: datetime | date | int | None) -> date | None:
+    """Stripe timestamps (unix seconds) and datetimes to the UTC day they fall on."""
+    if value is None:
+        return None
+    if isinstance(value, datetime):
+        return value.date()
+    if isinstance(value, date):
+        return value
+    from datetime import UTC
+
+    return datetime.fromtimestamp(value, UTC).date()
