@@ -1,5 +1,436 @@
-"""(placeholder: filled in by its owner)"""
+"""The Annual Plan Table RevOps works in: the table, a row page, adding and editing rows, buttons.
 
-from flask import Blueprint
+Everything shown comes from the `plans` rows (the workflow projects its state into them), so
+rendering never waits on Temporal. Buttons call `web.plan_service.perform_action`, the same
+function the JSON API uses; whether a button is enabled, and why not, comes from
+`web.plan_service.actions_for`, which reads the same rule the workflow's validators use.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Mapping
+from dataclasses import dataclass
+from datetime import datetime
+from typing import Any
+
+from flask import Blueprint, abort, flash, jsonify, redirect, render_template, request, url_for
+from sqlalchemy import Select, func, or_, select
+from sqlalchemy.orm import defer
+
+from activities.stripe_api import dashboard_url
+from domain.billing_config import BillingConfig, load_billing_config
+from domain.money import format_amount
+from domain.plan_input import CREDIT_RELEASES, CREDIT_STARTS, INPUT_FIELDS, PAYMENT_SCHEDULES
+from store.accounts import Principal
+from store.models import AuditEntry, Plan
+from store.plans import _percent, audit_to_json, create_plan, update_plan
+from temporal_client import workflow_url
+from web.auth import current_principal, requires
+from web.context import db, settings
 
 bp = Blueprint("table", __name__)
+
+PAGE_SIZE = 50
+MAX_LIVE_ROWS = 200
+
+ACTION_LABELS = {
+    "create_customer": "Create Stripe customer",
+    "create_invoice": "Create invoice – upfront",
+    "send_invoice": "Send invoice",
+    "apply_credit": "Apply credit",
+    "schedule_subscription": "Schedule subscription",
+    "create_monthly_subscription": "Create and add – monthly sub",
+    "apply_credit_monthly": "Apply credit – monthly",
+    "sync_billing_service": "Update billing service",
+    "retry_step": "Retry step",
+}
+# The runbook's buttons per payment schedule, in the order a person clicks them.
+SCHEDULE_ACTIONS = {
+    "upfront": ("create_customer", "create_invoice", "send_invoice", "apply_credit", "schedule_subscription"),
+    "monthly": ("create_customer", "create_monthly_subscription", "apply_credit_monthly", "sync_billing_service"),
+}
+FALLBACK_STATE_LABELS = {"new": "New", "needs_review": "Needs review"}
+
+FIELD_LABELS = {
+    "pandadoc_id": "PandaDoc order form",
+    "company_name": "Company name",
+    "customer_email": "Customer email",
+    "credit_amount": "Credit amount",
+    "discount": "Discount (%)",
+    "price": "Price",
+    "currency": "Currency",
+    "start_date": "Start date",
+    "term_months": "Term",
+    "posthog_org_id": "PostHog org ID",
+    "payment_schedule": "Payment schedule",
+    "credit_start": "Credit start",
+    "credit_release": "Credit release (monthly)",
+    "payment_terms_days": "Payment terms (days)",
+    "products": "Products to subscribe",
+    "stripe_customer_id_existing": "Stripe ID – existing",
+}
+FIELD_HINTS = {
+    "credit_amount": "In major units, e.g. 120000.00",
+    "price": "What the customer pays for the whole term, e.g. 96000.00",
+    "term_months": "e.g. 12 months, 1 year, 24",
+    "stripe_customer_id_existing": "cus_… when the customer already has a Stripe account",
+}
+CHOICES = {
+    "payment_schedule": PAYMENT_SCHEDULES,
+    "credit_start": CREDIT_STARTS,
+    "credit_release": CREDIT_RELEASES,
+}
+ID_LABELS = {
+    "stripe_customer_id_existing": "Existing Stripe customer",
+    "stripe_customer_id": "Stripe customer",
+    "invoice_id": "Invoice",
+    "subscription_schedule_id": "Subscription schedule",
+    "monthly_price_id": "Monthly price",
+    "subscription_id": "Subscription",
+}
+
+
+# --- what the plan workflow engineer provides ---------------------------------------------------
+
+def state_labels() -> dict[str, str]:
+    try:
+        from domain.plan_rules import STATE_LABELS
+    except ImportError:  # pragma: no cover - only before the plan rules exist
+        return dict(FALLBACK_STATE_LABELS)
+    return {**FALLBACK_STATE_LABELS, **STATE_LABELS}
+
+
+def action_labels() -> dict[str, str]:
+    try:
+        from domain.plan_rules import ACTION_LABELS as RULE_LABELS
+    except ImportError:  # pragma: no cover
+        return dict(ACTION_LABELS)
+    return {**ACTION_LABELS, **RULE_LABELS}
+
+
+def _actions_for(plan: Plan) -> dict[str, dict[str, Any]]:
+    try:
+        from web.plan_service import actions_for
+    except ImportError:  # pragma: no cover - only before the plan service exists
+        reason = "Actions are not available yet: the plan workflow is not installed."
+        return {name: {"allowed": False, "reason": reason} for name in ACTION_LABELS}
+    return actions_for(plan)
+
+
+@dataclass(frozen=True)
+class Button:
+    action: str
+    label: str
+    allowed: bool
+    reason: str
+    is_next: bool = False
+
+
+def buttons_for(plan: Plan, principal: Principal | None) -> list[Button]:
+    """The row's buttons in runbook order; a viewer's are all disabled, saying why."""
+    actions = _actions_for(plan)
+    names = list(SCHEDULE_ACTIONS.get(plan.payment_schedule, SCHEDULE_ACTIONS["upfront"]))
+    if actions.get("retry_step", {}).get("allowed"):
+        names.insert(0, "retry_step")
+    may_act = principal is not None and principal.can("operator")
+    buttons: list[Button] = []
+    labels = action_labels()
+    next_found = False
+    for name in names:
+        info = actions.get(name, {"allowed": False, "reason": "This step does not apply to this row."})
+        allowed = bool(info.get("allowed"))
+        reason = str(info.get("reason") or "")
+        if allowed and not may_act:
+            allowed, reason = False, "Viewers cannot run actions; ask an operator."
+        is_next = allowed and not next_found
+        next_found = next_found or is_next
+        buttons.append(Button(name, labels.get(name, name), allowed, reason, is_next))
+    return buttons
+
+
+# --- the table ----------------------------------------------------------------------------------
+
+def billing_config() -> BillingConfig:
+    return load_billing_config(settings().billing_config)
+
+
+def _filtered(q: str, state: str, schedule: str) -> Select[tuple[Plan]]:
+    stmt = select(Plan)
+    if q:
+        pattern = f"%{q.lower()}%"
+        stmt = stmt.where(or_(func.lower(Plan.company_name).like(pattern), Plan.customer_email.like(pattern)))
+    if state:
+        stmt = stmt.where(Plan.state == state)
+    if schedule:
+        stmt = stmt.where(Plan.payment_schedule == schedule)
+    return stmt
+
+
+def version(plan: Plan) -> str:
+    """Changes whenever the row does: the live refresh compares it."""
+    stamp = plan.updated_at or plan.created_at
+    return f"{stamp.timestamp():.6f}" if isinstance(stamp, datetime) else "0"
+
+
+def row_context(plan: Plan, principal: Principal | None) -> dict[str, Any]:
+    return {"plan": plan, "buttons": buttons_for(plan, principal), "version": version(plan)}
+
+
+@bp.get("/")
+@requires("viewer")
+def index() -> Any:
+    q = request.args.get("q", "").strip()
+    state = request.args.get("state", "").strip()
+    schedule = request.args.get("schedule", "").strip()
+    try:
+        page = max(1, int(request.args.get("page", "1")))
+    except ValueError:
+        page = 1
+    principal = current_principal()
+    filtered = _filtered(q, state, schedule)
+    with db() as s:
+        total = s.scalar(select(func.count()).select_from(filtered.subquery())) or 0
+        pages = max(1, -(-total // PAGE_SIZE))
+        page = min(page, pages)
+        plans = s.scalars(
+            filtered.options(defer(Plan.pandadoc_details))
+            .order_by(Plan.id.desc()).offset((page - 1) * PAGE_SIZE).limit(PAGE_SIZE)
+        ).all()
+        rows = [row_context(plan, principal) for plan in plans]
+    args = {k: v for k, v in (("q", q), ("state", state), ("schedule", schedule)) if v}
+    return render_template(
+        "table/index.html", rows=rows, total=total, page=page, pages=pages, args=args,
+        q=q, state=state, schedule=schedule, **_shared_context(),
+    )
+
+
+@bp.get("/table/rows")
+@requires("viewer")
+def live_rows() -> Any:
+    """Rows of the page whose version changed: `?rows=12:1763740000.123456,13:…` → their new HTML."""
+    known: dict[int, str] = {}
+    for part in request.args.get("rows", "").split(",")[:MAX_LIVE_ROWS]:
+        plan_id, _, seen = part.partition(":")
+        if plan_id.isdigit():
+            known[int(plan_id)] = seen
+    principal = current_principal()
+    changed: dict[str, dict[str, str]] = {}
+    if known:
+        with db() as s:
+            stamps = s.execute(select(Plan.id, Plan.updated_at).where(Plan.id.in_(known))).all()
+            stale = [pid for pid, stamp in stamps if stamp is None or f"{stamp.timestamp():.6f}" != known[pid]]
+            if stale:
+                plans = s.scalars(select(Plan).options(defer(Plan.pandadoc_details)).where(Plan.id.in_(stale))).all()
+                shared = _shared_context()
+                for plan in plans:
+                    html = render_template("table/_row.html", **row_context(plan, principal), **shared)
+                    changed[str(plan.id)] = {"version": version(plan), "html": html}
+    return jsonify({"rows": changed})
+
+
+def _shared_context() -> dict[str, Any]:
+    return {
+        "labels": state_labels(),
+        "products": billing_config().products,
+        "money": format_amount,
+        "percent": _percent,
+        "dashboard": lambda object_id: dashboard_url(settings(), object_id),
+        "schedules": PAYMENT_SCHEDULES,
+    }
+
+
+# --- buttons ------------------------------------------------------------------------------------
+
+@bp.post("/plans/<int:plan_id>/actions/<action>")
+@requires("operator")
+def run_action(plan_id: int, action: str) -> Any:
+    from web.plan_service import ActionRejected, perform_action
+
+    principal = current_principal()
+    assert principal is not None  # guaranteed by @requires
+    params = {k: v for k, v in request.form.items() if k not in ("csrf_token", "next")}
+    label = action_labels().get(action, action)
+    try:
+        perform_action(plan_id, action, principal, params)
+    except ActionRejected as exc:
+        flash(f"{label} was not done: {exc}", "error")
+    else:
+        flash(f"{label}: done.", "ok")
+    return redirect(_back(plan_id))
+
+
+@bp.post("/plans/<int:plan_id>/products")
+@requires("operator")
+def save_products(plan_id: int) -> Any:
+    chosen = request.form.getlist("products")
+    principal = current_principal()
+    assert principal is not None
+    with db() as s:
+        plan = s.get(Plan, plan_id)
+        if plan is None:
+            abort(404)
+        checked = update_plan(s, plan, {"products": chosen}, actor=principal.email,
+                              known_products=billing_config().products.keys())
+    if checked.errors:
+        flash(f"Products of row {plan_id} were not saved: {checked.errors.get('products', checked.errors)}", "error")
+    else:
+        flash(f"Products of row {plan_id} saved.", "ok")
+    return redirect(_back(plan_id))
+
+
+def _back(plan_id: int) -> str:
+    target = request.form.get("next", "")
+    if target.startswith("/") and not target.startswith("//"):
+        return target
+    return url_for("table.show_plan", plan_id=plan_id)
+
+
+# --- adding and editing rows --------------------------------------------------------------------
+
+def form_values(plan: Plan) -> dict[str, Any]:
+    """The row's input fields as the text a person typed (money in major units)."""
+    values: dict[str, Any] = {}
+    for name in INPUT_FIELDS:
+        value = getattr(plan, name)
+        if name in ("credit_amount", "price"):
+            values[name] = format_amount(value, plan.currency) if value else ""
+        elif name == "discount":
+            values[name] = _percent(value)
+        elif name == "start_date":
+            values[name] = value.isoformat() if value else ""
+        elif name == "products":
+            values[name] = sorted(value or [])
+        else:
+            values[name] = "" if value is None else str(value)
+    return values
+
+
+def submitted_values(form: Mapping[str, Any]) -> dict[str, Any]:
+    values: dict[str, Any] = {name: str(form.get(name, "")).strip() for name in INPUT_FIELDS}
+    values["products"] = sorted(request.form.getlist("products"))
+    return values
+
+
+def _form_context(values: Mapping[str, Any], errors: Mapping[str, str], warnings: Mapping[str, str]) -> dict[str, Any]:
+    return {
+        "values": values, "errors": errors, "warnings": warnings, "labels_for": FIELD_LABELS,
+        "hints": FIELD_HINTS, "choices": CHOICES, "products": billing_config().products,
+        "fields": INPUT_FIELDS,
+    }
+
+
+@bp.route("/plans/new", methods=["GET", "POST"])
+@requires("operator")
+def new_plan() -> Any:
+    if request.method == "GET":
+        blank = {name: "" for name in INPUT_FIELDS}
+        blank.update(currency="usd", discount="0", payment_schedule="upfront", credit_start="immediately",
+                     credit_release="all", payment_terms_days="30", term_months="12 months", products=[])
+        return render_template("table/new.html", **_form_context(blank, {}, {}))
+    principal = current_principal()
+    assert principal is not None
+    values = submitted_values(request.form)
+    data = {k: v for k, v in values.items() if v not in ("", [])}
+    if request.form.get("accept_warnings"):
+        data["accept_warnings"] = True
+    with db() as s:
+        taken = _pandadoc_taken(s, values["pandadoc_id"], None)
+        plan, checked = (None, None) if taken else create_plan(
+            s, data, actor=principal.email, source="manual", known_products=billing_config().products.keys())
+        plan_id = plan.id if plan is not None else None
+    if plan_id is None:
+        errors = dict(checked.errors) if checked else {}
+        if taken:
+            errors["pandadoc_id"] = taken
+        warnings = dict(checked.warnings) if checked else {}
+        return render_template("table/new.html", **_form_context(values, errors, warnings)), 422
+    flash(f"Row {plan_id} added.", "ok")
+    return redirect(url_for("table.show_plan", plan_id=plan_id))
+
+
+def _pandadoc_taken(session: Any, pandadoc_id: str, own_id: int | None) -> str | None:
+    if not pandadoc_id:
+        return None
+    other = session.scalar(select(Plan.id).where(Plan.pandadoc_id == pandadoc_id))
+    if other is not None and other != own_id:
+        return f"Row {other} already has the PandaDoc order form {pandadoc_id!r}; edit that row instead."
+    return None
+
+
+@bp.get("/plans/<int:plan_id>")
+@requires("viewer")
+def show_plan(plan_id: int) -> Any:
+    with db() as s:
+        plan = s.get(Plan, plan_id)
+        if plan is None:
+            abort(404)
+        return render_template("table/plan.html", **_plan_page(s, plan, form_values(plan), {}, {}))
+
+
+@bp.post("/plans/<int:plan_id>")
+@requires("operator")
+def edit_plan(plan_id: int) -> Any:
+    principal = current_principal()
+    assert principal is not None
+    values = submitted_values(request.form)
+    with db() as s:
+        plan = s.get(Plan, plan_id)
+        if plan is None:
+            abort(404)
+        before = form_values(plan)
+        changed = {k: v for k, v in values.items() if v != before[k]}
+        if "currency" in changed:
+            # Amounts are typed in the currency's units: re-read them in the new one.
+            changed.update(credit_amount=values["credit_amount"], price=values["price"])
+        if not changed:
+            flash("Nothing changed.", "ok")
+            return redirect(url_for("table.show_plan", plan_id=plan_id))
+        if request.form.get("accept_warnings"):
+            changed["accept_warnings"] = True
+        taken = _pandadoc_taken(s, values["pandadoc_id"], plan.id) if "pandadoc_id" in changed else None
+        if taken:
+            errors, warnings = {"pandadoc_id": taken}, {}
+        else:
+            checked = update_plan(s, plan, changed, actor=principal.email,
+                                  known_products=billing_config().products.keys())
+            errors, warnings = dict(checked.errors), dict(checked.warnings)
+            if not errors and (not warnings or changed.get("accept_warnings")):
+                flash(f"Row {plan_id} saved.", "ok")
+                return redirect(url_for("table.show_plan", plan_id=plan_id))
+        return render_template("table/plan.html", **_plan_page(s, plan, values, errors, warnings)), 422
+
+
+def _plan_page(s: Any, plan: Plan, values: Mapping[str, Any], errors: Mapping[str, str],
+               warnings: Mapping[str, str]) -> dict[str, Any]:
+    return {
+        **_form_context(values, errors, warnings),
+        **_live_context(s, plan),
+        **_shared_context(),
+    }
+
+
+def _live_context(s: Any, plan: Plan) -> dict[str, Any]:
+    principal = current_principal()
+    timeline = s.scalars(select(AuditEntry).where(AuditEntry.plan_id == plan.id).order_by(AuditEntry.id.desc())).all()
+    links = [(ID_LABELS[name], value, dashboard_url(settings(), value))
+             for name in ID_LABELS if (value := getattr(plan, name))]
+    return {
+        "plan": plan, "buttons": buttons_for(plan, principal), "version": version(plan),
+        "timeline": [audit_to_json(entry) for entry in timeline], "stripe_links": links,
+        "workflow_link": workflow_url(settings(), plan.workflow_id),
+        "view": {k: v for k, v in (plan.workflow_view or {}).items() if k != "actions"},
+    }
+
+
+@bp.get("/plans/<int:plan_id>/live")
+@requires("viewer")
+def live_plan(plan_id: int) -> Any:
+    """The row page's status panel when the row changed since `?version=`; 204 when it did not."""
+    with db() as s:
+        plan = s.get(Plan, plan_id)
+        if plan is None:
+            abort(404)
+        if request.args.get("version") == version(plan):
+            return "", 204
+        html = render_template("table/_status.html", **_live_context(s, plan), **_shared_context())
+        return jsonify({"version": version(plan), "html": html})
