@@ -1,0 +1,483 @@
+"""The revenue warehouse: Stripe objects in SQL, the revenue schedule, sync checkpoints, rates.
+
+Every Stripe table keeps the object's raw JSON (`raw`, exactly as the API returned it) beside the
+typed columns reports query on, a `deleted_at` for soft deletes (deleted customers, products,
+draft invoices; rows are never removed), and `event_created`: the `created` time of the last
+event applied to the row, so an older event replayed late cannot overwrite a newer state.
+
+Money is integer minor units beside a lowercase ISO currency, as Stripe sends it.
+
+Views (created by migration 0004_warehouse, not models): `persons_revenue_analytics` and
+`groups_revenue_analytics`, see docs/revenue.md. `amount` there is in MAJOR units of `currency`
+(dollars, as in the seed's `amount > 1000000`), `amount_minor` the same in minor units.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable, Iterable, Mapping
+from datetime import UTC, date, datetime
+from decimal import Decimal
+from typing import Any
+
+from sqlalchemy import (
+    BigInteger,
+    Boolean,
+    Date,
+    Index,
+    Integer,
+    Numeric,
+    String,
+    Text,
+    UniqueConstraint,
+)
+from sqlalchemy.orm import Mapped, Session, mapped_column
+
+from store.models import Base, utcnow
+
+ID = String(255)
+
+
+def ts(value: Any) -> datetime | None:
+    """A Stripe unix timestamp as an aware UTC datetime."""
+    if value is None or value == "":
+        return None
+    return datetime.fromtimestamp(int(value), UTC)
+
+
+def _id(value: Any) -> str | None:
+    """An expandable field: either an id string or an expanded object with an `id`."""
+    if isinstance(value, dict):
+        return value.get("id")
+    return value if isinstance(value, str) else None
+
+
+class StripeObject:
+    """Columns every warehouse table of Stripe objects shares."""
+
+    id: Mapped[str] = mapped_column(ID, primary_key=True)
+    created: Mapped[datetime | None] = mapped_column(index=True)
+    raw: Mapped[dict[str, Any]] = mapped_column(default=dict)
+    deleted_at: Mapped[datetime | None]
+    event_created: Mapped[int | None] = mapped_column(BigInteger)  # unix seconds of the last applied event
+    synced_at: Mapped[datetime] = mapped_column(default=utcnow)
+
+
+class StripeCustomer(StripeObject, Base):
+    __tablename__ = "stripe_customers"
+
+    email: Mapped[str | None] = mapped_column(String(254))
+    name: Mapped[str | None] = mapped_column(String(255))
+    currency: Mapped[str | None] = mapped_column(String(3))
+    # Resolved by domain.persons after each change to the customer or its children.
+    person_distinct_id: Mapped[str | None] = mapped_column(String(255), index=True)
+    person_source: Mapped[str | None] = mapped_column(String(300))
+    group_key: Mapped[str | None] = mapped_column(String(255), index=True)
+    group_source: Mapped[str | None] = mapped_column(String(300))
+
+
+class StripeCharge(StripeObject, Base):
+    __tablename__ = "stripe_charges"
+
+    customer_id: Mapped[str | None] = mapped_column(ID, index=True)
+    invoice_id: Mapped[str | None] = mapped_column(ID, index=True)
+    payment_intent_id: Mapped[str | None] = mapped_column(ID, index=True)
+    amount: Mapped[int] = mapped_column(BigInteger, default=0)
+    amount_refunded: Mapped[int] = mapped_column(BigInteger, default=0)
+    currency: Mapped[str] = mapped_column(String(3), default="usd")
+    status: Mapped[str | None] = mapped_column(String(32))
+    paid: Mapped[bool] = mapped_column(Boolean, default=False)
+
+
+class StripeInvoice(StripeObject, Base):
+    __tablename__ = "stripe_invoices"
+
+    customer_id: Mapped[str | None] = mapped_column(ID, index=True)
+    subscription_id: Mapped[str | None] = mapped_column(ID, index=True)
+    status: Mapped[str | None] = mapped_column(String(32), index=True)
+    currency: Mapped[str] = mapped_column(String(3), default="usd")
+    total: Mapped[int] = mapped_column(BigInteger, default=0)
+    amount_paid: Mapped[int] = mapped_column(BigInteger, default=0)
+    paid_at: Mapped[datetime | None] = mapped_column(index=True)
+    period_start: Mapped[datetime | None]
+    period_end: Mapped[datetime | None]
+
+
+class StripeInvoiceLine(StripeObject, Base):
+    __tablename__ = "stripe_invoice_lines"
+
+    invoice_id: Mapped[str] = mapped_column(ID, index=True)
+    subscription_id: Mapped[str | None] = mapped_column(ID)
+    price_id: Mapped[str | None] = mapped_column(ID)
+    amount: Mapped[int] = mapped_column(BigInteger, default=0)
+    discount_amount: Mapped[int] = mapped_column(BigInteger, default=0)
+    currency: Mapped[str] = mapped_column(String(3), default="usd")
+    quantity: Mapped[int | None] = mapped_column(BigInteger)
+    period_start: Mapped[datetime | None]
+    period_end: Mapped[datetime | None]
+
+
+class StripeInvoiceItem(StripeObject, Base):
+    __tablename__ = "stripe_invoice_items"
+
+    customer_id: Mapped[str | None] = mapped_column(ID, index=True)
+    invoice_id: Mapped[str | None] = mapped_column(ID, index=True)
+    amount: Mapped[int] = mapped_column(BigInteger, default=0)
+    currency: Mapped[str] = mapped_column(String(3), default="usd")
+
+
+class StripePrice(StripeObject, Base):
+    __tablename__ = "stripe_prices"
+
+    product_id: Mapped[str | None] = mapped_column(ID, index=True)
+    currency: Mapped[str] = mapped_column(String(3), default="usd")
+    unit_amount: Mapped[int | None] = mapped_column(BigInteger)
+    type: Mapped[str | None] = mapped_column(String(16))
+    interval: Mapped[str | None] = mapped_column(String(8))
+    interval_count: Mapped[int | None] = mapped_column(Integer)
+    active: Mapped[bool] = mapped_column(Boolean, default=True)
+
+
+class StripeProduct(StripeObject, Base):
+    __tablename__ = "stripe_products"
+
+    name: Mapped[str | None] = mapped_column(String(255))
+    active: Mapped[bool] = mapped_column(Boolean, default=True)
+
+
+class StripeSubscription(StripeObject, Base):
+    __tablename__ = "stripe_subscriptions"
+
+    customer_id: Mapped[str | None] = mapped_column(ID, index=True)
+    status: Mapped[str | None] = mapped_column(String(32), index=True)
+    currency: Mapped[str] = mapped_column(String(3), default="usd")
+    start_date: Mapped[datetime | None]
+    trial_end: Mapped[datetime | None]
+    cancel_at: Mapped[datetime | None]
+    canceled_at: Mapped[datetime | None]
+    ended_at: Mapped[datetime | None]
+
+
+class StripeSubscriptionItem(StripeObject, Base):
+    __tablename__ = "stripe_subscription_items"
+
+    subscription_id: Mapped[str] = mapped_column(ID, index=True)
+    price_id: Mapped[str | None] = mapped_column(ID)
+    quantity: Mapped[int] = mapped_column(BigInteger, default=1)
+
+
+class StripeSubscriptionSchedule(StripeObject, Base):
+    __tablename__ = "stripe_subscription_schedules"
+
+    customer_id: Mapped[str | None] = mapped_column(ID, index=True)
+    subscription_id: Mapped[str | None] = mapped_column(ID)
+    status: Mapped[str | None] = mapped_column(String(32))
+
+
+class StripeCustomerBalanceTransaction(StripeObject, Base):
+    __tablename__ = "stripe_customer_balance_transactions"
+
+    customer_id: Mapped[str | None] = mapped_column(ID, index=True)
+    invoice_id: Mapped[str | None] = mapped_column(ID)
+    amount: Mapped[int] = mapped_column(BigInteger, default=0)  # negative = a credit to the customer
+    currency: Mapped[str] = mapped_column(String(3), default="usd")
+    type: Mapped[str | None] = mapped_column(String(64))
+
+
+class StripeBalanceTransaction(StripeObject, Base):
+    __tablename__ = "stripe_balance_transactions"
+
+    source_id: Mapped[str | None] = mapped_column(ID, index=True)
+    amount: Mapped[int] = mapped_column(BigInteger, default=0)
+    fee: Mapped[int] = mapped_column(BigInteger, default=0)
+    net: Mapped[int] = mapped_column(BigInteger, default=0)
+    currency: Mapped[str] = mapped_column(String(3), default="usd")
+    type: Mapped[str | None] = mapped_column(String(64))
+    reporting_category: Mapped[str | None] = mapped_column(String(64))
+
+
+class StripeRefund(StripeObject, Base):
+    __tablename__ = "stripe_refunds"
+
+    charge_id: Mapped[str | None] = mapped_column(ID, index=True)
+    payment_intent_id: Mapped[str | None] = mapped_column(ID)
+    amount: Mapped[int] = mapped_column(BigInteger, default=0)
+    currency: Mapped[str] = mapped_column(String(3), default="usd")
+    status: Mapped[str | None] = mapped_column(String(32))
+
+
+class StripeCreditNote(StripeObject, Base):
+    __tablename__ = "stripe_credit_notes"
+
+    invoice_id: Mapped[str | None] = mapped_column(ID, index=True)
+    customer_id: Mapped[str | None] = mapped_column(ID, index=True)
+    total: Mapped[int] = mapped_column(BigInteger, default=0)
+    currency: Mapped[str] = mapped_column(String(3), default="usd")
+    status: Mapped[str | None] = mapped_column(String(32))
+
+
+class StripeDispute(StripeObject, Base):
+    __tablename__ = "stripe_disputes"
+
+    charge_id: Mapped[str | None] = mapped_column(ID, index=True)
+    amount: Mapped[int] = mapped_column(BigInteger, default=0)
+    currency: Mapped[str] = mapped_column(String(3), default="usd")
+    status: Mapped[str | None] = mapped_column(String(32))
+
+
+class RevenueSyncRun(Base):
+    """One sync run. A full run lists everything created before `upper_bound`; an unfinished run
+    is resumed from its checkpoints instead of starting over."""
+
+    __tablename__ = "revenue_sync_runs"
+
+    id: Mapped[int] = mapped_column(primary_key=True)
+    kind: Mapped[str] = mapped_column(String(16))  # full | incremental
+    upper_bound: Mapped[int] = mapped_column(BigInteger)  # unix seconds: objects created before it
+    started_at: Mapped[datetime] = mapped_column(default=utcnow)
+    finished_at: Mapped[datetime | None]
+    objects: Mapped[int] = mapped_column(BigInteger, default=0)
+    requests: Mapped[int] = mapped_column(BigInteger, default=0)
+    error: Mapped[str | None] = mapped_column(Text)
+
+
+class RevenueSyncCheckpoint(Base):
+    """A `created` window of one object type in a full run, and how far it has been paged.
+
+    Windows split while running (an idle worker takes the older half); together a run's windows
+    always cover [lower, upper) exactly, so resuming them leaves no gap and no overlap."""
+
+    __tablename__ = "revenue_sync_checkpoints"
+
+    id: Mapped[int] = mapped_column(primary_key=True)
+    run_id: Mapped[int] = mapped_column(Integer, index=True)
+    object_type: Mapped[str] = mapped_column(String(64))
+    created_gte: Mapped[int] = mapped_column(BigInteger)
+    created_lt: Mapped[int] = mapped_column(BigInteger)
+    starting_after: Mapped[str | None] = mapped_column(ID)
+    done: Mapped[bool] = mapped_column(Boolean, default=False)
+    pages: Mapped[int] = mapped_column(Integer, default=0)
+    objects: Mapped[int] = mapped_column(BigInteger, default=0)
+    updated_at: Mapped[datetime] = mapped_column(default=utcnow, onupdate=utcnow)
+
+
+class RevenueSyncCursor(Base):
+    """Named cursors: `events` = created time of the newest event applied (unix seconds)."""
+
+    __tablename__ = "revenue_sync_cursors"
+
+    name: Mapped[str] = mapped_column(String(64), primary_key=True)
+    value: Mapped[int] = mapped_column(BigInteger)
+    updated_at: Mapped[datetime] = mapped_column(default=utcnow, onupdate=utcnow)
+
+
+class RevenueScheduleEntry(Base):
+    """Recognised revenue per invoice line (or one-off charge) per calendar month."""
+
+    __tablename__ = "revenue_schedule"
+
+    id: Mapped[int] = mapped_column(primary_key=True)
+    source_type: Mapped[str] = mapped_column(String(16))  # invoice | charge
+    source_id: Mapped[str] = mapped_column(ID, index=True)  # invoice or charge id
+    line_id: Mapped[str] = mapped_column(ID)
+    customer_id: Mapped[str | None] = mapped_column(ID, index=True)
+    month: Mapped[date] = mapped_column(Date, index=True)
+    currency: Mapped[str] = mapped_column(String(3))
+    currency_unit: Mapped[int] = mapped_column(Integer, default=100)  # minor units per major unit
+    gross: Mapped[int] = mapped_column(BigInteger)
+    net: Mapped[int] = mapped_column(BigInteger)
+    paid_at: Mapped[datetime | None] = mapped_column(index=True)
+
+    __table_args__ = (UniqueConstraint("line_id", "month", name="uq_revenue_schedule_line_month"),)
+
+
+class ExchangeRate(Base):
+    """1 unit of `currency` = `rate` units of `reporting_currency` (major units), from `valid_from`."""
+
+    __tablename__ = "exchange_rates"
+
+    id: Mapped[int] = mapped_column(primary_key=True)
+    currency: Mapped[str] = mapped_column(String(3))
+    reporting_currency: Mapped[str] = mapped_column(String(3))
+    rate: Mapped[Decimal] = mapped_column(Numeric(24, 12))
+    valid_from: Mapped[date] = mapped_column(Date)
+
+    __table_args__ = (
+        UniqueConstraint("currency", "reporting_currency", "valid_from", name="uq_exchange_rates_pair_day"),
+    )
+
+
+Index("ix_revenue_schedule_customer_month", RevenueScheduleEntry.customer_id, RevenueScheduleEntry.month)
+
+
+# --- Stripe JSON → typed columns -------------------------------------------------------------
+
+def _customer(o: dict[str, Any]) -> dict[str, Any]:
+    return {"email": o.get("email"), "name": o.get("name"), "currency": o.get("currency")}
+
+
+def _charge_invoice(o: dict[str, Any]) -> str | None:
+    # `invoice` left charges in 2025; older payloads and the sandbox may still carry it.
+    return _id(o.get("invoice"))
+
+
+def _charge(o: dict[str, Any]) -> dict[str, Any]:
+    return {"customer_id": _id(o.get("customer")), "invoice_id": _charge_invoice(o),
+            "payment_intent_id": _id(o.get("payment_intent")), "amount": o.get("amount") or 0,
+            "amount_refunded": o.get("amount_refunded") or 0, "currency": o.get("currency") or "usd",
+            "status": o.get("status"), "paid": bool(o.get("paid"))}
+
+
+def invoice_subscription(o: dict[str, Any]) -> str | None:
+    parent = o.get("parent") or {}
+    details = parent.get("subscription_details") or {}
+    return _id(details.get("subscription")) or _id(o.get("subscription"))
+
+
+def _invoice(o: dict[str, Any]) -> dict[str, Any]:
+    transitions = o.get("status_transitions") or {}
+    return {"customer_id": _id(o.get("customer")), "subscription_id": invoice_subscription(o),
+            "status": o.get("status"), "currency": o.get("currency") or "usd", "total": o.get("total") or 0,
+            "amount_paid": o.get("amount_paid") or 0, "paid_at": ts(transitions.get("paid_at")),
+            "period_start": ts(o.get("period_start")), "period_end": ts(o.get("period_end"))}
+
+
+def _line(o: dict[str, Any]) -> dict[str, Any]:
+    period = o.get("period") or {}
+    pricing = o.get("pricing") or {}
+    price_details = pricing.get("price_details") or {}
+    parent = o.get("parent") or {}
+    sub_details = parent.get("subscription_item_details") or {}
+    return {"invoice_id": _id(o.get("invoice")), "subscription_id": _id(sub_details.get("subscription"))
+            or _id(o.get("subscription")), "price_id": _id(price_details.get("price")) or _id(o.get("price")),
+            "amount": o.get("amount") or 0,
+            "discount_amount": sum(d.get("amount") or 0 for d in o.get("discount_amounts") or []),
+            "currency": o.get("currency") or "usd", "quantity": o.get("quantity"),
+            "period_start": ts(period.get("start")), "period_end": ts(period.get("end"))}
+
+
+def _invoice_item(o: dict[str, Any]) -> dict[str, Any]:
+    return {"customer_id": _id(o.get("customer")), "invoice_id": _id(o.get("invoice")),
+            "amount": o.get("amount") or 0, "currency": o.get("currency") or "usd"}
+
+
+def _price(o: dict[str, Any]) -> dict[str, Any]:
+    recurring = o.get("recurring") or {}
+    return {"product_id": _id(o.get("product")), "currency": o.get("currency") or "usd",
+            "unit_amount": o.get("unit_amount"), "type": o.get("type"), "interval": recurring.get("interval"),
+            "interval_count": recurring.get("interval_count"), "active": bool(o.get("active", True))}
+
+
+def _product(o: dict[str, Any]) -> dict[str, Any]:
+    return {"name": o.get("name"), "active": bool(o.get("active", True))}
+
+
+def _subscription(o: dict[str, Any]) -> dict[str, Any]:
+    return {"customer_id": _id(o.get("customer")), "status": o.get("status"), "currency": o.get("currency") or "usd",
+            "start_date": ts(o.get("start_date")), "trial_end": ts(o.get("trial_end")),
+            "cancel_at": ts(o.get("cancel_at")), "canceled_at": ts(o.get("canceled_at")),
+            "ended_at": ts(o.get("ended_at"))}
+
+
+def _subscription_item(o: dict[str, Any]) -> dict[str, Any]:
+    return {"subscription_id": _id(o.get("subscription")), "price_id": _id(o.get("price")),
+            "quantity": o.get("quantity") or 0}
+
+
+def _schedule(o: dict[str, Any]) -> dict[str, Any]:
+    return {"customer_id": _id(o.get("customer")), "subscription_id": _id(o.get("subscription")),
+            "status": o.get("status")}
+
+
+def _customer_balance_transaction(o: dict[str, Any]) -> dict[str, Any]:
+    return {"customer_id": _id(o.get("customer")), "invoice_id": _id(o.get("invoice")),
+            "amount": o.get("amount") or 0, "currency": o.get("currency") or "usd", "type": o.get("type")}
+
+
+def _balance_transaction(o: dict[str, Any]) -> dict[str, Any]:
+    return {"source_id": _id(o.get("source")), "amount": o.get("amount") or 0, "fee": o.get("fee") or 0,
+            "net": o.get("net") or 0, "currency": o.get("currency") or "usd", "type": o.get("type"),
+            "reporting_category": o.get("reporting_category")}
+
+
+def _refund(o: dict[str, Any]) -> dict[str, Any]:
+    return {"charge_id": _id(o.get("charge")), "payment_intent_id": _id(o.get("payment_intent")),
+            "amount": o.get("amount") or 0, "currency": o.get("currency") or "usd", "status": o.get("status")}
+
+
+def _credit_note(o: dict[str, Any]) -> dict[str, Any]:
+    return {"invoice_id": _id(o.get("invoice")), "customer_id": _id(o.get("customer")),
+            "total": o.get("total") or o.get("amount") or 0, "currency": o.get("currency") or "usd",
+            "status": o.get("status")}
+
+
+def _dispute(o: dict[str, Any]) -> dict[str, Any]:
+    return {"charge_id": _id(o.get("charge")), "amount": o.get("amount") or 0,
+            "currency": o.get("currency") or "usd", "status": o.get("status")}
+
+
+Extractor = Callable[[dict[str, Any]], dict[str, Any]]
+
+# Stripe's `object` field → (table, typed columns). The one map the sync and the webhooks use.
+TABLES: dict[str, tuple[type[StripeObject], Extractor]] = {
+    "customer": (StripeCustomer, _customer),
+    "charge": (StripeCharge, _charge),
+    "invoice": (StripeInvoice, _invoice),
+    "line_item": (StripeInvoiceLine, _line),
+    "invoiceitem": (StripeInvoiceItem, _invoice_item),
+    "price": (StripePrice, _price),
+    "product": (StripeProduct, _product),
+    "subscription": (StripeSubscription, _subscription),
+    "subscription_item": (StripeSubscriptionItem, _subscription_item),
+    "subscription_schedule": (StripeSubscriptionSchedule, _schedule),
+    "customer_balance_transaction": (StripeCustomerBalanceTransaction, _customer_balance_transaction),
+    "balance_transaction": (StripeBalanceTransaction, _balance_transaction),
+    "refund": (StripeRefund, _refund),
+    "credit_note": (StripeCreditNote, _credit_note),
+    "dispute": (StripeDispute, _dispute),
+}
+
+
+def row_for(obj: dict[str, Any], *, event_created: int | None = None, **extra: Any) -> dict[str, Any]:
+    model, extract = TABLES[obj["object"]]
+    row = {"id": obj["id"], "created": ts(obj.get("created")), "raw": obj, "synced_at": utcnow(),
+           "deleted_at": ts(event_created) if obj.get("deleted") else None, **extract(obj), **extra}
+    if event_created is not None:
+        row["event_created"] = event_created
+    return row
+
+
+def upsert(session: Session, model: type[StripeObject], rows: Iterable[Mapping[str, Any]]) -> int:
+    """Insert or update rows by id in one statement (SQLite and PostgreSQL `ON CONFLICT`).
+
+    A row carrying `event_created` replaces a stored one only if that is not older than the
+    stored row's own event time; list results (no event time) always replace."""
+    rows = [dict(r) for r in rows]
+    if not rows:
+        return 0
+    dialect = session.get_bind().dialect.name
+    if dialect == "postgresql":
+        from sqlalchemy.dialects.postgresql import insert
+    else:
+        from sqlalchemy.dialects.sqlite import insert  # type: ignore[assignment]
+    table = model.__table__  # type: ignore[attr-defined]
+    # Every row of one statement must have the same keys.
+    keys = sorted({k for r in rows for k in r})
+    rows = [{k: r.get(k, table.c[k].default.arg if table.c[k].default is not None
+                      and not callable(table.c[k].default.arg) else None) for k in keys} for r in rows]
+    for r in rows:
+        if r.get("synced_at") is None:
+            r["synced_at"] = utcnow()
+    stmt = insert(table).values(rows)
+    updates = {k: stmt.excluded[k] for k in keys if k not in ("id",)}
+    # Soft-deleted rows stay deleted unless the object itself says otherwise.
+    if "deleted_at" not in keys:
+        updates.pop("deleted_at", None)
+    newer = (table.c.event_created.is_(None)) | (stmt.excluded.event_created.is_(None)) | (
+        stmt.excluded.event_created >= table.c.event_created)
+    if "event_created" in keys:
+        updates["event_created"] = stmt.excluded.event_created
+        stmt = stmt.on_conflict_do_update(index_elements=["id"], set_=updates, where=newer)
+    else:
+        stmt = stmt.on_conflict_do_update(index_elements=["id"], set_=updates)
+    session.execute(stmt)
+    return len(rows)
