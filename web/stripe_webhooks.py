@@ -1,5 +1,159 @@
-"""(placeholder: filled in by its owner)"""
+"""`POST /webhooks/stripe`: Stripe's events, verified, stored raw, deduplicated, then acted on.
 
-from flask import Blueprint
+The signature is `Stripe-Signature: t=<unix>,v1=<hex>[,v1=…]` with v1 = HMAC-SHA256 of
+"{t}.{raw body}" under the endpoint secret; every v1 is checked in constant time and the
+timestamp must be within 300 s. The raw delivery is stored before anything else, so nothing
+Stripe sent is lost even when processing fails; event ids are claimed once, so a replayed
+delivery does nothing twice.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import hmac
+import json
+import logging
+import time
+from typing import Any
+
+from flask import Blueprint, Response, jsonify, request
+from sqlalchemy import select
+from sqlalchemy.exc import IntegrityError
+from temporalio.client import Client
+from temporalio.service import RPCError, RPCStatusCode
+
+from domain.plan_rules import InvoiceEvent
+from settings import Settings
+from store.db import unit_of_work
+from store.models import Claim, InboundEvent, Plan, utcnow
+from web.context import settings as current_settings
+from web.context import temporal
+from workflows.plan import PlanWorkflow
 
 bp = Blueprint("stripe_webhooks", __name__)
+log = logging.getLogger(__name__)
+
+TOLERANCE_SECONDS = 300
+INVOICE_EVENTS = ("invoice.paid", "invoice.voided", "invoice.marked_uncollectible")
+
+
+def verify_signature(payload: bytes, header: str, secret: str, *, now: float | None = None,
+                     tolerance: int = TOLERANCE_SECONDS) -> bool:
+    """True when one of the header's v1 signatures matches and its timestamp is recent."""
+    timestamp: int | None = None
+    signatures: list[str] = []
+    for part in header.split(","):
+        key, _, value = part.strip().partition("=")
+        if key == "t" and value.isdigit():
+            timestamp = int(value)
+        elif key == "v1" and value:
+            signatures.append(value)
+    if timestamp is None or not signatures or not secret:
+        return False
+    if abs((now if now is not None else time.time()) - timestamp) > tolerance:
+        return False
+    expected = hmac.new(secret.encode(), f"{timestamp}.".encode() + payload, hashlib.sha256).hexdigest()
+    matches = [hmac.compare_digest(expected, candidate) for candidate in signatures]  # check every one
+    return any(matches)
+
+
+@bp.post("/webhooks/stripe")
+def receive() -> tuple[Response, int]:
+    # Authenticated by the signature, not a login: Stripe has no session or token.
+    cfg = current_settings()
+    payload = request.get_data()
+    header = request.headers.get("Stripe-Signature", "")
+    if not verify_signature(payload, header, cfg.stripe_webhook_secret):
+        log.warning("Stripe webhook with a bad or stale signature refused")
+        return jsonify({"error": "The Stripe-Signature header does not verify."}), 400
+    try:
+        event = json.loads(payload)
+        event_id, event_type = str(event["id"]), str(event["type"])
+    except (ValueError, KeyError, TypeError):
+        return jsonify({"error": "The body is not a Stripe event."}), 400
+
+    with unit_of_work(cfg.database_url) as session:
+        stored = InboundEvent(source="stripe", event_id=event_id, event_type=event_type, body=payload.decode(),
+                              headers={"Stripe-Signature": header})
+        session.add(stored)
+        session.flush()
+        stored_id = stored.id
+    try:
+        with unit_of_work(cfg.database_url) as session:
+            session.add(Claim(scope="stripe_event", key=event_id, value=str(stored_id)))
+    except IntegrityError:
+        _finish(cfg, stored_id, "duplicate")
+        return jsonify({"received": True, "duplicate": True}), 200
+    try:
+        outcome = process_stripe_event(cfg, event)
+    except Exception as exc:
+        # Give the event back so Stripe's redelivery is processed, not dropped as a duplicate.
+        with unit_of_work(cfg.database_url) as session:
+            claim = session.scalar(select(Claim).where(Claim.scope == "stripe_event", Claim.key == event_id))
+            if claim is not None:
+                session.delete(claim)
+        _finish(cfg, stored_id, "failed", f"{type(exc).__name__}: {exc}")
+        log.exception("Stripe event %s could not be processed", event_id)
+        return jsonify({"error": "The event was stored but could not be processed; Stripe will retry."}), 500
+    _finish(cfg, stored_id, outcome)
+    return jsonify({"received": True, "outcome": outcome}), 200
+
+
+def _finish(cfg: Settings, stored_id: int, status: str, error: str | None = None) -> None:
+    with unit_of_work(cfg.database_url) as session:
+        stored = session.get(InboundEvent, stored_id)
+        if stored is not None:
+            stored.status, stored.error, stored.processed_at = status, error, utcnow()
+
+
+def process_stripe_event(settings: Settings, event: dict[str, Any]) -> str:
+    """Act on one verified, first-seen event; returns "processed" or "ignored".
+
+    Invoice payment events go to the plan's workflow as signals (the payment gate). Other areas
+    (the revenue warehouse) add their call here.
+    """
+    if event.get("type") not in INVOICE_EVENTS:
+        return "ignored"
+    invoice = (event.get("data") or {}).get("object") or {}
+    plan_id = plan_for_invoice(settings, invoice)
+    if plan_id is None:
+        return "ignored"
+    signal = InvoiceEvent(invoice_id=str(invoice.get("id")), event_type=str(event["type"]),
+                          event_id=str(event.get("id")), customer_id=_customer_id(invoice))
+
+    async def send(client: Client) -> bool:
+        try:
+            await client.get_workflow_handle(f"plan-{plan_id}").signal(PlanWorkflow.invoice_event, signal)
+        except RPCError as err:
+            if err.status == RPCStatusCode.NOT_FOUND:
+                return False  # no running workflow for this row: nothing waits for the payment
+            raise
+        return True
+
+    return "processed" if temporal().run(send) else "ignored"
+
+
+def plan_for_invoice(settings: Settings, invoice: dict[str, Any]) -> int | None:
+    """The plan row an invoice belongs to: our metadata on the invoice or its subscription,
+    else the row that recorded the invoice or the installment customer."""
+    candidates = [
+        (invoice.get("metadata") or {}).get("plan_id"),
+        (((invoice.get("parent") or {}).get("subscription_details") or {}).get("metadata") or {}).get("plan_id"),
+    ]
+    for value in candidates:
+        if value and str(value).isdigit():
+            return int(value)
+    customer = _customer_id(invoice)
+    with unit_of_work(settings.database_url) as session:
+        found = session.scalar(select(Plan.id).where(Plan.invoice_id == str(invoice.get("id"))))
+        if found is None and customer:
+            found = session.scalar(select(Plan.id).where(Plan.stripe_customer_id == customer,
+                                                         Plan.payment_schedule == "monthly"))
+        return found
+
+
+def _customer_id(invoice: dict[str, Any]) -> str | None:
+    customer = invoice.get("customer")
+    if isinstance(customer, dict):
+        return str(customer.get("id"))
+    return str(customer) if customer else None

@@ -1,0 +1,440 @@
+"""The plan state machine: which button may be pressed now, and why not (SPEC §5–§7).
+
+One rule for three callers: the workflow's update validators reject a click with `reason`, the
+JSON API shows `allowed`/`reason` per action, and the web table enables or greys out its buttons.
+Pure: facts of the row + what the workflow has done + today → answers. No I/O, no clock.
+"""
+
+from __future__ import annotations
+
+import calendar
+from dataclasses import dataclass, field
+from datetime import UTC, date, datetime, time, timedelta
+
+from domain.money import display, split_remainder_first
+
+UPFRONT_ACTIONS = ("create_customer", "create_invoice", "send_invoice", "apply_credit", "schedule_subscription")
+MONTHLY_ACTIONS = ("create_customer", "create_monthly_subscription", "apply_credit_monthly", "sync_billing_service")
+ACTIONS = (
+    "create_customer", "create_invoice", "send_invoice", "apply_credit", "schedule_subscription",
+    "create_monthly_subscription", "apply_credit_monthly", "sync_billing_service", "retry_step",
+)
+ACTION_LABELS = {
+    "create_customer": "Create Stripe Customer",
+    "create_invoice": "Create Invoice - Upfront",
+    "send_invoice": "Send invoice",
+    "apply_credit": "Apply Credit",
+    "schedule_subscription": "Schedule Subscription",
+    "create_monthly_subscription": "Create and Add - Monthly Sub",
+    "apply_credit_monthly": "Apply credit - monthly",
+    "sync_billing_service": "Update billing service",
+    "retry_step": "Retry step",
+}
+
+STATE_LABELS = {
+    "needs_review": "Needs review",
+    "new": "New",
+    "step_failed": "A step failed",
+    "customer_ready": "Customer ready",
+    "invoice_draft": "Invoice drafted, to verify",
+    "awaiting_payment": "Invoice sent, awaiting payment",
+    "overdue": "Invoice overdue",
+    "invoice_void": "Invoice voided",
+    "invoice_uncollectible": "Invoice uncollectible",
+    "paid": "Paid",
+    "credit_scheduled": "Credit scheduled",
+    "credit_applied": "Credit applied",
+    "subscription_ready": "Monthly subscription created",
+    "credit_releasing": "Credit released per paid installment",
+    "done": "Done",
+}
+STATES = tuple(STATE_LABELS)
+
+# Credit progress on a row.
+CREDIT_NONE, CREDIT_ARMED, CREDIT_SCHEDULED, CREDIT_RELEASING, CREDIT_APPLIED = (
+    "none", "armed", "scheduled", "releasing", "applied")
+
+
+@dataclass
+class PlanFacts:
+    """The row's input fields as the workflow needs them (plain types: they cross Temporal)."""
+
+    plan_id: int
+    company_name: str = ""
+    customer_email: str = ""
+    credit_amount: int = 0
+    discount: str = "0"
+    price: int = 0
+    currency: str = "usd"
+    start_date: str | None = None  # ISO date
+    term_months: int = 12
+    posthog_org_id: str | None = None
+    pandadoc_id: str | None = None
+    payment_schedule: str = "upfront"
+    credit_start: str = "immediately"
+    credit_release: str = "all"
+    payment_terms_days: int = 30
+    products: list[str] = field(default_factory=list)
+    stripe_customer_id_existing: str | None = None
+    input_errors: list[str] = field(default_factory=list)  # sentences; non-empty = needs review
+
+    @property
+    def start(self) -> date | None:
+        return date.fromisoformat(self.start_date) if self.start_date else None
+
+
+@dataclass
+class Progress:
+    """What the plan's workflow has done so far; projected onto the row as `workflow_view.progress`."""
+
+    customer_id: str | None = None
+    customer_is_existing: bool = False
+    invoice_id: str | None = None
+    invoice_status: str | None = None  # draft | open | paid | void | uncollectible
+    invoice_due_date: str | None = None
+    credit: str = CREDIT_NONE
+    credit_scheduled_for: str | None = None  # ISO datetime
+    credit_applied_at: str | None = None
+    credit_transaction_ids: list[str] = field(default_factory=list)
+    credit_released: int = 0  # minor units put on the customer so far
+    shares_released: int = 0
+    installments_paid: list[str] = field(default_factory=list)  # invoice ids
+    schedule_id: str | None = None
+    schedule_skipped: str | None = None  # the reason, when the customer already subscribes
+    monthly_price_id: str | None = None
+    subscription_id: str | None = None
+    subscription_schedule_id: str | None = None  # monthly plan starting in the future
+    first_invoice_id: str | None = None
+    billing_synced: bool = False
+    checks: list[dict[str, str]] = field(default_factory=list)  # what to verify before sending
+    running: str | None = None
+    failed_action: str | None = None
+    failed_message: str | None = None
+
+
+# ---------------------------------------------------------------------------------------- dates
+
+def add_months(day: date, months: int) -> date:
+    """Same day of month `months` later, clamped to the month's last day (Jan 31 + 1 → Feb 28)."""
+    index = day.month - 1 + months
+    year, month = day.year + index // 12, index % 12 + 1
+    return date(year, month, min(day.day, calendar.monthrange(year, month)[1]))
+
+
+def term_end(start: date, term_months: int) -> date:
+    return add_months(start, term_months)
+
+
+def invoice_due_date(start: date, payment_terms_days: int) -> date:
+    """The runbook: contract start date + payment terms (30 days by default)."""
+    return start + timedelta(days=payment_terms_days)
+
+
+def due_date_problem(facts: PlanFacts, today: date) -> str | None:
+    """Why the upfront invoice cannot be created with this row's dates, or None."""
+    start = facts.start
+    if start is None:
+        return "The row has no start date; set one, the invoice's due date is counted from it."
+    due = invoice_due_date(start, facts.payment_terms_days)
+    if due < today:
+        return (f"The invoice would be due on {due.isoformat()} (start date {start.isoformat()} + "
+                f"{facts.payment_terms_days} days of payment terms), which is in the past; change the "
+                f"start date or the payment terms first.")
+    return None
+
+
+def end_of_day(day: date) -> datetime:
+    """Stripe wants a due date in the future: the last second of that day, UTC."""
+    return datetime.combine(day, time(23, 59, 59), tzinfo=UTC)
+
+
+def credit_release_time(period_end: datetime | None, start: date | None, now: datetime) -> datetime:
+    """"Next billing cycle": the end of the customer's current billing period; without a running
+    subscription, the contract's start date if still ahead; otherwise now."""
+    if period_end is not None and period_end > now:
+        return period_end
+    if start is not None:
+        start_at = datetime.combine(start, time(0, 0), tzinfo=UTC)
+        if start_at > now:
+            return start_at
+    return now
+
+
+# ---------------------------------------------------------------------------------------- money
+
+@dataclass(frozen=True)
+class Installments:
+    """Monthly installments of a price: `monthly` each month, the remainder once on the first."""
+
+    monthly: int
+    remainder: int
+    months: int
+
+    @property
+    def amounts(self) -> list[int]:
+        return split_remainder_first(self.monthly * self.months + self.remainder, self.months)
+
+
+def installments(price: int, months: int) -> Installments:
+    parts = split_remainder_first(price, months)
+    base = parts[-1] if months > 1 else parts[0]
+    return Installments(monthly=base, remainder=parts[0] - base, months=months)
+
+
+def credit_shares(credit: int, months: int) -> list[int]:
+    """Per-installment release: share i is released when installment i is paid; they add up to
+    the credit exactly (the remainder goes with the first)."""
+    return split_remainder_first(credit, months)
+
+
+# ---------------------------------------------------------------------------------------- rules
+
+def _schedule_mismatch(action: str, facts: PlanFacts) -> str | None:
+    if action == "retry_step" or action == "create_customer":
+        return None
+    if facts.payment_schedule == "monthly" and action not in MONTHLY_ACTIONS:
+        return (f"This is a monthly plan; \"{ACTION_LABELS[action]}\" belongs to upfront plans. "
+                f"Use \"{ACTION_LABELS['create_monthly_subscription']}\" and the monthly steps.")
+    if facts.payment_schedule != "monthly" and action not in UPFRONT_ACTIONS:
+        return (f"This is an upfront plan; \"{ACTION_LABELS[action]}\" belongs to monthly plans.")
+    return None
+
+
+def _upfront(action: str, facts: PlanFacts, p: Progress, today: date) -> tuple[bool, str]:
+    if action == "create_customer":
+        if p.customer_id:
+            return False, f"Done: the customer is {p.customer_id}."
+        if facts.stripe_customer_id_existing:
+            return True, f"Uses the existing Stripe customer {facts.stripe_customer_id_existing}."
+        return True, "Creates the Stripe customer for this row."
+    if action == "create_invoice":
+        if p.invoice_id:
+            return False, f"Done: the invoice is {p.invoice_id}."
+        if not p.customer_id:
+            return False, "Create the Stripe customer first."
+        problem = due_date_problem(facts, today)
+        if problem:
+            return False, problem
+        return True, f"Creates a draft invoice of {display(facts.price, facts.currency)}."
+    if action == "send_invoice":
+        if not p.invoice_id:
+            return False, "Create the invoice first."
+        if p.invoice_status != "draft":
+            return False, f"Done: the invoice was sent (it is {p.invoice_status})."
+        return True, "Finalizes and sends the invoice; check the customer's addresses and tax ids first."
+    if action == "apply_credit":
+        if p.credit != CREDIT_NONE:
+            return False, {
+                CREDIT_ARMED: "Already armed: the credit is applied when the invoice is paid.",
+                CREDIT_SCHEDULED: f"Already scheduled for {p.credit_scheduled_for}.",
+                CREDIT_APPLIED: f"Done: the credit was applied at {p.credit_applied_at}.",
+            }.get(p.credit, "Already done.")
+        if p.invoice_status in ("void", "uncollectible"):
+            return False, f"The invoice is {p.invoice_status}: no credit is given for it."
+        if p.invoice_status not in ("open", "paid"):
+            return False, "Send the invoice first: credits are only given against a sent invoice."
+        if p.invoice_status != "paid":
+            return True, "The invoice is not paid yet: the credit is armed and applied once it is paid."
+        if facts.credit_start == "next_billing_cycle":
+            return True, "Schedules the credit for the end of the customer's current billing period."
+        return True, f"Applies a credit of {display(facts.credit_amount, facts.currency)}."
+    if action == "schedule_subscription":
+        if p.schedule_id:
+            return False, f"Done: the subscription schedule is {p.schedule_id}."
+        if p.schedule_skipped:
+            return False, f"Skipped: {p.schedule_skipped}"
+        if p.invoice_status != "paid":
+            return False, "Wait for the invoice to be paid before scheduling the subscription."
+        if not facts.products and not p.customer_is_existing:
+            return False, "Check at least one product to subscribe to."
+        return True, "Creates the subscription schedule for the checked products over the term."
+    raise ValueError(action)  # pragma: no cover
+
+
+def _monthly(action: str, facts: PlanFacts, p: Progress, today: date) -> tuple[bool, str]:
+    if action == "create_customer":
+        if p.customer_id:
+            return False, f"Done: the installment customer is {p.customer_id}."
+        if not facts.stripe_customer_id_existing:
+            return False, ("A monthly plan needs \"Stripe ID - existing\" (the credits go there); "
+                           "fill it in on the row first.")
+        return True, (f"Creates a new customer for the installments, linked to "
+                      f"{facts.stripe_customer_id_existing}.")
+    if action == "create_monthly_subscription":
+        if p.subscription_id or p.subscription_schedule_id:
+            return False, f"Done: the subscription is {p.subscription_id or p.subscription_schedule_id}."
+        if not p.customer_id:
+            return False, "Create the installment customer first."
+        if facts.start is None:
+            return False, "The row has no start date; set one first."
+        split = installments(facts.price, facts.term_months)
+        return True, (f"Creates a monthly price of {display(split.monthly, facts.currency)} for "
+                      f"{facts.term_months} months and the subscription.")
+    if action == "apply_credit_monthly":
+        if p.credit != CREDIT_NONE:
+            return False, ("Done: the credit is released per paid installment."
+                           if facts.credit_release == "per_installment"
+                           else f"Done: the credit was applied at {p.credit_applied_at}.")
+        if not (p.subscription_id or p.subscription_schedule_id):
+            return False, "Create the monthly subscription first."
+        if facts.credit_release == "per_installment":
+            return True, "Releases the credit on the existing customer installment by installment, as each is paid."
+        return True, (f"Applies a credit of {display(facts.credit_amount, facts.currency)} on the existing "
+                      f"customer {facts.stripe_customer_id_existing}.")
+    if action == "sync_billing_service":
+        if p.billing_synced:
+            return False, "Done: the billing service has the mapping."
+        if p.credit == CREDIT_NONE:
+            return False, "Apply the monthly credit first."
+        return True, "Stores the org → customer → subscription mapping and sends it to the billing service."
+    raise ValueError(action)  # pragma: no cover
+
+
+def action_state(action: str, facts: PlanFacts, progress: Progress, today: date) -> tuple[bool, str]:
+    """May `action` run now, and the sentence saying why (not)."""
+    if action not in ACTIONS:
+        return False, f"{action!r} is not an action; use one of {', '.join(ACTIONS)}."
+    if facts.input_errors:
+        return False, "Fix the row first: " + " ".join(facts.input_errors)
+    if progress.running:
+        return False, f"\"{ACTION_LABELS[progress.running]}\" is running; wait for it to finish."
+    if action == "retry_step":
+        if not progress.failed_action:
+            return False, "No step has failed."
+        return True, f"Runs \"{ACTION_LABELS[progress.failed_action]}\" again with the row as it is now."
+    if progress.failed_action:
+        return False, (f"\"{ACTION_LABELS[progress.failed_action]}\" failed: {progress.failed_message} "
+                       f"Fix the row, then use \"Retry step\".")
+    mismatch = _schedule_mismatch(action, facts)
+    if mismatch:
+        return False, mismatch
+    if facts.payment_schedule == "monthly":
+        return _monthly(action, facts, progress, today)
+    return _upfront(action, facts, progress, today)
+
+
+def action_states(facts: PlanFacts, progress: Progress, today: date) -> dict[str, tuple[bool, str]]:
+    return {action: action_state(action, facts, progress, today) for action in ACTIONS}
+
+
+def is_done(facts: PlanFacts, p: Progress) -> bool:
+    if facts.payment_schedule == "monthly":
+        credit_done = p.credit == CREDIT_APPLIED
+        return p.billing_synced and credit_done
+    return p.credit == CREDIT_APPLIED and bool(p.schedule_id or p.schedule_skipped)
+
+
+def plan_state(facts: PlanFacts, p: Progress, today: date) -> str:
+    """One state name per row (keys of STATE_LABELS), for the table and the API."""
+    if facts.input_errors:
+        return "needs_review"
+    if p.failed_action:
+        return "step_failed"
+    if is_done(facts, p):
+        return "done"
+    if facts.payment_schedule == "monthly":
+        if p.credit == CREDIT_RELEASING:
+            return "credit_releasing"
+        if p.credit == CREDIT_APPLIED:
+            return "credit_applied"
+        if p.subscription_id or p.subscription_schedule_id:
+            return "subscription_ready"
+        return "customer_ready" if p.customer_id else "new"
+    if p.credit == CREDIT_APPLIED:
+        return "credit_applied"
+    if p.credit == CREDIT_SCHEDULED:
+        return "credit_scheduled"
+    if p.invoice_status == "paid":
+        return "paid"
+    if p.invoice_status == "void":
+        return "invoice_void"
+    if p.invoice_status == "uncollectible":
+        return "invoice_uncollectible"
+    if p.invoice_status == "open":
+        due = date.fromisoformat(p.invoice_due_date) if p.invoice_due_date else None
+        return "overdue" if due is not None and due < today else "awaiting_payment"
+    if p.invoice_id:
+        return "invoice_draft"
+    return "customer_ready" if p.customer_id else "new"
+
+
+# What a person checks before the invoice goes out (runbook step 3 / monthly step 4).
+CUSTOMER_CHECKS = (
+    ("address", "Billing address"),
+    ("shipping", "Shipping address"),
+    ("tax_ids", "Tax ids"),
+)
+
+
+# ------------------------------------------------- messages between web app, workflow, activities
+
+@dataclass
+class ActionRequest:
+    """A button click: who, the row as it is now (a PATCH before "Retry step" is picked up here)."""
+
+    actor: str
+    facts: PlanFacts
+    params: dict[str, str] = field(default_factory=dict)
+
+
+@dataclass
+class ActionResult:
+    ok: bool
+    action: str
+    message: str
+    state: str = ""
+
+
+@dataclass
+class InvoiceEvent:
+    """A Stripe invoice event forwarded by the webhook receiver (or found by polling)."""
+
+    invoice_id: str
+    event_type: str  # invoice.paid | invoice.voided | invoice.marked_uncollectible
+    event_id: str = ""
+    customer_id: str | None = None
+
+
+@dataclass
+class StepInput:
+    facts: PlanFacts
+    progress: Progress
+    now: str  # workflow time, ISO; activities use it instead of reading a clock
+    share_index: int = 0
+
+
+@dataclass
+class StepOutput:
+    progress: Progress
+    result: dict[str, str] = field(default_factory=dict)  # Stripe ids and notes for the timeline
+
+
+@dataclass
+class AuditNote:
+    actor: str
+    action: str
+    outcome: str  # ok | failed | info
+    key: str  # dedupe key: the same entry written twice (activity retry) lands once
+    input: dict[str, str] = field(default_factory=dict)
+    result: dict[str, str] = field(default_factory=dict)
+    error: str | None = None
+
+
+@dataclass
+class Projection:
+    """What the row shows of the workflow: written by the `plan_project` activity."""
+
+    facts: PlanFacts
+    progress: Progress
+    now: str
+    seq: int  # a later projection never loses to an earlier one that arrives late
+    audit: AuditNote | None = None
+
+
+def progress_from_view(view: dict[str, object] | None) -> Progress:
+    """The row's stored `workflow_view.progress` back as `Progress` (unknown keys ignored)."""
+    raw = (view or {}).get("progress")
+    if not isinstance(raw, dict):
+        return Progress()
+    known = {f for f in Progress.__dataclass_fields__}
+    return Progress(**{k: v for k, v in raw.items() if k in known})
