@@ -305,9 +305,17 @@ def form_values(plan: Plan) -> dict[str, Any]:
     return values
 
 
-def submitted_values(form: Mapping[str, Any]) -> dict[str, Any]:
-    values: dict[str, Any] = {name: str(form.get(name, "")).strip() for name in INPUT_FIELDS}
-    values["products"] = sorted(request.form.getlist("products"))
+def submitted_values(form: Mapping[str, Any], fallback: Mapping[str, Any] | None = None) -> dict[str, Any]:
+    """The form's fields as typed; a field the form did not carry keeps its `fallback` value."""
+    fallback = fallback or {}
+    values: dict[str, Any] = {
+        name: str(form[name]).strip() if name in form else fallback.get(name, "") for name in INPUT_FIELDS
+    }
+    # Unchecked boxes send nothing: the hidden `_products` marker says the checkboxes were on the form.
+    if "products" in form or "_products" in form:
+        values["products"] = sorted(request.form.getlist("products"))
+    else:
+        values["products"] = list(fallback.get("products", []))
     return values
 
 
@@ -372,12 +380,12 @@ def show_plan(plan_id: int) -> Any:
 def edit_plan(plan_id: int) -> Any:
     principal = current_principal()
     assert principal is not None
-    values = submitted_values(request.form)
     with db() as s:
         plan = s.get(Plan, plan_id)
         if plan is None:
             abort(404)
         before = form_values(plan)
+        values = submitted_values(request.form, before)
         changed = {k: v for k, v in values.items() if v != before[k]}
         if "currency" in changed:
             # Amounts are typed in the currency's units: re-read them in the new one.
