@@ -1,10 +1,102 @@
-"""(placeholder: filled in by its owner)"""
+"""Intake activities: turn a PandaDoc document into a plan row, once.
+
+The row is keyed by its PandaDoc id (unique column), so a retried activity, a replayed webhook,
+the daily reconcile or a CSV import of the same document never makes a second row.
+"""
+
+from __future__ import annotations
 
 from collections.abc import Callable
+from dataclasses import dataclass, field
 from typing import Any
 
+from sqlalchemy import select
+from sqlalchemy.exc import IntegrityError
+from temporalio import activity
+
+from domain.billing_config import load_billing_config
+from domain.pandadoc_mapping import load_field_map, map_details
 from settings import Settings
+from store.db import unit_of_work
+from store.models import Plan
+from store.plans import create_plan
+
+
+@dataclass
+class DocumentRow:
+    document_id: str
+    details: dict[str, Any]
+    origin: str = "webhook"  # webhook | reconcile
+
+
+@dataclass
+class RowResult:
+    plan_id: int
+    created: bool
+    state: str
+    errors: dict[str, Any] = field(default_factory=dict)
+
+
+class IntakeActivities:
+    def __init__(self, settings: Settings) -> None:
+        self._settings = settings
+
+    @activity.defn(name="intake.create_row_from_document")
+    def create_row_from_document(self, row: DocumentRow) -> RowResult:
+        existing = self._existing(row.document_id)
+        if existing is not None:
+            return existing
+        data = map_details(row.details, load_field_map(self._settings.pandadoc_field_map))
+        data["pandadoc_id"] = row.document_id
+        known = set(load_billing_config(self._settings.billing_config).products)
+        try:
+            with unit_of_work(self._settings.database_url) as session:
+                plan, _ = create_plan(session, data, actor="pandadoc", source="pandadoc", keep_invalid=True,
+                                      pandadoc_details=row.details, known_products=known)
+                assert plan is not None  # keep_invalid always stores the row
+                # The id is the row's identity even if a template change made it fail validation.
+                plan.pandadoc_id = row.document_id
+                session.flush()
+                return RowResult(plan.id, True, plan.state, _visible(plan.errors))
+        except IntegrityError:
+            # Another path (a CSV import, a concurrent retry) stored the document first.
+            found = self._existing(row.document_id)
+            if found is None:
+                raise
+            return found
+
+    @activity.defn(name="intake.documents_without_rows")
+    def documents_without_rows(self, document_ids: list[str]) -> list[str]:
+        """The ids, in order, that no row has yet (what the reconcile must take in)."""
+        if not document_ids:
+            return []
+        with unit_of_work(self._settings.database_url) as session:
+            have = set(session.scalars(select(Plan.pandadoc_id).where(Plan.pandadoc_id.in_(document_ids))))
+        return [doc for doc in document_ids if doc not in have]
+
+    def _existing(self, document_id: str) -> RowResult | None:
+        with unit_of_work(self._settings.database_url) as session:
+            plan = session.scalar(select(Plan).where(Plan.pandadoc_id == document_id))
+            if plan is None:
+                return None
+            return RowResult(plan.id, False, plan.state, _visible(plan.errors))
+
+
+def _visible(errors: dict[str, Any] | None) -> dict[str, Any]:
+    return {k: v for k, v in (errors or {}).items() if not k.startswith("_")}
 
 
 def build(settings: Settings) -> list[Callable[..., Any]]:
-    return []
+    from activities.pandadoc import PandaDocActivities
+    from activities.sheets import SheetMirrorActivities
+
+    pandadoc = PandaDocActivities(settings)
+    intake = IntakeActivities(settings)
+    sheets = SheetMirrorActivities(settings)
+    return [
+        pandadoc.fetch_document_details,
+        pandadoc.list_completed_documents,
+        intake.create_row_from_document,
+        intake.documents_without_rows,
+        sheets.mirror_changed_rows,
+    ]
