@@ -6,7 +6,9 @@ typed params (`stripe.params.*`), so `mypy` refuses a parameter the current API 
 
 from __future__ import annotations
 
+from dataclasses import dataclass
 from functools import lru_cache
+from typing import Any, cast
 
 import stripe
 from stripe._base_address import BaseAddresses
@@ -55,3 +57,127 @@ def dashboard_url(settings: Settings, object_id: str) -> str:
         if object_id.startswith(id_prefix):
             return f"https://dashboard.stripe.com/{prefix}{path}/{object_id}"
     return f"https://dashboard.stripe.com/{prefix}search?query={object_id}"
+
+
+# --- Reads for the revenue sync ---------------------------------------------------------------
+# Owned by the revenue sync. Objects come back as plain JSON dicts (`to_dict()`), exactly what the
+# warehouse stores as `raw`. The SDK's own retries are switched off per request
+# (`max_network_retries: 0`): the sync retries itself so that every attempt goes through its
+# token bucket and a 429's Retry-After pauses every worker, not just the one that was refused.
+
+# Top-level objects the sync lists, in Stripe's `object` names.
+LISTED_OBJECTS: tuple[str, ...] = (
+    "customer", "product", "price", "subscription", "subscription_schedule", "invoice", "invoiceitem",
+    "charge", "refund", "credit_note", "dispute", "balance_transaction",
+)
+
+
+@dataclass(frozen=True)
+class Page:
+    objects: list[dict[str, Any]]
+    has_more: bool
+
+
+def _page(result: Any) -> Page:
+    return Page([item.to_dict() for item in result.data], bool(result.has_more))
+
+
+def list_page(client: stripe.StripeClient, object_type: str, *, created_gte: int | None = None,
+              created_lt: int | None = None, starting_after: str | None = None, limit: int = 100) -> Page:
+    """One page (newest first) of a top-level list endpoint, optionally within a `created` window."""
+    created: dict[str, int] = {}
+    if created_gte is not None:
+        created["gte"] = created_gte
+    if created_lt is not None:
+        created["lt"] = created_lt
+    params: dict[str, Any] = {"limit": limit, "max_network_retries": 0}
+    if created:
+        params["created"] = created
+    if starting_after:
+        params["starting_after"] = starting_after
+    v1 = client.v1
+    match object_type:
+        case "customer":
+            return _page(v1.customers.list(cast(stripe.params.CustomerListParams, params)))
+        case "product":
+            return _page(v1.products.list(cast(stripe.params.ProductListParams, params)))
+        case "price":
+            return _page(v1.prices.list(cast(stripe.params.PriceListParams, params)))
+        case "subscription":
+            # Without status=all Stripe leaves cancelled subscriptions out of the list.
+            sub_params = cast(stripe.params.SubscriptionListParams, params)
+            sub_params["status"] = "all"
+            return _page(v1.subscriptions.list(sub_params))
+        case "subscription_schedule":
+            return _page(v1.subscription_schedules.list(cast(stripe.params.SubscriptionScheduleListParams, params)))
+        case "invoice":
+            return _page(v1.invoices.list(cast(stripe.params.InvoiceListParams, params)))
+        case "invoiceitem":
+            return _page(v1.invoice_items.list(cast(stripe.params.InvoiceItemListParams, params)))
+        case "charge":
+            return _page(v1.charges.list(cast(stripe.params.ChargeListParams, params)))
+        case "refund":
+            return _page(v1.refunds.list(cast(stripe.params.RefundListParams, params)))
+        case "credit_note":
+            return _page(v1.credit_notes.list(cast(stripe.params.CreditNoteListParams, params)))
+        case "dispute":
+            return _page(v1.disputes.list(cast(stripe.params.DisputeListParams, params)))
+        case "balance_transaction":
+            return _page(v1.balance_transactions.list(cast(stripe.params.BalanceTransactionListParams, params)))
+        case "event":
+            return _page(v1.events.list(cast(stripe.params.EventListParams, params)))
+    raise ValueError(f"The revenue sync does not list {object_type!r} objects.")
+
+
+def list_children_page(client: stripe.StripeClient, object_type: str, parent_id: str, *,
+                       starting_after: str | None = None, limit: int = 100) -> Page:
+    """One page of the lines of an invoice, the items of a subscription, or a customer's
+    balance transactions (nested lists with no global endpoint)."""
+    options: stripe.RequestOptions = {"max_network_retries": 0}
+    v1 = client.v1
+    match object_type:
+        case "line_item":
+            line_params: stripe.params.InvoiceLineItemListParams = {"limit": limit}
+            if starting_after:
+                line_params["starting_after"] = starting_after
+            return _page(v1.invoices.line_items.list(parent_id, line_params, options))
+        case "subscription_item":
+            item_params: stripe.params.SubscriptionItemListParams = {
+                "subscription": parent_id, "limit": limit, "max_network_retries": 0}
+            if starting_after:
+                item_params["starting_after"] = starting_after
+            return _page(v1.subscription_items.list(item_params))
+        case "customer_balance_transaction":
+            cbt_params: stripe.params.CustomerBalanceTransactionListParams = {"limit": limit}
+            if starting_after:
+                cbt_params["starting_after"] = starting_after
+            return _page(v1.customers.balance_transactions.list(parent_id, cbt_params, options))
+    raise ValueError(f"The revenue sync does not list {object_type!r} under a parent.")
+
+
+def retrieve_object(client: stripe.StripeClient, object_type: str, object_id: str) -> dict[str, Any]:
+    """The current state of one object, for events whose payload is not enough."""
+    options: stripe.RequestOptions = {"max_network_retries": 0}
+    v1 = client.v1
+    match object_type:
+        case "invoice":
+            return v1.invoices.retrieve(object_id, options=options).to_dict()
+        case "subscription":
+            return v1.subscriptions.retrieve(object_id, options=options).to_dict()
+        case "customer":
+            return v1.customers.retrieve(object_id, options=options).to_dict()
+        case "charge":
+            return v1.charges.retrieve(object_id, options=options).to_dict()
+    raise ValueError(f"The revenue sync does not re-fetch {object_type!r} objects.")
+
+
+def retry_after_seconds(error: stripe.StripeError) -> float | None:
+    """Stripe's hint on a 429 (`Retry-After`, seconds), when it sent one."""
+    headers = error.headers or {}
+    for name, value in headers.items():
+        if name.lower() == "retry-after":
+            try:
+                return max(float(value), 0.0)
+            except (TypeError, ValueError):
+                return None
+    return None

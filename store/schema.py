@@ -1,7 +1,7 @@
 """Every table the migrations manage: importing a models module registers its tables."""
 
+import store.warehouse  # noqa: F401  (the revenue warehouse)
 from store import models  # noqa: F401  (plans, audit, users, tokens, inbox)
-from store import warehouse  # noqa: F401
 from store.models import Base
 
 metadata = Base.metadata

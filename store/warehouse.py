@@ -451,8 +451,8 @@ def upsert(session: Session, model: type[StripeObject], rows: Iterable[Mapping[s
 
     A row carrying `event_created` replaces a stored one only if that is not older than the
     stored row's own event time; list results (no event time) always replace."""
-    rows = [dict(r) for r in rows]
-    if not rows:
+    rows_in = [dict(r) for r in rows]
+    if not rows_in:
         return 0
     dialect = session.get_bind().dialect.name
     if dialect == "postgresql":
@@ -461,13 +461,13 @@ def upsert(session: Session, model: type[StripeObject], rows: Iterable[Mapping[s
         from sqlalchemy.dialects.sqlite import insert  # type: ignore[assignment]
     table = model.__table__  # type: ignore[attr-defined]
     # Every row of one statement must have the same keys.
-    keys = sorted({k for r in rows for k in r})
-    rows = [{k: r.get(k, table.c[k].default.arg if table.c[k].default is not None
-                      and not callable(table.c[k].default.arg) else None) for k in keys} for r in rows]
-    for r in rows:
+    keys = sorted({k for r in rows_in for k in r})
+    filled = [{k: r.get(k, table.c[k].default.arg if table.c[k].default is not None
+                      and not callable(table.c[k].default.arg) else None) for k in keys} for r in rows_in]
+    for r in filled:
         if r.get("synced_at") is None:
             r["synced_at"] = utcnow()
-    stmt = insert(table).values(rows)
+    stmt = insert(table).values(filled)
     updates = {k: stmt.excluded[k] for k in keys if k not in ("id",)}
     # Soft-deleted rows stay deleted unless the object itself says otherwise.
     if "deleted_at" not in keys:
@@ -480,4 +480,4 @@ def upsert(session: Session, model: type[StripeObject], rows: Iterable[Mapping[s
     else:
         stmt = stmt.on_conflict_do_update(index_elements=["id"], set_=updates)
     session.execute(stmt)
-    return len(rows)
+    return len(filled)

@@ -1,0 +1,567 @@
+"""The revenue sync: Stripe objects into the warehouse, first in full, then from the events feed.
+
+Full sync: every listed object type (activities.stripe_api.LISTED_OBJECTS) is paged, 100 per page,
+newest first, by a pool of workers. Each type starts as one `created` window; a worker that finds
+more pages while another worker is idle hands it the older part of its window, so several windows
+of one type are paged in parallel. Every page is written together with its window's cursor in one
+transaction (revenue_sync_checkpoints): a crash resumes each window after the last page it wrote,
+with no gap and no duplicate. All requests share one token bucket (`STRIPE_SYNC_RATE` per second,
+no burst) and a 429 pauses every worker for its Retry-After.
+
+Incremental sync: `/v1/events` since the cursor, applied oldest first, so changes to existing
+objects arrive (a cancelled subscription, an invoice paid, a deleted customer). Invoices and
+subscriptions whose embedded lists are truncated are re-fetched. When the cursor is older than
+the 30 days Stripe keeps events, a full sync runs instead. Webhooks use the same `apply_event`.
+"""
+
+from __future__ import annotations
+
+import logging
+import threading
+import time
+from collections.abc import Callable
+from dataclasses import dataclass, field
+from datetime import UTC, datetime
+from functools import partial
+from typing import Any
+
+import stripe
+from sqlalchemy import select, update
+from sqlalchemy.orm import Session
+
+from activities import stripe_api
+from settings import Settings
+from store import revenue as revenue_store
+from store.db import unit_of_work
+from store.warehouse import (
+    TABLES,
+    RevenueSyncCheckpoint,
+    RevenueSyncCursor,
+    RevenueSyncRun,
+    StripeCharge,
+    StripeCustomer,
+    row_for,
+    upsert,
+)
+
+log = logging.getLogger(__name__)
+
+EVENTS_KEPT_SECONDS = 30 * 86400
+# Start a full sync a little before Stripe's 30 days run out, not after.
+EVENTS_SAFETY_SECONDS = 3600
+EVENTS_CURSOR = "events"
+MAX_ATTEMPTS = 8
+PAGE_SIZE = 100
+
+Progress = Callable[["SyncProgress"], None]
+PageHook = Callable[[str, int], None]  # (object type, objects on the page) after each committed page
+
+
+class TokenBucket:
+    """`rate` requests per second shared by all threads, burst of one; `None` means no limit.
+
+    A 429 calls `pause(seconds)`: nobody sends until then, which is what Retry-After asks."""
+
+    def __init__(self, rate: float | None) -> None:
+        self.interval = 1.0 / rate if rate else 0.0
+        self._next = time.monotonic()
+        self._paused_until = 0.0
+        self._lock = threading.Lock()
+
+    def acquire(self) -> None:
+        with self._lock:
+            now = time.monotonic()
+            slot = max(now, self._next, self._paused_until)
+            self._next = slot + self.interval
+        delay = slot - time.monotonic()
+        if delay > 0:
+            time.sleep(delay)
+
+    def pause(self, seconds: float) -> None:
+        with self._lock:
+            until = time.monotonic() + seconds
+            self._paused_until = max(self._paused_until, until)
+            self._next = max(self._next, until)
+
+
+@dataclass
+class SyncProgress:
+    kind: str
+    objects: int = 0
+    requests: int = 0
+    rate_limited: int = 0
+    started: float = field(default_factory=time.monotonic)
+    by_type: dict[str, int] = field(default_factory=dict)
+
+    @property
+    def seconds(self) -> float:
+        return time.monotonic() - self.started
+
+
+@dataclass(frozen=True)
+class SyncReport:
+    kind: str  # full | incremental
+    run_id: int | None
+    objects: int
+    requests: int
+    rate_limited: int
+    seconds: float
+    events: int = 0
+    resumed: bool = False
+
+
+class SyncError(RuntimeError):
+    """The sync could not finish; the message says what Stripe answered and that it will resume."""
+
+
+class _Caller:
+    """Sends one Stripe read through the bucket, retrying what is worth retrying."""
+
+    def __init__(self, bucket: TokenBucket, progress: SyncProgress, lock: threading.Lock) -> None:
+        self.bucket = bucket
+        self.progress = progress
+        self.lock = lock
+
+    def __call__(self, fn: Callable[[], Any]) -> Any:
+        for attempt in range(1, MAX_ATTEMPTS + 1):
+            self.bucket.acquire()
+            with self.lock:
+                self.progress.requests += 1
+            try:
+                return fn()
+            except stripe.RateLimitError as exc:
+                wait = stripe_api.retry_after_seconds(exc)
+                with self.lock:
+                    self.progress.rate_limited += 1
+                self.bucket.pause(wait if wait is not None else min(0.5 * 2 ** attempt, 30.0))
+                if attempt == MAX_ATTEMPTS:
+                    raise SyncError(f"Stripe kept refusing with 429 after {attempt} attempts; "
+                                    "the sync stopped and will resume from its checkpoints.") from exc
+            except stripe.StripeError as exc:
+                if not stripe_api.is_retryable(exc) or attempt == MAX_ATTEMPTS:
+                    raise
+                time.sleep(min(0.25 * 2 ** attempt, 10.0))
+        raise AssertionError("unreachable")
+
+
+# --- writing Stripe objects ------------------------------------------------------------------
+
+@dataclass
+class Dirty:
+    """What a batch of changes touched, so derived rows are rebuilt for exactly those."""
+
+    invoices: set[str] = field(default_factory=set)
+    charges: set[str] = field(default_factory=set)
+    customers: set[str] = field(default_factory=set)
+    balance_customers: set[str] = field(default_factory=set)
+
+    def merge(self, other: Dirty) -> None:
+        self.invoices |= other.invoices
+        self.charges |= other.charges
+        self.customers |= other.customers
+        self.balance_customers |= other.balance_customers
+
+
+def _store_objects(session: Session, objects: list[dict[str, Any]], call: _Caller, client: stripe.StripeClient,
+                   dirty: Dirty, *, event_created: int | None = None) -> int:
+    """Upsert objects of one type, their embedded lists (fetching truncated ones) and mark dirt."""
+    if not objects:
+        return 0
+    kind = objects[0]["object"]
+    model, _ = TABLES[kind]
+    upsert(session, model, [row_for(o, event_created=event_created) for o in objects])
+    count = len(objects)
+    for o in objects:
+        customer = o.get("customer")
+        customer_id = customer.get("id") if isinstance(customer, dict) else customer
+        if kind == "invoice":
+            count += _store_children(session, o, "lines", "line_item", call, client,
+                                     extra={"invoice": o["id"]}, event_created=event_created)
+            revenue_store.link_invoice_payments(session, o)
+            dirty.invoices.add(o["id"])
+            if o.get("starting_balance") != o.get("ending_balance") and customer_id:
+                dirty.balance_customers.add(customer_id)
+        elif kind == "subscription":
+            count += _store_children(session, o, "items", "subscription_item", call, client,
+                                     extra={"subscription": o["id"]}, event_created=event_created)
+        elif kind == "charge":
+            dirty.charges.add(o["id"])
+            if o.get("invoice"):
+                dirty.invoices.add(o["invoice"] if isinstance(o["invoice"], str) else o["invoice"]["id"])
+        elif kind in ("refund", "dispute"):
+            charge = o.get("charge")
+            if charge:
+                dirty.charges.add(charge if isinstance(charge, str) else charge["id"])
+        elif kind == "credit_note" and o.get("invoice"):
+            dirty.invoices.add(o["invoice"] if isinstance(o["invoice"], str) else o["invoice"]["id"])
+        elif kind == "customer":
+            customer_id = o["id"]
+            if o.get("balance"):
+                dirty.balance_customers.add(o["id"])
+        if customer_id and kind in ("customer", "subscription", "charge", "invoice"):
+            dirty.customers.add(customer_id)
+    return count
+
+
+def _store_children(session: Session, parent: dict[str, Any], field_name: str, kind: str, call: _Caller,
+                    client: stripe.StripeClient, *, extra: dict[str, Any], event_created: int | None) -> int:
+    """An embedded list (invoice lines, subscription items): stored, and paged on when truncated.
+    Children that left the parent's list (a removed subscription item) are soft-deleted."""
+    embedded = parent.get(field_name) or {}
+    children = list(embedded.get("data") or [])
+    has_more = bool(embedded.get("has_more"))
+    while has_more:
+        after = children[-1]["id"] if children else None
+        page = call(partial(stripe_api.list_children_page, client, kind, parent["id"], starting_after=after))
+        children.extend(page.objects)
+        has_more = page.has_more and bool(page.objects)
+    model, _ = TABLES[kind]
+    parent_key = "invoice_id" if kind == "line_item" else "subscription_id"
+    rows = []
+    for child in children:
+        child = {**child, "object": kind}
+        for key, value in extra.items():
+            child.setdefault(key, value)
+        rows.append(row_for(child, event_created=None, **{parent_key: parent["id"]}))
+    upsert(session, model, rows)
+    seen = [c["id"] for c in children]
+    table = model.__table__  # type: ignore[attr-defined]
+    session.execute(update(table).where(table.c[parent_key] == parent["id"], table.c.id.not_in(seen),
+                                        table.c.deleted_at.is_(None)).values(deleted_at=datetime.now(UTC)))
+    return len(rows)
+
+
+def _sync_balance_transactions(settings: Settings, customer_ids: set[str], call: _Caller,
+                               client: stripe.StripeClient) -> int:
+    """Customer balance transactions have no global list: read them per customer that has some
+    (a non-zero balance, an invoice that used the balance, or a balance change in an event)."""
+    count = 0
+    for customer_id in sorted(customer_ids):
+        after: str | None = None
+        while True:
+            try:
+                page = call(partial(stripe_api.list_children_page, client, "customer_balance_transaction",
+                                    customer_id, starting_after=after))
+            except stripe.InvalidRequestError:
+                break  # the customer was deleted meanwhile
+            if page.objects:
+                with unit_of_work(settings.database_url) as session:
+                    model, _ = TABLES["customer_balance_transaction"]
+                    upsert(session, model, [row_for(o) for o in page.objects])
+                count += len(page.objects)
+            if not page.has_more or not page.objects:
+                break
+            after = page.objects[-1]["id"]
+    return count
+
+
+def _rebuild(settings: Settings, dirty: Dirty | None) -> None:
+    """Rebuild the revenue schedule and person/group resolution for what changed (all if None)."""
+    with unit_of_work(settings.database_url) as session:
+        invoices = revenue_store.all_invoice_ids(session) if dirty is None else sorted(dirty.invoices)
+        charges = revenue_store.all_charge_ids(session) if dirty is None else sorted(dirty.charges)
+        customers = revenue_store.all_customer_ids(session) if dirty is None else sorted(dirty.customers)
+        if dirty is not None and dirty.charges:
+            # A refund or dispute on an invoice's charge changes that invoice's net.
+            linked = session.scalars(select(StripeCharge.invoice_id).where(
+                StripeCharge.id.in_(charges), StripeCharge.invoice_id.is_not(None)))
+            invoices = sorted(set(invoices) | {i for i in linked if i})
+        revenue_store.recompute_invoices(session, invoices)
+        revenue_store.recompute_charges(session, charges)
+        revenue_store.resolve_customers(session, customers)
+
+
+# --- full sync ---------------------------------------------------------------------------------
+
+class _Windows:
+    """The work queue of a full run: checkpoint ids waiting for a worker, and who is idle."""
+
+    def __init__(self, pending: list[int], workers: int) -> None:
+        self.pending = list(pending)
+        self.workers = workers
+        self.busy = 0
+        self.cond = threading.Condition()
+        self.failed: BaseException | None = None
+
+    def take(self) -> int | None:
+        with self.cond:
+            while not self.pending and self.busy and self.failed is None:
+                self.cond.wait()
+            if not self.pending or self.failed is not None:
+                self.cond.notify_all()
+                return None
+            self.busy += 1
+            return self.pending.pop()
+
+    def done(self) -> None:
+        with self.cond:
+            self.busy -= 1
+            self.cond.notify_all()
+
+    def someone_idle(self) -> bool:
+        with self.cond:
+            return not self.pending and self.busy < self.workers
+
+    def add(self, checkpoint_id: int) -> None:
+        with self.cond:
+            self.pending.append(checkpoint_id)
+            self.cond.notify_all()
+
+    def fail(self, exc: BaseException) -> None:
+        with self.cond:
+            self.failed = self.failed or exc
+            self.cond.notify_all()
+
+
+def _stripe_now(client: stripe.StripeClient, call: _Caller) -> int:
+    """Stripe's idea of now, as far as we can see it: the newest event, or our clock if later."""
+    page = call(lambda: stripe_api.list_page(client, "event", limit=1))
+    newest = int(page.objects[0]["created"]) if page.objects else 0
+    return max(newest, int(time.time()))
+
+
+def _newest_event(client: stripe.StripeClient, call: _Caller) -> int:
+    page = call(lambda: stripe_api.list_page(client, "event", limit=1))
+    return int(page.objects[0]["created"]) if page.objects else 0
+
+
+def full_sync(settings: Settings, *, rate: float | None = -1, workers: int = 8, progress: Progress | None = None,
+              on_page: PageHook | None = None, object_types: tuple[str, ...] | None = None) -> SyncReport:
+    """List everything into the warehouse, resuming an unfinished full run if there is one.
+
+    `rate` requests per second (default: settings.stripe_sync_rate; None: unlimited). `on_page`
+    runs after each committed page (tests use it to crash mid-way)."""
+    rate = settings.stripe_sync_rate if rate == -1 else rate
+    client = stripe_api.stripe_client(settings)
+    state = SyncProgress("full")
+    lock = threading.Lock()
+    call = _Caller(TokenBucket(rate), state, lock)
+    types = object_types or stripe_api.LISTED_OBJECTS
+
+    with unit_of_work(settings.database_url) as session:
+        run = session.scalars(select(RevenueSyncRun).where(RevenueSyncRun.kind == "full",
+                                                           RevenueSyncRun.finished_at.is_(None))
+                              .order_by(RevenueSyncRun.id.desc())).first()
+        resumed = run is not None
+        if run is None:
+            # Events from this moment on are applied by the next incremental run; objects listed
+            # meanwhile may be newer already, which replaying their events cannot make wrong.
+            run = RevenueSyncRun(kind="full", upper_bound=_newest_event(client, call))
+            session.add(run)
+            session.flush()
+            for kind in types:
+                session.add(RevenueSyncCheckpoint(run_id=run.id, object_type=kind, created_gte=0,
+                                                  created_lt=2**62))
+        run_id, events_from = run.id, run.upper_bound
+        pending = list(session.scalars(select(RevenueSyncCheckpoint.id).where(
+            RevenueSyncCheckpoint.run_id == run_id, RevenueSyncCheckpoint.done.is_(False))))
+        run_started = run.started_at
+
+    windows = _Windows(pending, workers)
+    dirty_customers_with_balance: set[str] = set()
+
+    def report() -> None:
+        if progress is not None:
+            progress(state)
+
+    def page_window(checkpoint_id: int) -> None:
+        with unit_of_work(settings.database_url) as session:
+            cp = session.get(RevenueSyncCheckpoint, checkpoint_id)
+            assert cp is not None
+            kind, gte, lt, after = cp.object_type, cp.created_gte, cp.created_lt, cp.starting_after
+        while True:
+            page = call(partial(stripe_api.list_page, client, kind, created_gte=gte or None,
+                                created_lt=None if lt >= 2**62 else lt, starting_after=after))
+            dirty = Dirty()
+            new_window: int | None = None
+            with unit_of_work(settings.database_url) as session:
+                stored = _store_objects(session, page.objects, call, client, dirty)
+                cp = session.get(RevenueSyncCheckpoint, checkpoint_id)
+                assert cp is not None
+                cp.pages += 1
+                cp.objects += stored
+                if page.objects:
+                    after = cp.starting_after = page.objects[-1]["id"]
+                if not page.has_more or not page.objects:
+                    cp.done = True
+                elif windows.someone_idle():
+                    oldest = int(page.objects[-1]["created"])
+                    span = max(int(page.objects[0]["created"]) - oldest, 1)
+                    split = max(gte + 1, oldest - 4 * span)
+                    if gte < split <= oldest:
+                        # The older part [gte, split) goes to an idle worker; this one keeps
+                        # [split, lt) and its cursor, whose object is still inside that window.
+                        other = RevenueSyncCheckpoint(run_id=run_id, object_type=kind, created_gte=gte,
+                                                      created_lt=split)
+                        session.add(other)
+                        cp.created_gte = gte = split
+                        session.flush()
+                        new_window = other.id
+            with lock:
+                state.objects += stored
+                state.by_type[kind] = state.by_type.get(kind, 0) + stored
+                dirty_customers_with_balance.update(dirty.balance_customers)
+            if new_window is not None:
+                windows.add(new_window)
+            if on_page is not None:
+                on_page(kind, len(page.objects))
+            report()
+            if not page.has_more or not page.objects or windows.failed is not None:
+                return
+
+    def worker() -> None:
+        while True:
+            checkpoint_id = windows.take()
+            if checkpoint_id is None:
+                return
+            try:
+                page_window(checkpoint_id)
+            except BaseException as exc:  # noqa: BLE001 - handed to the caller below
+                windows.fail(exc)
+            finally:
+                windows.done()
+
+    threads = [threading.Thread(target=worker, name=f"revenue-sync-{i}", daemon=True) for i in range(workers)]
+    for t in threads:
+        t.start()
+    for t in threads:
+        t.join()
+    if windows.failed is not None:
+        with unit_of_work(settings.database_url) as session:
+            failed_run = session.get(RevenueSyncRun, run_id)
+            if failed_run is not None:
+                failed_run.error = str(windows.failed)
+        raise windows.failed
+
+    with unit_of_work(settings.database_url) as session:
+        balance_customers = dirty_customers_with_balance | set(session.scalars(
+            select(StripeCustomer.id).where(StripeCustomer.deleted_at.is_(None),
+                                            StripeCustomer.raw["balance"].as_integer() != 0)))
+    state.objects += _sync_balance_transactions(settings, balance_customers, call, client)
+
+    with unit_of_work(settings.database_url) as session:
+        # Whatever a complete listing did not return is gone from Stripe (deleted customers,
+        # products, draft invoices): soft-deleted, never removed.
+        now = datetime.now(UTC)
+        for kind in types:
+            model, _ = TABLES[kind]
+            table = model.__table__  # type: ignore[attr-defined]
+            session.execute(update(table).where(table.c.synced_at < run_started, table.c.deleted_at.is_(None))
+                            .values(deleted_at=now))
+    _rebuild(settings, None)
+    with unit_of_work(settings.database_url) as session:
+        _set_cursor(session, events_from)
+        done = session.get(RevenueSyncRun, run_id)
+        assert done is not None
+        done.finished_at = datetime.now(UTC)
+        done.objects += state.objects
+        done.requests += state.requests
+        done.error = None
+    report()
+    return SyncReport("full", run_id, state.objects, state.requests, state.rate_limited, state.seconds,
+                      resumed=resumed)
+
+
+def _set_cursor(session: Session, value: int) -> None:
+    cursor = session.get(RevenueSyncCursor, EVENTS_CURSOR)
+    if cursor is None:
+        session.add(RevenueSyncCursor(name=EVENTS_CURSOR, value=value))
+    else:
+        cursor.value = max(cursor.value, value)
+
+
+def events_cursor(settings: Settings) -> int | None:
+    with unit_of_work(settings.database_url) as session:
+        cursor = session.get(RevenueSyncCursor, EVENTS_CURSOR)
+        return None if cursor is None else cursor.value
+
+
+# --- incremental sync --------------------------------------------------------------------------
+
+def apply_event(session: Session, client: stripe.StripeClient, call: _Caller, event: dict[str, Any]) -> Dirty:
+    """Apply one Stripe event to the warehouse (idempotent; an older event never wins)."""
+    dirty = Dirty()
+    obj = dict((event.get("data") or {}).get("object") or {})
+    kind = obj.get("object")
+    if kind not in TABLES or "id" not in obj:
+        return dirty
+    created = int(event.get("created") or 0)
+    event_type = str(event.get("type") or "")
+    if event_type.endswith(".deleted") and kind in ("customer", "product", "price", "invoiceitem", "invoice"):
+        obj["deleted"] = True
+    # Truncated embedded lists and missing ones: re-fetch the object as it is now.
+    if kind in ("invoice", "subscription") and not obj.get("deleted"):
+        embedded = obj.get("lines" if kind == "invoice" else "items")
+        if not isinstance(embedded, dict):
+            try:
+                obj = call(lambda: stripe_api.retrieve_object(client, kind, obj["id"]))
+            except stripe.InvalidRequestError:
+                pass
+    _store_objects(session, [obj], call, client, dirty, event_created=created)
+    if kind == "customer":
+        previous = (event.get("data") or {}).get("previous_attributes") or {}
+        if "balance" in previous:
+            dirty.balance_customers.add(obj["id"])
+    return dirty
+
+
+def incremental_sync(settings: Settings, *, rate: float | None = -1, progress: Progress | None = None) -> SyncReport:
+    """Apply `/v1/events` since the cursor; a full sync instead when there is no usable cursor."""
+    rate = settings.stripe_sync_rate if rate == -1 else rate
+    cursor = events_cursor(settings)
+    client = stripe_api.stripe_client(settings)
+    state = SyncProgress("incremental")
+    lock = threading.Lock()
+    call = _Caller(TokenBucket(rate), state, lock)
+    if cursor is None or cursor < _stripe_now(client, call) - EVENTS_KEPT_SECONDS + EVENTS_SAFETY_SECONDS:
+        log.info("Events cursor %s is missing or older than Stripe keeps events: running a full sync.", cursor)
+        return full_sync(settings, rate=rate, progress=progress)
+
+    # Events come newest first; collect the ids since the cursor, then apply oldest first.
+    events: list[dict[str, Any]] = []
+    after: str | None = None
+    while True:
+        page = call(partial(stripe_api.list_page, client, "event", created_gte=cursor, starting_after=after))
+        events.extend(page.objects)
+        if not page.has_more or not page.objects:
+            break
+        after = page.objects[-1]["id"]
+    events.sort(key=lambda e: (int(e["created"]), e["id"]))
+    dirty = Dirty()
+    for start in range(0, len(events), 100):
+        batch = events[start:start + 100]
+        with unit_of_work(settings.database_url) as session:
+            for event in batch:
+                dirty.merge(apply_event(session, client, call, event))
+            _set_cursor(session, int(batch[-1]["created"]))
+        state.objects += len(batch)
+        if progress is not None:
+            progress(state)
+    state.objects += _sync_balance_transactions(settings, dirty.balance_customers, call, client)
+    _rebuild(settings, dirty)
+    return SyncReport("incremental", None, state.objects, state.requests, state.rate_limited, state.seconds,
+                      events=len(events))
+
+
+def sync_revenue(settings: Settings, *, full: bool = False, rate: float | None = -1,
+                 progress: Progress | None = None) -> SyncReport:
+    """What `revops sync revenue [--full]` and the schedule run: resume an unfinished full run,
+    else a full run when asked or needed, else an incremental one."""
+    with unit_of_work(settings.database_url) as session:
+        unfinished = session.scalars(select(RevenueSyncRun.id).where(
+            RevenueSyncRun.kind == "full", RevenueSyncRun.finished_at.is_(None))).first()
+    if full or unfinished is not None:
+        return full_sync(settings, rate=rate, progress=progress)
+    return incremental_sync(settings, rate=rate, progress=progress)
+
+
+def apply_stripe_event(settings: Settings, event: dict[str, Any]) -> None:
+    """A webhook's event, applied within the request's seconds (same rules as the events feed)."""
+    client = stripe_api.stripe_client(settings)
+    state = SyncProgress("webhook")
+    call = _Caller(TokenBucket(None), state, threading.Lock())
+    with unit_of_work(settings.database_url) as session:
+        dirty = apply_event(session, client, call, event)
+    if dirty.balance_customers:
+        _sync_balance_transactions(settings, dirty.balance_customers, call, client)
+    _rebuild(settings, dirty)

@@ -1,0 +1,279 @@
+"""Warehouse reads and derived tables: the revenue schedule, persons/groups, MRR inputs, rates.
+
+The rules live in `domain` (deferred, mrr, persons, fx); this module only loads warehouse rows
+into their dataclasses and writes the results back.
+"""
+
+from __future__ import annotations
+
+from collections import defaultdict
+from collections.abc import Iterable, Sequence
+from datetime import UTC, date, datetime
+from decimal import Decimal
+from typing import Any
+
+from sqlalchemy import delete, func, insert, select, update
+from sqlalchemy.orm import Session
+
+from domain import deferred, mrr, persons
+from domain.money import exponent
+from store.warehouse import (
+    ExchangeRate,
+    RevenueScheduleEntry,
+    StripeCharge,
+    StripeCreditNote,
+    StripeCustomer,
+    StripeDispute,
+    StripeInvoice,
+    StripeInvoiceLine,
+    StripePrice,
+    StripeRefund,
+    StripeSubscription,
+    StripeSubscriptionItem,
+)
+
+CHUNK = 500
+
+
+def _unit(currency: str) -> int:
+    try:
+        return int(10 ** exponent(currency))
+    except ValueError:
+        return 100
+
+
+def _day(value: datetime | None) -> date | None:
+    if value is None:
+        return None
+    if value.tzinfo is None:  # SQLite hands datetimes back naive; they were stored as UTC
+        value = value.replace(tzinfo=UTC)
+    return value.astimezone(UTC).date()
+
+
+def _chunks(ids: Sequence[str]) -> Iterable[Sequence[str]]:
+    for i in range(0, len(ids), CHUNK):
+        yield ids[i:i + CHUNK]
+
+
+def link_invoice_payments(session: Session, invoice: dict[str, Any]) -> None:
+    """Since 2025 charges no longer name their invoice; the invoice's `payments` name the charge
+    or payment intent. Record the link on the charge so refunds and disputes find the invoice."""
+    payments = ((invoice.get("payments") or {}).get("data")) or []
+    for p in payments:
+        payment = p.get("payment") or {}
+        charge = payment.get("charge")
+        intent = payment.get("payment_intent")
+        charge_id = charge.get("id") if isinstance(charge, dict) else charge
+        intent_id = intent.get("id") if isinstance(intent, dict) else intent
+        if charge_id:
+            session.execute(update(StripeCharge).where(StripeCharge.id == charge_id).values(invoice_id=invoice["id"]))
+        if intent_id:
+            session.execute(update(StripeCharge).where(StripeCharge.payment_intent_id == intent_id)
+                            .values(invoice_id=invoice["id"]))
+
+
+def _reductions_by_invoice(session: Session, invoice_ids: Sequence[str]) -> dict[str, int]:
+    """What credit notes, refunds not already behind a credit note, and lost disputes took back."""
+    out: dict[str, int] = defaultdict(int)
+    refunds_in_notes: set[str] = set()
+    for note in session.scalars(select(StripeCreditNote).where(StripeCreditNote.invoice_id.in_(invoice_ids),
+                                                               StripeCreditNote.status != "void")):
+        out[note.invoice_id or ""] += note.total
+        raw = note.raw or {}
+        for r in raw.get("refunds") or []:
+            ref = r.get("refund") if isinstance(r, dict) else r
+            ref_id = ref.get("id") if isinstance(ref, dict) else ref
+            if isinstance(ref_id, str):
+                refunds_in_notes.add(ref_id)
+        if isinstance(raw.get("refund"), str):
+            refunds_in_notes.add(raw["refund"])
+    charges = {c.id: c for c in session.scalars(select(StripeCharge).where(StripeCharge.invoice_id.in_(invoice_ids)))}
+    if charges:
+        charge_ids = list(charges)
+        for refund in session.scalars(select(StripeRefund).where(StripeRefund.charge_id.in_(charge_ids))):
+            if refund.status in ("succeeded", "pending") and refund.id not in refunds_in_notes:
+                out[charges[refund.charge_id or ""].invoice_id or ""] += refund.amount
+        for dispute in session.scalars(select(StripeDispute).where(StripeDispute.charge_id.in_(charge_ids),
+                                                                   StripeDispute.status == "lost")):
+            out[charges[dispute.charge_id or ""].invoice_id or ""] += dispute.amount
+    return out
+
+
+def recompute_invoices(session: Session, invoice_ids: Iterable[str]) -> int:
+    """Rebuild the revenue schedule rows of these invoices from their lines and reductions."""
+    ids = sorted(set(invoice_ids))
+    written = 0
+    for chunk in _chunks(ids):
+        session.execute(delete(RevenueScheduleEntry).where(RevenueScheduleEntry.source_type == "invoice",
+                                                           RevenueScheduleEntry.source_id.in_(chunk)))
+        invoices = {i.id: i for i in session.scalars(select(StripeInvoice).where(
+            StripeInvoice.id.in_(chunk), StripeInvoice.status == "paid", StripeInvoice.deleted_at.is_(None)))}
+        if not invoices:
+            continue
+        lines_by_invoice: dict[str, list[StripeInvoiceLine]] = defaultdict(list)
+        for line in session.scalars(select(StripeInvoiceLine).where(StripeInvoiceLine.invoice_id.in_(list(invoices)),
+                                                                    StripeInvoiceLine.deleted_at.is_(None))):
+            lines_by_invoice[line.invoice_id].append(line)
+        reductions = _reductions_by_invoice(session, list(invoices))
+        rows: list[dict[str, Any]] = []
+        for invoice_id, invoice in invoices.items():
+            lines = sorted(lines_by_invoice.get(invoice_id, []), key=lambda x: x.id)
+            if not lines:
+                continue
+            paid_on = _day(invoice.paid_at) or _day(invoice.created) or date.today()
+            rows.extend(_schedule_rows(invoice, lines, paid_on, reductions.get(invoice_id, 0)))
+        if rows:
+            session.execute(insert(RevenueScheduleEntry), rows)
+            written += len(rows)
+    return written
+
+
+def _schedule_rows(invoice: StripeInvoice, lines: Sequence[StripeInvoiceLine], paid_on: date,
+                   reduction: int) -> list[dict[str, Any]]:
+    domain_lines = []
+    for line in lines:
+        start = _day(line.period_start) or paid_on
+        end = _day(line.period_end) or start
+        domain_lines.append(deferred.Line(line.id, line.amount, line.currency, start, end, line.discount_amount))
+    out = []
+    for m in deferred.recognise_invoice(domain_lines, paid_on=paid_on, reductions=reduction):
+        out.append({"source_type": "invoice", "source_id": invoice.id, "line_id": m.line_id,
+                    "customer_id": invoice.customer_id, "month": m.month, "currency": m.currency,
+                    "currency_unit": _unit(m.currency), "gross": m.gross, "net": m.net, "paid_at": invoice.paid_at})
+    return out
+
+
+def recompute_charges(session: Session, charge_ids: Iterable[str]) -> int:
+    """One-off charges (no invoice) are revenue when paid, net of refunds and lost disputes."""
+    ids = sorted(set(charge_ids))
+    written = 0
+    for chunk in _chunks(ids):
+        session.execute(delete(RevenueScheduleEntry).where(RevenueScheduleEntry.source_type == "charge",
+                                                           RevenueScheduleEntry.source_id.in_(chunk)))
+        charges = list(session.scalars(select(StripeCharge).where(
+            StripeCharge.id.in_(chunk), StripeCharge.invoice_id.is_(None), StripeCharge.paid.is_(True),
+            StripeCharge.status == "succeeded")))
+        if not charges:
+            continue
+        lost = dict(session.execute(select(StripeDispute.charge_id, func.sum(StripeDispute.amount)).where(
+            StripeDispute.charge_id.in_([c.id for c in charges]), StripeDispute.status == "lost")
+            .group_by(StripeDispute.charge_id)).tuples().all())
+        rows = []
+        for c in charges:
+            paid_on = _day(c.created) or date.today()
+            m = deferred.recognise_charge(c.id, c.amount, c.amount_refunded + int(lost.get(c.id) or 0),
+                                          c.currency, paid_on)
+            rows.append({"source_type": "charge", "source_id": c.id, "line_id": c.id, "customer_id": c.customer_id,
+                         "month": m.month, "currency": m.currency, "currency_unit": _unit(m.currency),
+                         "gross": m.gross, "net": m.net, "paid_at": c.created})
+        session.execute(insert(RevenueScheduleEntry), rows)
+        written += len(rows)
+    return written
+
+
+def all_invoice_ids(session: Session) -> list[str]:
+    return list(session.scalars(select(StripeInvoice.id)))
+
+
+def all_charge_ids(session: Session) -> list[str]:
+    return list(session.scalars(select(StripeCharge.id)))
+
+
+def resolve_customers(session: Session, customer_ids: Iterable[str]) -> int:
+    """Re-resolve the PostHog person and group of these customers (domain.persons)."""
+    ids = sorted(set(customer_ids))
+    changed = 0
+    for chunk in _chunks(ids):
+        customers = list(session.scalars(select(StripeCustomer).where(StripeCustomer.id.in_(chunk))))
+        if not customers:
+            continue
+        children: dict[str, list[persons.Child]] = defaultdict(list)
+        for kind, model in (("subscription", StripeSubscription), ("charge", StripeCharge),
+                            ("invoice", StripeInvoice)):
+            for cid, oid, raw in session.execute(select(model.customer_id, model.id, model.raw)
+                                                 .where(model.customer_id.in_(chunk))):
+                metadata = (raw or {}).get("metadata") or {}
+                if metadata:
+                    children[cid].append(persons.Child(kind, oid, int((raw or {}).get("created") or 0), metadata))
+        for customer in customers:
+            metadata = (customer.raw or {}).get("metadata") or {}
+            person = persons.resolve_person(metadata, children.get(customer.id, []))
+            group = persons.resolve_group(metadata, children.get(customer.id, []))
+            values = (person.value, person.source, group.value, group.source)
+            if values != (customer.person_distinct_id, customer.person_source, customer.group_key,
+                          customer.group_source):
+                (customer.person_distinct_id, customer.person_source, customer.group_key,
+                 customer.group_source) = values
+                changed += 1
+    return changed
+
+
+def all_customer_ids(session: Session) -> list[str]:
+    return list(session.scalars(select(StripeCustomer.id)))
+
+
+# --- Reads for the revenue API and page --------------------------------------------------------
+
+def rates_on(session: Session, reporting: str, on: date) -> dict[str, Decimal]:
+    """Currency → rate into `reporting`, the newest valid on `on` for each currency."""
+    out: dict[str, tuple[date, Decimal]] = {}
+    for r in session.scalars(select(ExchangeRate).where(ExchangeRate.reporting_currency == reporting.lower(),
+                                                        ExchangeRate.valid_from <= on)):
+        if r.currency not in out or r.valid_from > out[r.currency][0]:
+            out[r.currency] = (r.valid_from, r.rate)
+    return {c: v[1] for c, v in out.items()}
+
+
+def subscriptions_for_mrr(session: Session) -> list[mrr.Subscription]:
+    """Every subscription with its items and prices as domain.mrr dataclasses."""
+    prices = {p.id: p for p in session.scalars(select(StripePrice))}
+    items: dict[str, list[StripeSubscriptionItem]] = defaultdict(list)
+    for item in session.scalars(select(StripeSubscriptionItem).where(StripeSubscriptionItem.deleted_at.is_(None))):
+        items[item.subscription_id].append(item)
+    out = []
+    for sub in session.scalars(select(StripeSubscription)):
+        out.append(subscription_from_row(sub, items.get(sub.id, []), prices))
+    return out
+
+
+def subscription_from_row(sub: StripeSubscription, items: Sequence[StripeSubscriptionItem],
+                          prices: dict[str, StripePrice]) -> mrr.Subscription:
+    domain_items = []
+    for item in items:
+        price_raw = (item.raw or {}).get("price") or {}
+        price = prices.get(item.price_id or "")
+        unit = price.unit_amount if price is not None else price_raw.get("unit_amount")
+        recurring = price_raw.get("recurring") or {}
+        interval = price.interval if price is not None and price.interval else recurring.get("interval")
+        count = price.interval_count if price is not None and price.interval_count else recurring.get("interval_count")
+        if unit is None or interval is None:
+            continue  # metered or tiered without a flat unit amount: usage, not recurring revenue
+        domain_items.append(mrr.Item(int(unit), int(item.quantity or 0), str(interval), int(count or 1)))
+    raw = sub.raw or {}
+    discounts = tuple(d for d in (_discount(x) for x in raw.get("discounts") or []) if d is not None)
+    ended = _day(sub.ended_at)
+    if ended is None and sub.status == "canceled":
+        ended = _day(sub.canceled_at)
+    return mrr.Subscription(sub.id, sub.customer_id or "", sub.currency, sub.status or "active",
+                            _day(sub.start_date) or _day(sub.created) or date(1970, 1, 1),
+                            tuple(domain_items), discounts, _day(sub.trial_end), ended)
+
+
+def _discount(value: Any) -> mrr.Discount | None:
+    """A subscription discount, when expanded (a bare id says nothing about the amount)."""
+    if not isinstance(value, dict):
+        return None
+    source = value.get("source") or {}
+    coupon = value.get("coupon") or source.get("coupon") or {}
+    if not isinstance(coupon, dict):
+        return None
+    percent = coupon.get("percent_off")
+    start = value.get("start")
+    end = value.get("end")
+    return mrr.Discount(
+        percent_off=Decimal(str(percent)) if percent is not None else None,
+        amount_off=coupon.get("amount_off"),
+        duration=coupon.get("duration") or "forever",
+        start=_day(datetime.fromtimestamp(start, UTC)) if start else None,
+        end=_day(datetime.fromtimestamp(end, UTC)) if end else None,
+    )
