@@ -1,0 +1,257 @@
+"""The sandbox engine: state + lock + clock + events + webhook dispatch + persistence.
+
+Handlers run under one lock: the sandbox is a test double, so simple serial consistency beats
+throughput (and it is what makes "exactly one object after a lost response" easy to guarantee).
+"""
+
+from __future__ import annotations
+
+import contextlib
+import logging
+import os
+import pickle
+import tempfile
+import threading
+from collections.abc import Callable, Iterator
+from pathlib import Path
+from typing import Any
+
+import stripe
+
+from . import store
+from .clock import Clock
+from .faults import Faults
+from .store import Obj, State
+from .webhooks import Dispatcher, event_payload, matches
+
+log = logging.getLogger(__name__)
+
+API_VERSION: str = stripe.api_version
+EVENT_RETENTION = 30 * 86400
+
+DueFn = Callable[["Sandbox", Obj], int | None]
+ProcessFn = Callable[["Sandbox", Obj, int], None]
+# object type -> (priority, when it next has work, do the work). Lower priority runs first at an
+# instant: schedules move subscriptions before those renew, and renewals make invoices.
+_timers: dict[str, tuple[int, DueFn, ProcessFn]] = {}
+
+
+def timer(kind: str, priority: int, due: DueFn) -> Callable[[ProcessFn], ProcessFn]:
+    """Register time-driven behaviour for objects of `kind` that are in `state.watch`."""
+
+    def deco(fn: ProcessFn) -> ProcessFn:
+        _timers[kind] = (priority, due, fn)
+        return fn
+
+    return deco
+
+
+class Sandbox:
+    def __init__(self, *, state_file: Path | None = None, seed_catalog: bool = True) -> None:
+        self.lock = threading.RLock()
+        self.state_file = Path(state_file) if state_file else None
+        self.seed_catalog = seed_catalog
+        self.state = self._load() or State()
+        self.clock = Clock(self.state.clock_offset)
+        self.faults = Faults()
+        self.ctx = threading.local()
+        self.dispatcher = Dispatcher(self._delivery_lookup, self._delivery_done)
+        if seed_catalog:
+            self._seed()
+
+    # ---- time ---------------------------------------------------------------------------------
+
+    def now(self) -> int:
+        return self.clock.now()
+
+    def catch_up(self) -> None:
+        """Run whatever became due as real time passed (called before each request)."""
+        with self.lock:
+            self.run_until(self.now())
+
+    def advance(self, *, seconds: int | None = None, to: int | None = None) -> int:
+        with self.lock:
+            now = self.now()
+            target = to if to is not None else now + int(seconds or 0)
+            if target < now:
+                raise ValueError("the sandbox clock only moves forward")
+            self.run_until(target)
+            self.clock.set_to(target)
+            self.state.clock_offset = self.clock.offset
+            self.save()
+            return target
+
+    def _due(self) -> list[tuple[int, int, int, str]]:
+        out = []
+        for obj_id in list(self.state.watch):
+            obj = self.state.objects.get(obj_id)
+            timer_ = _timers.get(obj["object"]) if obj else None
+            when = timer_[1](self, obj) if timer_ and obj else None
+            if when is None or timer_ is None or obj is None:
+                self.state.watch.discard(obj_id)
+                continue
+            out.append((when, timer_[0], obj["_seq"], obj_id))
+        return out
+
+    def run_until(self, target: int) -> None:
+        # Step from one due instant to the next so each renewal/finalization sees its own "now".
+        for _ in range(100_000):
+            due = [d for d in self._due() if d[0] <= target]
+            if not due:
+                break
+            instant = min(d[0] for d in due)
+            self.clock.frozen = instant
+            try:
+                for _when, _prio, _seq, obj_id in sorted(d for d in due if d[0] <= instant):
+                    obj = self.state.objects.get(obj_id)
+                    if obj is None:
+                        continue
+                    _prio_, due_fn, process = _timers[obj["object"]]
+                    when = due_fn(self, obj)
+                    if when is not None and when <= instant:
+                        process(self, obj, instant)
+            finally:
+                self.clock.frozen = None
+        else:  # pragma: no cover - a bug guard, not a behaviour
+            raise RuntimeError("sandbox scheduler did not settle")
+        self._prune_events(target)
+
+    def watch(self, obj: Obj) -> None:
+        self.state.watch.add(obj["id"])
+
+    def _prune_events(self, now: int) -> None:
+        ids = self.state.order.get("event", [])
+        cutoff = now - EVENT_RETENTION
+        n = 0
+        while n < len(ids) and self.state.objects[ids[n]]["created"] < cutoff:
+            n += 1
+        if n:
+            for eid in ids[:n]:
+                self.state.objects.pop(eid, None)
+            del ids[:n]
+
+    # ---- events -------------------------------------------------------------------------------
+
+    def emit(self, event_type: str, obj: Obj, previous: dict[str, Any] | None = None) -> Obj:
+        data: dict[str, Any] = {"object": store.render(self.state, obj)}
+        if previous is not None:
+            data["previous_attributes"] = previous
+        endpoints = [
+            we
+            for we in self.state.all("webhook_endpoint")
+            if not we.get("deleted") and we["status"] == "enabled" and matches(we["enabled_events"], event_type)
+        ]
+        deliver = self.state.webhooks_enabled and bool(endpoints)
+        event = self.state.add(
+            {
+                "id": store.new_id("evt_"),
+                "object": "event",
+                "api_version": API_VERSION,
+                "created": self.now(),
+                "data": data,
+                "livemode": False,
+                "pending_webhooks": len(endpoints) if deliver else 0,
+                "request": {
+                    "id": getattr(self.ctx, "request_id", None),
+                    "idempotency_key": getattr(self.ctx, "idempotency_key", None),
+                },
+                "type": event_type,
+            }
+        )
+        if deliver:
+            for we in endpoints:
+                self.dispatcher.enqueue(we["id"], event["id"])
+        return event
+
+    @contextlib.contextmanager
+    def tracking(self, obj: Obj, event_type: str | None) -> Iterator[None]:
+        """Emit `event_type` with `previous_attributes` if the body changed the object."""
+        before = store.render(self.state, obj)
+        yield
+        if event_type is None:
+            return
+        after = store.render(self.state, obj)
+        previous = diff(before, after)
+        if previous:
+            self.emit(event_type, obj, previous)
+
+    def _delivery_lookup(self, endpoint_id: str, event_id: str) -> tuple[str, str, str, int] | None:
+        with self.lock:
+            we = self.state.objects.get(endpoint_id)
+            ev = self.state.objects.get(event_id)
+            if we is None or ev is None or we.get("deleted"):
+                return None
+            return we["url"], we["_secret"], event_payload(store.public(ev)), ev["created"]
+
+    def _delivery_done(self, event_id: str, ok: bool) -> None:
+        with self.lock:
+            ev = self.state.objects.get(event_id)
+            if ev is not None and ev["pending_webhooks"] > 0:
+                ev["pending_webhooks"] -= 1
+
+    # ---- persistence & lifecycle -----------------------------------------------------------------
+
+    def _load(self) -> State | None:
+        if self.state_file is None or not self.state_file.exists():
+            return None
+        try:
+            with self.state_file.open("rb") as f:
+                loaded = pickle.load(f)  # noqa: S301 - our own file
+        except (OSError, pickle.UnpicklingError, EOFError, AttributeError) as e:
+            log.warning("ignoring unreadable sandbox state file %s: %s", self.state_file, e)
+            return None
+        return loaded if isinstance(loaded, State) else None
+
+    def save(self) -> None:
+        if self.state_file is None:
+            return
+        self.state.clock_offset = self.clock.offset
+        self.state_file.parent.mkdir(parents=True, exist_ok=True)
+        fd, tmp = tempfile.mkstemp(dir=self.state_file.parent, prefix=".stripe-sandbox-", suffix=".tmp")
+        try:
+            with os.fdopen(fd, "wb") as f:
+                pickle.dump(self.state, f, protocol=pickle.HIGHEST_PROTOCOL)
+            os.replace(tmp, self.state_file)  # atomic: a crash leaves the old snapshot intact
+        except BaseException:
+            with contextlib.suppress(OSError):
+                os.unlink(tmp)
+            raise
+
+    def _seed(self) -> None:
+        from .seed import load_catalog
+
+        with self.lock:
+            load_catalog(self)
+            self.save()
+
+    def reset(self) -> None:
+        with self.lock:
+            self.dispatcher.clear()
+            self.state = State()
+            self.clock = Clock(0)
+            self.faults.clear()
+            if self.seed_catalog:
+                self._seed()
+            self.save()
+
+    def close(self) -> None:
+        self.dispatcher.stop()
+        with self.lock:
+            self.save()
+
+
+def diff(before: Any, after: Any) -> dict[str, Any]:
+    """Stripe's `previous_attributes`: old values of what changed (nested into hashes like metadata)."""
+    out: dict[str, Any] = {}
+    for key in set(before) | set(after):
+        old, new = before.get(key), after.get(key)
+        if old == new:
+            continue
+        if isinstance(old, dict) and isinstance(new, dict) and old.get("object") != "list":
+            out[key] = diff(old, new) or old
+            # A key absent before shows as "" in Stripe's previous_attributes for hashes.
+            for k in set(new) - set(old):
+                out[key][k] = ""
+        else:
+            out[key] = old
+    return out
