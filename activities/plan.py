@@ -35,6 +35,7 @@ from domain.plan_rules import (
     StepInput,
     StepOutput,
     action_states,
+    add_months,
     credit_shares,
     end_of_day,
     installments,
@@ -97,7 +98,7 @@ class PlanActivities:
     # ------------------------------------------------------------------ customer
     def _existing_customer(self, customer_id: str) -> stripe.Customer:
         try:
-            customer = self.client.v1.customers.retrieve(customer_id, {"expand": ["tax_ids"]})
+            customer = self.client.v1.customers.retrieve(customer_id)
         except stripe.InvalidRequestError as err:
             if err.http_status == 404:
                 raise ApplicationError(
@@ -187,11 +188,11 @@ class PlanActivities:
                                      "message": f"Draft invoice {invoice.id} is ready to verify."})
 
     def _customer_checks(self, customer_id: str) -> list[dict[str, str]]:
-        customer = self.client.v1.customers.retrieve(customer_id, {"expand": ["tax_ids"]})
+        customer = self.client.v1.customers.retrieve(customer_id)
         present = {
             "address": bool(getattr(customer, "address", None)),
             "shipping": bool(getattr(customer, "shipping", None)),
-            "tax_ids": bool(customer.tax_ids and customer.tax_ids.data),
+            "tax_ids": bool(self.client.v1.customers.tax_ids.list(customer_id, {"limit": 1}).data),
         }
         return [{"check": key, "label": label, "status": "present" if present[key] else "missing"}
                 for key, label in CUSTOMER_CHECKS]
@@ -335,6 +336,15 @@ class PlanActivities:
 
     @activity.defn(name="plan_create_monthly_subscription")
     def create_monthly_subscription(self, step: StepInput) -> StepOutput:
+        """Runbook "Create and Add - Monthly Sub", with installments that add up to the price.
+
+        Stripe finalizes a subscription's first invoice at once, but the runbook wants the first
+        installment as a draft a person can check for an hour. So the first month is our own draft
+        invoice (monthly amount + the remainder cents as their own line, finalizing by itself after
+        MONTHLY_FINALIZE_DELAY_SECONDS), and the subscription's first paid period starts a month in
+        (`trial_end`), cancelling at the end of the term. A start in the future: a schedule instead,
+        with the remainder as a pending item its first invoice picks up.
+        """
         facts, p = step.facts, step.progress
         assert p.customer_id and facts.start is not None
         config = load_billing_config(self.settings.billing_config)
@@ -342,14 +352,12 @@ class PlanActivities:
         today = datetime.fromisoformat(step.now).date()
         lookup_key = f"plan-{facts.plan_id}-monthly"
         meta = _metadata(facts, "monthly_subscription")
-        remainder_items: list[Any] = ([{
-            "price_data": {"currency": facts.currency, "product": config.credit_product,
-                           "unit_amount": split.remainder},
-            "metadata": _metadata(facts, "installment_remainder")}] if split.remainder else [])
+        end = term_end(facts.start, facts.term_months)
         result: dict[str, str] = {"monthly_amount": display(split.monthly, facts.currency),
                                   "remainder_on_first_invoice": display(split.remainder, facts.currency)}
         with stripe_errors():
-            found_price = next(iter(self.client.v1.prices.list({"lookup_keys": [lookup_key], "limit": 1}).data), None)
+            found_price = next(iter(self.client.v1.prices.list(
+                {"product": config.credit_product, "lookup_keys": [lookup_key], "limit": 1}).data), None)
             price = found_price or self.client.v1.prices.create(
                 {"product": config.credit_product, "currency": facts.currency, "unit_amount": split.monthly,
                  "recurring": {"interval": "month"}, "nickname": f"Custom - {today.isoformat()}",
@@ -358,60 +366,111 @@ class PlanActivities:
             )
             progress = replace(p, monthly_price_id=price.id)
             result["price"] = price.id
-            end = term_end(facts.start, facts.term_months)
             if facts.start > today:
-                # A future start: a schedule creates the subscription on the start date.
-                schedule = next((s for s in self.client.v1.subscription_schedules.list(
-                    {"customer": p.customer_id, "limit": 100}).auto_paging_iter()
-                    if _made_by(s, facts, "monthly_subscription")), None)
-                schedule = schedule or self.client.v1.subscription_schedules.create(
-                    {"customer": p.customer_id, "start_date": _ts(facts.start), "end_behavior": "cancel",
-                     "default_settings": {"collection_method": "send_invoice",
-                                          "invoice_settings": {"days_until_due": facts.payment_terms_days}},
-                     "phases": [{"items": [{"price": price.id}],
-                                 "duration": {"interval": "month", "interval_count": facts.term_months},
-                                 "add_invoice_items": remainder_items, "metadata": meta}],
-                     "metadata": meta},
-                    {"idempotency_key": _key(facts, "monthly-schedule")},
-                )
-                result["subscription_schedule"] = schedule.id
-                sub_id = schedule.subscription if isinstance(schedule.subscription, str) else None
-                return StepOutput(replace(progress, subscription_schedule_id=schedule.id, subscription_id=sub_id),
-                                  {**result, "message": f"Monthly schedule {schedule.id} starts on {facts.start}."})
+                schedule_id = self._future_monthly_schedule(facts, p.customer_id, price.id, split.remainder, meta)
+                result["subscription_schedule"] = schedule_id
+                return StepOutput(replace(progress, subscription_schedule_id=schedule_id),
+                                  {**result, "message": f"Monthly schedule {schedule_id} starts on {facts.start}."})
+            first_id = self._first_installment(facts, p.customer_id, split.monthly, split.remainder, result)
             subscription = next((s for s in self.client.v1.subscriptions.list(
                 {"customer": p.customer_id, "status": "all", "limit": 100}).auto_paging_iter()
                 if _made_by(s, facts, "monthly_subscription")), None)
-            subscription = subscription or self.client.v1.subscriptions.create(
-                {"customer": p.customer_id, "items": [{"price": price.id}],
-                 "collection_method": "send_invoice", "days_until_due": facts.payment_terms_days,
-                 "cancel_at": _ts(end), "add_invoice_items": remainder_items, "metadata": meta},
-                {"idempotency_key": _key(facts, "monthly-subscription")},
+            if subscription is None and facts.term_months > 1:
+                subscription = self.client.v1.subscriptions.create(
+                    {"customer": p.customer_id, "items": [{"price": price.id}],
+                     "collection_method": "send_invoice", "days_until_due": facts.payment_terms_days,
+                     # month 1 is the first installment invoice above; Stripe bills months 2..N
+                     "trial_end": _ts(add_months(facts.start, 1)), "cancel_at": _ts(end), "metadata": meta},
+                    {"idempotency_key": _key(facts, "monthly-subscription")},
+                )
+            sub_id = subscription.id if subscription is not None else None
+            if sub_id:
+                result["subscription"] = sub_id
+        return StepOutput(replace(progress, subscription_id=sub_id or first_id, first_invoice_id=first_id),
+                          {**result, "message": f"Monthly subscription {sub_id} created; the first installment "
+                                                f"invoice {first_id} is a draft until it finalizes by itself."})
+
+    def _first_installment(self, facts: PlanFacts, customer_id: str, monthly: int, remainder: int,
+                           result: dict[str, str]) -> str:
+        config = load_billing_config(self.settings.billing_config)
+        assert facts.start is not None
+        invoice = next((inv for inv in self.client.v1.invoices.list(
+            {"customer": customer_id, "limit": 100}).auto_paging_iter()
+            if _made_by(inv, facts, "first_installment")), None)
+        if invoice is None:
+            invoice = self.client.v1.invoices.create(
+                {"customer": customer_id, "collection_method": "send_invoice",
+                 "days_until_due": facts.payment_terms_days, "auto_advance": True, "currency": facts.currency,
+                 "pending_invoice_items_behavior": "exclude",
+                 "description": f"Installment 1 of {facts.term_months} (row {facts.plan_id}).",
+                 "metadata": _metadata(facts, "first_installment")},
+                {"idempotency_key": _key(facts, "first-installment")},
             )
-            result["subscription"] = subscription.id
-            first_invoice = subscription.latest_invoice
-            first_id = first_invoice if isinstance(first_invoice, str) else (
-                first_invoice.id if first_invoice is not None else None)
-            if first_id:
-                invoice = self.client.v1.invoices.retrieve(first_id)
-                result["first_invoice"] = first_id
-                result["first_invoice_status"] = str(invoice.status)
-                if invoice.status == "draft":
-                    # Left as a draft to be checked; Stripe finalizes it by itself after the delay.
-                    finalize_at = invoice.created + self.settings.monthly_finalize_delay_seconds
-                    self.client.v1.invoices.update(
-                        first_id, {"auto_advance": True, "automatically_finalizes_at": finalize_at},
-                        {"idempotency_key": _key(facts, "first-invoice-delay")})
-                    result["first_invoice_finalizes_at"] = datetime.fromtimestamp(finalize_at, UTC).isoformat()
-        return StepOutput(replace(progress, subscription_id=subscription.id, first_invoice_id=first_id),
-                          {**result, "message": f"Monthly subscription {subscription.id} created."})
+        assert invoice.id is not None
+        period = {"start": _ts(facts.start), "end": _ts(add_months(facts.start, 1))}
+        have = {getattr(line.metadata, "revops_kind", None) for line in (invoice.lines.data if invoice.lines else [])}
+        lines = [("installment", monthly, f"Installment 1 of {facts.term_months}")]
+        if remainder:
+            lines.append(("installment_remainder", remainder,
+                          "Rounding remainder, so the installments add up to the price exactly"))
+        for kind, amount, text in lines:
+            if kind in have:
+                continue
+            self.client.v1.invoice_items.create(
+                {"customer": customer_id, "invoice": invoice.id, "currency": facts.currency,
+                 "price_data": {"currency": facts.currency, "product": config.credit_product, "unit_amount": amount},
+                 "quantity": 1, "period": {"start": period["start"], "end": period["end"]},
+                 "description": text, "metadata": _metadata(facts, kind)},
+                {"idempotency_key": _key(facts, f"first-installment-{kind}")},
+            )
+        finalize_at = invoice.created + self.settings.monthly_finalize_delay_seconds
+        if invoice.status == "draft" and invoice.automatically_finalizes_at != finalize_at:
+            self.client.v1.invoices.update(
+                invoice.id, {"auto_advance": True, "automatically_finalizes_at": finalize_at},
+                {"idempotency_key": _key(facts, "first-installment-delay")})
+        result["first_invoice"] = invoice.id
+        result["first_invoice_finalizes_at"] = datetime.fromtimestamp(finalize_at, UTC).isoformat()
+        return invoice.id
+
+    def _future_monthly_schedule(self, facts: PlanFacts, customer_id: str, price_id: str, remainder: int,
+                                 meta: dict[str, str]) -> str:
+        config = load_billing_config(self.settings.billing_config)
+        assert facts.start is not None
+        found = next((s for s in self.client.v1.subscription_schedules.list(
+            {"customer": customer_id, "limit": 100}).auto_paging_iter()
+            if _made_by(s, facts, "monthly_subscription")), None)
+        if found is not None:
+            return found.id
+        if remainder:
+            self.client.v1.invoice_items.create(
+                {"customer": customer_id, "currency": facts.currency,
+                 "price_data": {"currency": facts.currency, "product": config.credit_product,
+                                "unit_amount": remainder},
+                 "quantity": 1, "description": "Rounding remainder, so the installments add up to the price exactly",
+                 "metadata": _metadata(facts, "installment_remainder")},
+                {"idempotency_key": _key(facts, "installment-remainder")},
+            )
+        schedule = self.client.v1.subscription_schedules.create(
+            {"customer": customer_id, "start_date": _ts(facts.start), "end_behavior": "cancel",
+             "default_settings": {"collection_method": "send_invoice",
+                                  "invoice_settings": {"days_until_due": facts.payment_terms_days}},
+             "phases": [{"items": [{"price": price_id}],
+                         "duration": {"interval": "month", "interval_count": facts.term_months},
+                         "metadata": meta}],
+             "metadata": meta},
+            {"idempotency_key": _key(facts, "monthly-schedule")},
+        )
+        return schedule.id
 
     @activity.defn(name="plan_list_paid_installments")
     def list_paid_installments(self, step: StepInput) -> StepOutput:
         p = step.progress
         assert p.customer_id
         with stripe_errors():
+            # A $0 invoice (the subscription's first, covered month) is no installment.
             paid = [inv.id for inv in self.client.v1.invoices.list(
-                {"customer": p.customer_id, "status": "paid", "limit": 100}).auto_paging_iter() if inv.id]
+                {"customer": p.customer_id, "status": "paid", "limit": 100}).auto_paging_iter()
+                if inv.id and inv.total > 0]
         known = [i for i in p.installments_paid]
         return StepOutput(replace(p, installments_paid=known + [i for i in reversed(paid) if i not in known]))
 

@@ -72,6 +72,9 @@ LISTED_OBJECTS: tuple[str, ...] = (
 )
 
 
+_NO_SDK_RETRIES: stripe.RequestOptions = {"max_network_retries": 0}
+
+
 @dataclass(frozen=True)
 class Page:
     objects: list[dict[str, Any]]
@@ -79,7 +82,7 @@ class Page:
 
 
 def _page(result: Any) -> Page:
-    return Page([item.to_dict() for item in result.data], bool(result.has_more))
+    return Page([item.to_dict(for_json=True) for item in result.data], bool(result.has_more))
 
 
 def list_page(client: stripe.StripeClient, object_type: str, *, created_gte: int | None = None,
@@ -90,42 +93,42 @@ def list_page(client: stripe.StripeClient, object_type: str, *, created_gte: int
         created["gte"] = created_gte
     if created_lt is not None:
         created["lt"] = created_lt
-    params: dict[str, Any] = {"limit": limit, "max_network_retries": 0}
+    params: dict[str, Any] = {"limit": limit}
     if created:
         params["created"] = created
     if starting_after:
         params["starting_after"] = starting_after
-    v1 = client.v1
+    v1, P = client.v1, stripe.params  # noqa: N806
     match object_type:
         case "customer":
-            return _page(v1.customers.list(cast(stripe.params.CustomerListParams, params)))
+            return _page(v1.customers.list(cast(P.CustomerListParams, params), _NO_SDK_RETRIES))
         case "product":
-            return _page(v1.products.list(cast(stripe.params.ProductListParams, params)))
+            return _page(v1.products.list(cast(P.ProductListParams, params), _NO_SDK_RETRIES))
         case "price":
-            return _page(v1.prices.list(cast(stripe.params.PriceListParams, params)))
+            return _page(v1.prices.list(cast(P.PriceListParams, params), _NO_SDK_RETRIES))
         case "subscription":
             # Without status=all Stripe leaves cancelled subscriptions out of the list.
-            sub_params = cast(stripe.params.SubscriptionListParams, params)
+            sub_params = cast(P.SubscriptionListParams, params)
             sub_params["status"] = "all"
-            return _page(v1.subscriptions.list(sub_params))
+            return _page(v1.subscriptions.list(sub_params, _NO_SDK_RETRIES))
         case "subscription_schedule":
-            return _page(v1.subscription_schedules.list(cast(stripe.params.SubscriptionScheduleListParams, params)))
+            return _page(v1.subscription_schedules.list(cast(P.SubscriptionScheduleListParams, params), _NO_SDK_RETRIES))
         case "invoice":
-            return _page(v1.invoices.list(cast(stripe.params.InvoiceListParams, params)))
+            return _page(v1.invoices.list(cast(P.InvoiceListParams, params), _NO_SDK_RETRIES))
         case "invoiceitem":
-            return _page(v1.invoice_items.list(cast(stripe.params.InvoiceItemListParams, params)))
+            return _page(v1.invoice_items.list(cast(P.InvoiceItemListParams, params), _NO_SDK_RETRIES))
         case "charge":
-            return _page(v1.charges.list(cast(stripe.params.ChargeListParams, params)))
+            return _page(v1.charges.list(cast(P.ChargeListParams, params), _NO_SDK_RETRIES))
         case "refund":
-            return _page(v1.refunds.list(cast(stripe.params.RefundListParams, params)))
+            return _page(v1.refunds.list(cast(P.RefundListParams, params), _NO_SDK_RETRIES))
         case "credit_note":
-            return _page(v1.credit_notes.list(cast(stripe.params.CreditNoteListParams, params)))
+            return _page(v1.credit_notes.list(cast(P.CreditNoteListParams, params), _NO_SDK_RETRIES))
         case "dispute":
-            return _page(v1.disputes.list(cast(stripe.params.DisputeListParams, params)))
+            return _page(v1.disputes.list(cast(P.DisputeListParams, params), _NO_SDK_RETRIES))
         case "balance_transaction":
-            return _page(v1.balance_transactions.list(cast(stripe.params.BalanceTransactionListParams, params)))
+            return _page(v1.balance_transactions.list(cast(P.BalanceTransactionListParams, params), _NO_SDK_RETRIES))
         case "event":
-            return _page(v1.events.list(cast(stripe.params.EventListParams, params)))
+            return _page(v1.events.list(cast(P.EventListParams, params), _NO_SDK_RETRIES))
     raise ValueError(f"The revenue sync does not list {object_type!r} objects.")
 
 
@@ -142,11 +145,10 @@ def list_children_page(client: stripe.StripeClient, object_type: str, parent_id:
                 line_params["starting_after"] = starting_after
             return _page(v1.invoices.line_items.list(parent_id, line_params, options))
         case "subscription_item":
-            item_params: stripe.params.SubscriptionItemListParams = {
-                "subscription": parent_id, "limit": limit, "max_network_retries": 0}
+            item_params: stripe.params.SubscriptionItemListParams = {"subscription": parent_id, "limit": limit}
             if starting_after:
                 item_params["starting_after"] = starting_after
-            return _page(v1.subscription_items.list(item_params))
+            return _page(v1.subscription_items.list(item_params, options))
         case "customer_balance_transaction":
             cbt_params: stripe.params.CustomerBalanceTransactionListParams = {"limit": limit}
             if starting_after:
@@ -161,13 +163,13 @@ def retrieve_object(client: stripe.StripeClient, object_type: str, object_id: st
     v1 = client.v1
     match object_type:
         case "invoice":
-            return v1.invoices.retrieve(object_id, options=options).to_dict()
+            return v1.invoices.retrieve(object_id, options=options).to_dict(for_json=True)
         case "subscription":
-            return v1.subscriptions.retrieve(object_id, options=options).to_dict()
+            return v1.subscriptions.retrieve(object_id, options=options).to_dict(for_json=True)
         case "customer":
-            return v1.customers.retrieve(object_id, options=options).to_dict()
+            return v1.customers.retrieve(object_id, options=options).to_dict(for_json=True)
         case "charge":
-            return v1.charges.retrieve(object_id, options=options).to_dict()
+            return v1.charges.retrieve(object_id, options=options).to_dict(for_json=True)
     raise ValueError(f"The revenue sync does not re-fetch {object_type!r} objects.")
 
 

@@ -97,12 +97,17 @@ def _round_half_up(value: Fraction) -> int:
     return int((value + Fraction(1, 2)).__floor__())
 
 
-def subscription_mrr(sub: Subscription, on: date) -> int:
+def _gross_and_billing_months(sub: Subscription) -> tuple[Fraction, Fraction]:
+    gross = sum((item.monthly() for item in sub.items), Fraction(0))
+    billing_months = MONTHS_PER_INTERVAL[sub.items[0].interval] * sub.items[0].interval_count if sub.items else 1
+    return gross, Fraction(billing_months)
+
+
+def subscription_mrr(sub: Subscription, on: date, _base: tuple[Fraction, Fraction] | None = None) -> int:
     """MRR of one subscription on `on`, in minor units of its currency (never negative)."""
     if not sub.counts_on(on):
         return 0
-    gross = sum((item.monthly() for item in sub.items), Fraction(0))
-    billing_months = MONTHS_PER_INTERVAL[sub.items[0].interval] * sub.items[0].interval_count if sub.items else 1
+    gross, billing_months = _base or _gross_and_billing_months(sub)
     value = gross
     for discount in sub.discounts:
         if not discount.in_force(on):
@@ -146,6 +151,18 @@ class Movements:
     @property
     def net_new(self) -> int:
         return self.new + self.expansion - self.contraction - self.churned
+
+
+def mrr_series(subs: Iterable[Subscription], days: list[date], convert: Convert = _same) -> list[dict[str, int]]:
+    """`mrr_by_customer` on each of `days`, pricing each subscription's items once."""
+    out: list[dict[str, int]] = [{} for _ in days]
+    for sub in subs:
+        base = _gross_and_billing_months(sub)
+        for i, day in enumerate(days):
+            value = subscription_mrr(sub, day, base)
+            if value:
+                out[i][sub.customer] = out[i].get(sub.customer, 0) + convert(value, sub.currency)
+    return out
 
 
 def movements(before: Mapping[str, int], after: Mapping[str, int]) -> Movements:

@@ -143,9 +143,42 @@ def _schedule_rows(invoice: StripeInvoice, lines: Sequence[StripeInvoiceLine], p
     return out
 
 
+def match_invoice_charges(session: Session, charge_ids: Sequence[str]) -> int:
+    """Link charges that name no invoice to the invoice they paid, when one clearly matches.
+
+    Since 2025 a charge no longer names its invoice, and an invoice lists its payments only when
+    asked; without the link an invoice's charge would count twice (once as the invoice, once as
+    a one-off charge). A paid invoice of the same customer, same currency and amount, paid within
+    a day of the charge, not already linked to another charge, is taken as the one it paid."""
+    linked = 0
+    day = 86400
+    for chunk in _chunks(list(charge_ids)):
+        charges = list(session.scalars(select(StripeCharge).where(
+            StripeCharge.id.in_(chunk), StripeCharge.invoice_id.is_(None), StripeCharge.paid.is_(True))))
+        for charge in charges:
+            if charge.customer_id is None or charge.created is None:
+                continue
+            created = charge.created if charge.created.tzinfo else charge.created.replace(tzinfo=UTC)
+            window = (datetime.fromtimestamp(created.timestamp() - day, UTC),
+                      datetime.fromtimestamp(created.timestamp() + day, UTC))
+            taken = select(StripeCharge.invoice_id).where(StripeCharge.invoice_id.is_not(None),
+                                                          StripeCharge.customer_id == charge.customer_id)
+            invoice_id = session.scalars(select(StripeInvoice.id).where(
+                StripeInvoice.customer_id == charge.customer_id, StripeInvoice.status == "paid",
+                StripeInvoice.currency == charge.currency, StripeInvoice.amount_paid == charge.amount,
+                StripeInvoice.paid_at >= window[0], StripeInvoice.paid_at <= window[1],
+                StripeInvoice.id.not_in(taken)).order_by(StripeInvoice.paid_at)).first()
+            if invoice_id is not None:
+                charge.invoice_id = invoice_id
+                linked += 1
+    session.flush()
+    return linked
+
+
 def recompute_charges(session: Session, charge_ids: Iterable[str]) -> int:
     """One-off charges (no invoice) are revenue when paid, net of refunds and lost disputes."""
     ids = sorted(set(charge_ids))
+    match_invoice_charges(session, ids)
     written = 0
     for chunk in _chunks(ids):
         session.execute(delete(RevenueScheduleEntry).where(RevenueScheduleEntry.source_type == "charge",
@@ -277,3 +310,48 @@ def _discount(value: Any) -> mrr.Discount | None:
         start=_day(datetime.fromtimestamp(start, UTC)) if start else None,
         end=_day(datetime.fromtimestamp(end, UTC)) if end else None,
     )
+
+
+# --- Report queries -------------------------------------------------------------------------
+
+def revenue_by_month(session: Session, start: date, end: date) -> list[tuple[date, str, int, int]]:
+    """(month, currency, gross, net) of recognised revenue for months in [start, end]."""
+    first = start.replace(day=1)
+    rows = session.execute(
+        select(RevenueScheduleEntry.month, RevenueScheduleEntry.currency, func.sum(RevenueScheduleEntry.gross),
+               func.sum(RevenueScheduleEntry.net))
+        .where(RevenueScheduleEntry.month >= first, RevenueScheduleEntry.month <= end)
+        .group_by(RevenueScheduleEntry.month, RevenueScheduleEntry.currency)
+        .order_by(RevenueScheduleEntry.month)).tuples().all()
+    return [(m, c, int(g or 0), int(n or 0)) for m, c, g, n in rows]
+
+
+def deferred_after(session: Session, on: date) -> list[tuple[str, int]]:
+    """(currency, net) paid by `on` but recognised in months after it: the deferred balance."""
+    next_month = date(on.year + (on.month == 12), on.month % 12 + 1, 1)
+    cutoff = datetime(on.year, on.month, on.day, 23, 59, 59, tzinfo=UTC)
+    rows = session.execute(
+        select(RevenueScheduleEntry.currency, func.sum(RevenueScheduleEntry.net))
+        .where(RevenueScheduleEntry.month >= next_month, RevenueScheduleEntry.paid_at <= cutoff)
+        .group_by(RevenueScheduleEntry.currency)).tuples().all()
+    return [(c, int(n or 0)) for c, n in rows]
+
+
+def revenue_by_customer(session: Session, start: date, end: date) -> list[tuple[str, str, int, int]]:
+    """(customer id, currency, gross, net) recognised in months [start, end]."""
+    rows = session.execute(
+        select(RevenueScheduleEntry.customer_id, RevenueScheduleEntry.currency,
+               func.sum(RevenueScheduleEntry.gross), func.sum(RevenueScheduleEntry.net))
+        .where(RevenueScheduleEntry.month >= start.replace(day=1), RevenueScheduleEntry.month <= end,
+               RevenueScheduleEntry.customer_id.is_not(None))
+        .group_by(RevenueScheduleEntry.customer_id, RevenueScheduleEntry.currency)).tuples().all()
+    return [(str(c), cur, int(g or 0), int(n or 0)) for c, cur, g, n in rows]
+
+
+def customers_by_id(session: Session, ids: Iterable[str]) -> dict[str, StripeCustomer]:
+    out: dict[str, StripeCustomer] = {}
+    id_list = sorted(set(ids))
+    for chunk in _chunks(id_list):
+        for c in session.scalars(select(StripeCustomer).where(StripeCustomer.id.in_(chunk))):
+            out[c.id] = c
+    return out

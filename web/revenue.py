@@ -1,5 +1,307 @@
-"""(placeholder: filled in by its owner)"""
+"""Revenue: JSON endpoints (SPEC §9) and the revenue page, read from the warehouse.
 
-from flask import Blueprint
+Query parameters, all optional: `start`, `end` (YYYY-MM-DD; default the last twelve months up to
+today), `currency` (reporting currency; default REPORTING_CURRENCY), `limit`, `offset`.
+Money is a decimal string in major units of the reporting currency (`"1234.50"`), converted with
+the exchange_rates table as of `end`; currencies without a rate are left out and listed in
+`missing_rates`.
+"""
+
+from __future__ import annotations
+
+from collections import defaultdict
+from collections.abc import Callable
+from dataclasses import dataclass
+from datetime import UTC, date, datetime
+from typing import Any
+
+from flask import Blueprint, jsonify, render_template, request
+from sqlalchemy import text
+from sqlalchemy.orm import Session
+
+from domain import fx, mrr
+from domain.money import MoneyError, check_currency, display, format_amount
+from store import revenue as queries
+from web.auth import requires
+from web.context import db, settings
 
 bp = Blueprint("revenue", __name__)
+
+
+class BadQuery(ValueError):
+    pass
+
+
+@bp.errorhandler(BadQuery)
+def _bad_query(exc: BadQuery) -> Any:
+    return jsonify({"error": str(exc)}), 400
+
+
+@dataclass(frozen=True)
+class Range:
+    start: date
+    end: date
+    currency: str
+
+
+def _month_start(day: date, back: int = 0) -> date:
+    index = day.year * 12 + day.month - 1 - back
+    return date(index // 12, index % 12 + 1, 1)
+
+
+def _parse_date(name: str, default: date) -> date:
+    raw = request.args.get(name)
+    if not raw:
+        return default
+    try:
+        return date.fromisoformat(raw)
+    except ValueError:
+        raise BadQuery(f"{name}={raw!r} is not a date; write it as YYYY-MM-DD.") from None
+
+
+def _range() -> Range:
+    today = datetime.now(UTC).date()
+    end = _parse_date("end", today)
+    start = _parse_date("start", _month_start(end, 11))
+    if start > end:
+        raise BadQuery(f"start {start} is after end {end}; swap them.")
+    raw_currency = request.args.get("currency") or settings().reporting_currency
+    try:
+        currency = check_currency(raw_currency)
+    except MoneyError as exc:
+        raise BadQuery(str(exc)) from None
+    return Range(start, end, currency)
+
+
+def _int_arg(name: str, default: int, maximum: int) -> int:
+    raw = request.args.get(name)
+    if raw is None or raw == "":
+        return default
+    if not raw.isdigit():
+        raise BadQuery(f"{name}={raw!r} must be a whole number.")
+    return min(int(raw), maximum)
+
+
+class Converter:
+    """Minor units of any currency → minor units of the reporting currency, noting missing rates."""
+
+    def __init__(self, session: Session, r: Range) -> None:
+        self.reporting = r.currency
+        self.rates = queries.rates_on(session, r.currency, r.end)
+        self.missing: set[str] = set()
+
+    def __call__(self, amount: int, currency: str) -> int:
+        try:
+            return fx.convert(amount, currency, self.reporting, self.rates)
+        except fx.MissingRate:
+            self.missing.add(currency.lower())
+            return 0
+
+    def money(self, minor: int) -> str:
+        return format_amount(minor, self.reporting)
+
+
+def _months(r: Range) -> list[date]:
+    out, cursor = [], _month_start(r.start)
+    while cursor <= r.end:
+        out.append(cursor)
+        cursor = _month_start(cursor, -1)
+    return out
+
+
+def _summary(session: Session, r: Range, convert: Converter,
+             subs: list[mrr.Subscription] | None = None) -> dict[str, Any]:
+    subs = subs if subs is not None else queries.subscriptions_for_mrr(session)
+    before, after = mrr.mrr_series(subs, [r.start, r.end], convert)
+    moved = mrr.movements(before, after)
+    now = mrr.summarise(after)
+    gross = net = 0
+    for _month, currency, g, n in queries.revenue_by_month(session, r.start, r.end):
+        gross += convert(g, currency)
+        net += convert(n, currency)
+    deferred = sum(convert(n, c) for c, n in queries.deferred_after(session, r.end))
+    m = convert.money
+    return {
+        "currency": r.currency, "start": r.start.isoformat(), "end": r.end.isoformat(),
+        "mrr": m(now.mrr), "arr": m(now.arr), "customers": now.customers, "arpu": m(now.arpu),
+        "movements": {"start_mrr": m(moved.start_mrr), "new": m(moved.new), "expansion": m(moved.expansion),
+                      "contraction": m(moved.contraction), "churned": m(moved.churned),
+                      "net_new": m(moved.net_new), "new_customers": moved.new_customers,
+                      "churned_customers": moved.churned_customers},
+        "revenue": {"gross": m(gross), "net": m(net)},
+        "deferred": m(deferred),
+        "missing_rates": sorted(convert.missing),
+    }
+
+
+def _mrr_points(session: Session, r: Range, convert: Converter,
+                subs: list[mrr.Subscription] | None = None) -> list[dict[str, Any]]:
+    subs = subs if subs is not None else queries.subscriptions_for_mrr(session)
+    months = _months(r)
+    # MRR on the first of each month, and on the month before the first for its movements.
+    days = [_month_start(months[0], 1), *months]
+    series = mrr.mrr_series(subs, days, convert)
+    points = []
+    for i, month in enumerate(months, start=1):
+        moved = mrr.movements(series[i - 1], series[i])
+        summary = mrr.summarise(series[i])
+        points.append({"month": month.isoformat(), "mrr_minor": summary.mrr, "mrr": convert.money(summary.mrr),
+                       "arr": convert.money(summary.arr), "customers": summary.customers,
+                       "arpu": convert.money(summary.arpu),
+                       "new": moved.new, "expansion": moved.expansion, "contraction": moved.contraction,
+                       "churned": moved.churned})
+    return points
+
+
+def _deferred_points(session: Session, r: Range, convert: Converter) -> list[dict[str, Any]]:
+    by_month: dict[date, list[int]] = defaultdict(lambda: [0, 0])
+    for month, currency, g, n in queries.revenue_by_month(session, r.start, r.end):
+        by_month[month][0] += convert(g, currency)
+        by_month[month][1] += convert(n, currency)
+    return [{"month": month.isoformat(), "gross_minor": by_month[month][0], "net_minor": by_month[month][1],
+             "gross": convert.money(by_month[month][0]), "net": convert.money(by_month[month][1])}
+            for month in _months(r)]
+
+
+def _top_customers(session: Session, r: Range, convert: Converter, limit: int) -> list[dict[str, Any]]:
+    totals: dict[str, list[int]] = defaultdict(lambda: [0, 0])
+    for customer_id, currency, g, n in queries.revenue_by_customer(session, r.start, r.end):
+        totals[customer_id][0] += convert(g, currency)
+        totals[customer_id][1] += convert(n, currency)
+    top = sorted(totals.items(), key=lambda kv: (-kv[1][1], kv[0]))[:limit]
+    customers = queries.customers_by_id(session, [c for c, _ in top])
+    out = []
+    for customer_id, (gross, net) in top:
+        c = customers.get(customer_id)
+        out.append({"customer_id": customer_id, "name": c.name if c else None, "email": c.email if c else None,
+                    "person_id": c.person_distinct_id if c else None, "group_key": c.group_key if c else None,
+                    "deleted": bool(c and c.deleted_at), "gross": convert.money(gross), "net": convert.money(net),
+                    "net_minor": net})
+    return out
+
+
+@bp.get("/api/revenue/summary")
+@requires("viewer")
+def summary() -> Any:
+    r = _range()
+    with db() as session:
+        convert = Converter(session, r)
+        return jsonify(_summary(session, r, convert))
+
+
+@bp.get("/api/revenue/mrr")
+@requires("viewer")
+def mrr_series() -> Any:
+    r = _range()
+    with db() as session:
+        convert = Converter(session, r)
+        points = _mrr_points(session, r, convert)
+        for p in points:
+            for key in ("new", "expansion", "contraction", "churned"):
+                p[key] = convert.money(p[key])
+        return jsonify({"currency": r.currency, "points": points, "missing_rates": sorted(convert.missing)})
+
+
+@bp.get("/api/revenue/top-customers")
+@requires("viewer")
+def top_customers() -> Any:
+    r = _range()
+    limit = _int_arg("limit", 10, 1000)
+    with db() as session:
+        convert = Converter(session, r)
+        rows = _top_customers(session, r, convert, limit)
+        return jsonify({"currency": r.currency, "start": r.start.isoformat(), "end": r.end.isoformat(),
+                        "customers": rows, "missing_rates": sorted(convert.missing)})
+
+
+def _analytics(view: str, key: str) -> Any:
+    """Rows of a revenue analytics view, read with plain SQL as any SQL user would."""
+    limit = _int_arg("limit", 100, 10000)
+    offset = _int_arg("offset", 0, 10**9)
+    params: dict[str, Any] = {"limit": limit, "offset": offset}
+    where = ""
+    if request.args.get("currency"):
+        where = "WHERE currency = :currency"
+        params["currency"] = request.args["currency"].lower()
+    sql = (f"SELECT {key}, currency, amount_minor, amount_last_30_days_minor, customers FROM {view} {where} "  # noqa: S608 - fixed names
+           f"ORDER BY amount_minor DESC, {key} LIMIT :limit OFFSET :offset")
+    with db() as session:
+        rows = session.execute(text(sql), params).all()
+        total = session.execute(text(f"SELECT COUNT(*) FROM {view} {where}"), params).scalar_one()  # noqa: S608
+    return jsonify({"total": total, "rows": [
+        {key: row[0], "currency": row[1], "amount": format_amount(int(row[2]), row[1]),
+         "amount_last_30_days": format_amount(int(row[3]), row[1]), "customers": int(row[4])} for row in rows]})
+
+
+@bp.get("/api/revenue/persons")
+@requires("viewer")
+def persons() -> Any:
+    return _analytics("persons_revenue_analytics", "person_id")
+
+
+@bp.get("/api/revenue/groups")
+@requires("viewer")
+def groups() -> Any:
+    return _analytics("groups_revenue_analytics", "group_key")
+
+
+# --- the page: charts drawn as inline SVG on the server ----------------------------------------
+
+@dataclass(frozen=True)
+class Bar:
+    x: float
+    y: float
+    width: float
+    height: float
+    label: str
+    title: str
+    kind: str
+
+
+def bars(values: list[tuple[str, list[tuple[str, int]]]], money: Callable[[int], str], *, width: int = 720,
+         height: int = 220) -> dict[str, Any]:
+    """Geometry of a bar chart: per label, stacked parts (kind, value); negatives go below zero."""
+    top = max([sum(v for _, v in parts if v > 0) for _, parts in values] + [1])
+    bottom = min([sum(v for _, v in parts if v < 0) for _, parts in values] + [0])
+    span = top - bottom or 1
+    zero = height * top / span
+    slot = width / max(len(values), 1)
+    out: list[Bar] = []
+    for i, (label, parts) in enumerate(values):
+        up = down = 0.0
+        for kind, value in parts:
+            h = height * abs(value) / span
+            if value >= 0:
+                y = zero - up - h
+                up += h
+            else:
+                y = zero + down
+                down += h
+            out.append(Bar(round(i * slot + slot * 0.15, 1), round(y, 1), round(slot * 0.7, 1), round(h, 1),
+                           label, f"{label} {kind}: {money(value)}", kind))
+    return {"bars": out, "width": width, "height": height, "zero": round(zero, 1), "slot": slot,
+            "labels": [(round(i * slot + slot / 2, 1), label) for i, (label, _) in enumerate(values)]}
+
+
+@bp.get("/revenue")
+@requires("viewer")
+def page() -> Any:
+    r = _range()
+    with db() as session:
+        convert = Converter(session, r)
+        subs = queries.subscriptions_for_mrr(session)
+        points = _mrr_points(session, r, convert, subs)
+        summary_data = _summary(session, r, convert, subs)
+        deferred_points = _deferred_points(session, r, convert)
+        top = _top_customers(session, r, convert, 10)
+    money = convert.money
+    short = [(p["month"][:7], p) for p in points]
+    charts = {
+        "mrr": bars([(m, [("MRR", p["mrr_minor"])]) for m, p in short], money),
+        "movements": bars([(m, [("new", p["new"]), ("expansion", p["expansion"]),
+                                ("contraction", -p["contraction"]), ("churned", -p["churned"])]) for m, p in short],
+                          money),
+        "deferred": bars([(p["month"][:7], [("net", p["net_minor"])]) for p in deferred_points], money),
+    }
+    return render_template("revenue/index.html", r=r, summary=summary_data, charts=charts, top=top,
+                           deferred=deferred_points, display=display)
