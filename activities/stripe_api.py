@@ -112,7 +112,8 @@ def list_page(client: stripe.StripeClient, object_type: str, *, created_gte: int
             sub_params["status"] = "all"
             return _page(v1.subscriptions.list(sub_params, _NO_SDK_RETRIES))
         case "subscription_schedule":
-            return _page(v1.subscription_schedules.list(cast(P.SubscriptionScheduleListParams, params), _NO_SDK_RETRIES))
+            schedule_params = cast(P.SubscriptionScheduleListParams, params)
+            return _page(v1.subscription_schedules.list(schedule_params, _NO_SDK_RETRIES))
         case "invoice":
             return _page(v1.invoices.list(cast(P.InvoiceListParams, params), _NO_SDK_RETRIES))
         case "invoiceitem":
