@@ -112,6 +112,12 @@ def process_stripe_event(settings: Settings, event: dict[str, Any]) -> str:
     Invoice payment events go to the plan's workflow as signals (the payment gate). Other areas
     (the revenue warehouse) add their call here.
     """
+    from activities.stripe_sync import apply_stripe_event
+
+    try:
+        apply_stripe_event(settings, event)  # revenue warehouse; a miss is repaired by the events feed
+    except Exception:
+        log.exception("Stripe event %s was not applied to the revenue warehouse", event.get("id"))
     if event.get("type") not in INVOICE_EVENTS:
         return "ignored"
     invoice = (event.get("data") or {}).get("object") or {}
