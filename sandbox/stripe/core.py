@@ -7,12 +7,13 @@ throughput (and it is what makes "exactly one object after a lost response" easy
 from __future__ import annotations
 
 import contextlib
+import json
 import logging
 import os
-import pickle
 import tempfile
 import threading
 from collections.abc import Callable, Iterator
+from decimal import Decimal
 from pathlib import Path
 from typing import Any
 
@@ -195,23 +196,22 @@ class Sandbox:
         if self.state_file is None or not self.state_file.exists():
             return None
         try:
-            with self.state_file.open("rb") as f:
-                loaded = pickle.load(f)  # noqa: S301 - our own file
-        except (OSError, pickle.UnpicklingError, EOFError, AttributeError) as e:
+            return State.from_json(json.loads(self.state_file.read_text()))
+        except (OSError, ValueError, KeyError, TypeError) as e:
             log.warning("ignoring unreadable sandbox state file %s: %s", self.state_file, e)
             return None
-        return loaded if isinstance(loaded, State) else None
 
     def save(self) -> None:
+        """Snapshot the state as JSON, atomically (temp file + rename), after every write."""
         if self.state_file is None:
             return
         self.state.clock_offset = self.clock.offset
         self.state_file.parent.mkdir(parents=True, exist_ok=True)
         fd, tmp = tempfile.mkstemp(dir=self.state_file.parent, prefix=".stripe-sandbox-", suffix=".tmp")
         try:
-            with os.fdopen(fd, "wb") as f:
-                pickle.dump(self.state, f, protocol=pickle.HIGHEST_PROTOCOL)
-            os.replace(tmp, self.state_file)  # atomic: a crash leaves the old snapshot intact
+            with os.fdopen(fd, "w") as f:
+                json.dump(self.state.to_json(), f, default=_json_default, separators=(",", ":"))
+            os.replace(tmp, self.state_file)  # a crash leaves the previous snapshot intact
         except BaseException:
             with contextlib.suppress(OSError):
                 os.unlink(tmp)
@@ -238,6 +238,14 @@ class Sandbox:
         self.dispatcher.stop()
         with self.lock:
             self.save()
+
+
+def _json_default(value: Any) -> Any:
+    if isinstance(value, Decimal):
+        return str(value)
+    if isinstance(value, set | tuple):
+        return list(value)
+    raise TypeError(f"cannot store {type(value).__name__} in the sandbox state file")
 
 
 def diff(before: Any, after: Any) -> dict[str, Any]:

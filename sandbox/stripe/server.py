@@ -173,11 +173,14 @@ class SandboxApp:
         req = Req(request.method, request.path, validated, expand)
         try:
             result = route.handler(sb, req, **args)
+            status, obj = result if isinstance(result, tuple) else (200, result)
+            if "_seq" in obj:  # a stored object: render it (with expand) as the API shows it
+                obj = store.render(sb.state, obj, expand)
         except StripeError as e:
             return e.status, e.body(sb.ctx.request_id), True
-        status, obj = result if isinstance(result, tuple) else (200, result)
-        if "_seq" in obj:  # a stored object: render it (with expand) as the API shows it
-            obj = store.render(sb.state, obj, expand)
+        except Exception:  # a sandbox bug must still answer in Stripe's shape
+            log.exception("Stripe sandbox error on %s %s", request.method, request.path)
+            return 500, api_error(500).body(sb.ctx.request_id), True
         return status, obj, True
 
     # ---- auth & version ----------------------------------------------------------------------

@@ -65,6 +65,32 @@ class State:
     webhooks_enabled: bool = True
     watch: set[str] = field(default_factory=set)  # ids with time-driven work (see core.timer)
 
+    def to_json(self) -> dict[str, Any]:
+        return {
+            "version": 1,
+            "objects": self.objects,
+            "order": self.order,
+            "seq": self.seq,
+            "clock_offset": self.clock_offset,
+            "idempotency": [[k[0], k[1], v] for k, v in self.idempotency.items()],
+            "counters": self.counters,
+            "webhooks_enabled": self.webhooks_enabled,
+            "watch": sorted(self.watch),
+        }
+
+    @classmethod
+    def from_json(cls, data: dict[str, Any]) -> State:
+        return cls(
+            objects=data["objects"],
+            order=data["order"],
+            seq=data["seq"],
+            clock_offset=data["clock_offset"],
+            idempotency={(k0, k1): v for k0, k1, v in data["idempotency"]},
+            counters=data["counters"],
+            webhooks_enabled=data["webhooks_enabled"],
+            watch=set(data["watch"]),
+        )
+
     def add(self, obj: Obj) -> Obj:
         self.seq += 1
         obj["_seq"] = self.seq

@@ -145,7 +145,7 @@ def _next_phase(sb: Sandbox, sched: Obj, index: int) -> None:
     phase = sched["phases"][index]
     sub = sb.state.objects[sched["subscription"]]
     method, days = _phase_settings(sched, phase)
-    old_interval = sub["_interval"]
+    old_interval = list(sub["_interval"])
     with sb.tracking(sched, "subscription_schedule.updated"):
         with sb.tracking(sub, "customer.subscription.updated"):
             current = {sb.state.objects[i]["price"]: i for i in sub["_item_ids"]}
@@ -167,7 +167,7 @@ def _next_phase(sb: Sandbox, sched: Obj, index: int) -> None:
         sched["current_phase"] = {"end_date": phase["end_date"], "start_date": phase["start_date"]}
         sched["_phase"] = index
     first_price = sb.state.objects[sb.state.objects[sub["_item_ids"][0]]["price"]]["recurring"]
-    new_interval = (first_price["interval"], first_price["interval_count"])
+    new_interval = [first_price["interval"], first_price["interval_count"]]
     if new_interval != old_interval or phase.get("billing_cycle_anchor") == "phase_start":
         reset_anchor(sb, sub, "subscription_update")
 

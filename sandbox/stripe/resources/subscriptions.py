@@ -200,7 +200,7 @@ def create_subscription(
         "trial_start": now if trialing else None,
         "_item_ids": [],
         "_anchor": trial_end if trialing else now,
-        "_interval": (rec["interval"], rec["interval_count"]),
+        "_interval": [rec["interval"], rec["interval_count"]],
         "_period_index": 0,
     }
     sb.state.add(sub)
@@ -471,7 +471,7 @@ def reset_anchor(sb: Sandbox, sub: Obj, reason: str) -> None:
     now = sb.now()
     first = sb.state.objects[sb.state.objects[sub["_item_ids"][0]]["price"]]["recurring"]
     with sb.tracking(sub, "customer.subscription.updated"):
-        sub["_interval"] = (first["interval"], first["interval_count"])
+        sub["_interval"] = [first["interval"], first["interval_count"]]
         sub["_anchor"] = now
         sub["_period_index"] = 0
         sub["billing_cycle_anchor"] = now
