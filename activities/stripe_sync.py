@@ -67,12 +67,16 @@ class TokenBucket:
         self._next = time.monotonic()
         self._paused_until = 0.0
         self._lock = threading.Lock()
+        # True while callers queue for the bucket: then the limit, not latency, sets the pace and
+        # more parallel windows would only add requests.
+        self.saturated = False
 
     def acquire(self) -> None:
         with self._lock:
             now = time.monotonic()
             slot = max(now, self._next, self._paused_until)
             self._next = slot + self.interval
+            self.saturated = slot > now
         delay = slot - time.monotonic()
         if delay > 0:
             time.sleep(delay)
@@ -108,6 +112,7 @@ class SyncReport:
     seconds: float
     events: int = 0
     resumed: bool = False
+    by_type_objects: dict[str, int] = field(default_factory=dict)
 
 
 class SyncError(RuntimeError):
@@ -393,7 +398,7 @@ def full_sync(settings: Settings, *, rate: float | None = -1, workers: int = 8, 
                     after = cp.starting_after = page.objects[-1]["id"]
                 if not page.has_more or not page.objects:
                     cp.done = True
-                elif windows.someone_idle():
+                elif windows.someone_idle() and not call.bucket.saturated:
                     oldest = int(page.objects[-1]["created"])
                     span = max(int(page.objects[0]["created"]) - oldest, 1)
                     split = max(gte + 1, oldest - 4 * span)
@@ -468,7 +473,7 @@ def full_sync(settings: Settings, *, rate: float | None = -1, workers: int = 8, 
         done.error = None
     report()
     return SyncReport("full", run_id, state.objects, state.requests, state.rate_limited, state.seconds,
-                      resumed=resumed)
+                      resumed=resumed, by_type_objects=dict(state.by_type))
 
 
 def _set_cursor(session: Session, value: int) -> None:

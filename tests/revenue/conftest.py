@@ -1,0 +1,61 @@
+"""Revenue test helpers: settings pointed at a sandbox, and a sandbox filled with objects."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, replace
+from typing import Any
+
+import pytest
+import stripe
+
+from settings import Settings
+
+PERSON = "posthog_person_distinct_id"
+
+
+@pytest.fixture
+def revenue_settings(settings: Settings, fresh_stripe_sandbox: Any) -> Settings:
+    return replace(settings, stripe_api_base=fresh_stripe_sandbox.url, stripe_api_key=fresh_stripe_sandbox.api_key,
+                   stripe_max_network_retries=0)
+
+
+@dataclass
+class Filled:
+    customers: list[str]
+    subscriptions: list[str]
+    paid_invoices: list[str]
+    open_invoices: list[str]
+
+
+def paid_invoice(client: stripe.StripeClient, customer: str, amount: int, start: int, end: int, *,
+                 pay: bool = True, metadata: dict[str, str] | None = None) -> str:
+    invoice = client.v1.invoices.create({"customer": customer, "collection_method": "send_invoice",
+                                         "days_until_due": 30, "metadata": metadata or {}})
+    assert invoice.id is not None
+    client.v1.invoice_items.create({"customer": customer, "invoice": invoice.id, "amount": amount,
+                                    "currency": "usd", "period": {"start": start, "end": end}})
+    client.v1.invoices.finalize_invoice(invoice.id)
+    if pay:
+        client.v1.invoices.pay(invoice.id, {"paid_out_of_band": True})
+    return invoice.id
+
+
+def fill(sandbox: Any, *, customers: int = 40, subscriptions: int = 4, invoices: int = 4) -> Filled:
+    """Customers (every other one tagged with a person), monthly subscriptions, paid and open invoices."""
+    client = sandbox.client()
+    now = sandbox.now()
+    ids = []
+    for i in range(customers):
+        metadata = {PERSON: f"person-{i}"} if i % 2 == 0 else {}
+        c = client.v1.customers.create({"email": f"c{i}@example.com", "name": f"Customer {i}", "metadata": metadata})
+        ids.append(c.id)
+    subs = []
+    for i in range(subscriptions):
+        s = client.v1.subscriptions.create({"customer": ids[i], "items": [{"price": "price_product_analytics_default",
+                                                                            "quantity": 1}]})
+        subs.append(s.id)
+    paid, open_ = [], []
+    for i in range(invoices):
+        paid.append(paid_invoice(client, ids[-1 - i], 120000, now, now + 365 * 86400))
+        open_.append(paid_invoice(client, ids[-1 - i], 10000, now, now + 3 * 86400, pay=False))
+    return Filled(ids, subs, paid, open_)

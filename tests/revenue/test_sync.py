@@ -1,0 +1,156 @@
+"""The sync against the Stripe sandbox: first sync, crash and resume, events, webhooks, rate limit."""
+
+from __future__ import annotations
+
+import time
+from typing import Any
+
+import pytest
+from sqlalchemy import func, select
+
+from activities import stripe_api
+from activities.stripe_sync import full_sync, incremental_sync, sync_revenue
+from settings import Settings
+from store.db import unit_of_work
+from store.warehouse import (
+    TABLES,
+    RevenueScheduleEntry,
+    RevenueSyncCursor,
+    StripeCustomer,
+    StripeInvoice,
+    StripeSubscription,
+)
+from tests.revenue.conftest import PERSON, fill
+
+
+def sandbox_ids(sandbox: Any, kind: str) -> list[str]:
+    """Every id the sandbox lists for `kind`, paged with the SDK."""
+    client = sandbox.client()
+    ids, after = [], None
+    while True:
+        page = stripe_api.list_page(client, kind, starting_after=after)
+        ids.extend(o["id"] for o in page.objects)
+        if not page.has_more:
+            return ids
+        after = page.objects[-1]["id"]
+
+
+def warehouse_ids(settings: Settings, kind: str, *, live_only: bool = True) -> list[str]:
+    model, _ = TABLES[kind]
+    with unit_of_work(settings.database_url) as s:
+        q = select(model.id)
+        if live_only:
+            q = q.where(model.deleted_at.is_(None))
+        return list(s.scalars(q))
+
+
+def assert_mirrors(sandbox: Any, settings: Settings) -> None:
+    for kind in stripe_api.LISTED_OBJECTS:
+        expected = sandbox_ids(sandbox, kind)
+        got = warehouse_ids(settings, kind)
+        assert len(got) == len(set(got))
+        assert sorted(got) == sorted(expected), kind
+
+
+def test_first_sync_mirrors_every_listed_object(fresh_stripe_sandbox: Any, revenue_settings: Settings) -> None:
+    filled = fill(fresh_stripe_sandbox)
+    report = full_sync(revenue_settings, rate=None)
+    assert report.kind == "full" and report.objects > len(filled.customers)
+    assert_mirrors(fresh_stripe_sandbox, revenue_settings)
+    with unit_of_work(revenue_settings.database_url) as s:
+        # Every invoice line arrived, and paid invoices have their revenue schedule.
+        lines = s.scalar(select(func.count()).select_from(TABLES["line_item"][0]))
+        assert lines == len(filled.paid_invoices) + len(filled.open_invoices) + len(filled.subscriptions)
+        yearly = s.scalar(select(func.sum(RevenueScheduleEntry.net)).where(
+            RevenueScheduleEntry.source_id.in_(filled.paid_invoices)))
+        assert yearly == 120000 * len(filled.paid_invoices)
+        assert s.get(RevenueSyncCursor, "events") is not None
+        tagged = s.get(StripeCustomer, filled.customers[0])
+        assert tagged is not None and (tagged.person_distinct_id, tagged.person_source) == ("person-0", "customer")
+
+
+def test_a_crash_mid_way_resumes_with_no_duplicate_and_no_gap(fresh_stripe_sandbox: Any,
+                                                              revenue_settings: Settings) -> None:
+    fill(fresh_stripe_sandbox, customers=450, subscriptions=2, invoices=2)
+    pages = []
+
+    def crash_after_two_customer_pages(kind: str, count: int) -> None:
+        if kind == "customer":
+            pages.append(kind)
+            if len(pages) == 2:
+                raise RuntimeError("simulated crash")
+
+    with pytest.raises(RuntimeError, match="simulated crash"):
+        full_sync(revenue_settings, rate=None, workers=3, on_page=crash_after_two_customer_pages)
+    partial = len(warehouse_ids(revenue_settings, "customer"))
+    assert 0 < partial < 450  # some pages were written before the crash, not all
+
+    report = sync_revenue(revenue_settings, rate=None)
+    assert report.kind == "full" and report.resumed
+    assert_mirrors(fresh_stripe_sandbox, revenue_settings)
+    # Resumed, not restarted: the customers already written were not listed again.
+    assert report.by_type_objects.get("customer", 0) <= 450 - partial + 100
+
+
+def test_changes_to_existing_objects_arrive_by_events(fresh_stripe_sandbox: Any, revenue_settings: Settings) -> None:
+    filled = fill(fresh_stripe_sandbox, customers=6, subscriptions=2, invoices=1)
+    full_sync(revenue_settings, rate=None)
+    client = fresh_stripe_sandbox.client()
+    cancelled, invoice, gone = filled.subscriptions[0], filled.open_invoices[0], filled.customers[2]
+    client.v1.subscriptions.cancel(cancelled)
+    client.v1.invoices.pay(invoice, {"paid_out_of_band": True})
+    client.v1.customers.delete(gone)
+    # A customer tagged on a child only: the newest subscription carrying the key wins.
+    client.v1.subscriptions.update(filled.subscriptions[1], {"metadata": {PERSON: "from-subscription"}})
+
+    report = incremental_sync(revenue_settings, rate=None)
+    assert report.kind == "incremental" and report.events >= 4
+    with unit_of_work(revenue_settings.database_url) as s:
+        sub = s.get(StripeSubscription, cancelled)
+        assert sub is not None and sub.status == "canceled" and sub.ended_at is not None
+        inv = s.get(StripeInvoice, invoice)
+        assert inv is not None and inv.status == "paid" and inv.paid_at is not None
+        assert s.scalar(select(func.sum(RevenueScheduleEntry.net)).where(
+            RevenueScheduleEntry.source_id == invoice)) == 10000
+        customer = s.get(StripeCustomer, gone)
+        assert customer is not None and customer.deleted_at is not None
+        tagged = s.get(StripeCustomer, filled.customers[1])
+        assert tagged is not None
+        assert (tagged.person_distinct_id, tagged.person_source) == (
+            "from-subscription", f"subscription:{filled.subscriptions[1]}")
+
+
+def test_a_cursor_older_than_the_events_window_runs_a_full_sync(fresh_stripe_sandbox: Any,
+                                                                revenue_settings: Settings) -> None:
+    fill(fresh_stripe_sandbox, customers=3, subscriptions=0, invoices=0)
+    full_sync(revenue_settings, rate=None)
+    with unit_of_work(revenue_settings.database_url) as s:
+        cursor = s.get(RevenueSyncCursor, "events")
+        assert cursor is not None
+        cursor.value = int(time.time()) - 31 * 86400
+    assert incremental_sync(revenue_settings, rate=None).kind == "full"
+
+
+def test_rate_limit_sets_the_pace(fresh_stripe_sandbox: Any, revenue_settings: Settings) -> None:
+    client = fresh_stripe_sandbox.client()
+    n, rate = 1000, 5
+    for i in range(n):
+        client.v1.customers.create({"email": f"r{i}@example.com"})
+    started = time.monotonic()
+    report = full_sync(revenue_settings, rate=rate, object_types=("customer",))
+    seconds = time.monotonic() - started
+    expected = n / (100 * rate)  # pages of 100 at `rate` requests per second
+    assert expected * 0.8 <= seconds <= expected * 1.2, (seconds, report.requests)
+    assert len(warehouse_ids(revenue_settings, "customer")) == n
+
+
+def test_429s_slow_the_sync_without_failing_it(fresh_stripe_sandbox: Any, revenue_settings: Settings) -> None:
+    fill(fresh_stripe_sandbox, customers=250, subscriptions=1, invoices=1)
+    fresh_stripe_sandbox.set_faults({"seed": 7, "rules": [
+        {"method": "GET", "path": "/v1/", "rate_limit": True, "retry_after": 0.2, "rate": 0.4}]})
+    started = time.monotonic()
+    report = full_sync(revenue_settings, rate=None)
+    assert report.rate_limited > 0
+    assert time.monotonic() - started >= 0.2  # Retry-After was honoured, at least once
+    fresh_stripe_sandbox.clear_faults()
+    assert_mirrors(fresh_stripe_sandbox, revenue_settings)
