@@ -393,6 +393,7 @@ class InvoiceEvent:
     event_type: str  # invoice.paid | invoice.voided | invoice.marked_uncollectible
     event_id: str = ""
     customer_id: str | None = None
+    amount: int | None = None  # the invoice total; a $0 invoice is no installment
 
 
 @dataclass

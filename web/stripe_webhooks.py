@@ -125,7 +125,8 @@ def process_stripe_event(settings: Settings, event: dict[str, Any]) -> str:
     if plan_id is None:
         return "ignored"
     signal = InvoiceEvent(invoice_id=str(invoice.get("id")), event_type=str(event["type"]),
-                          event_id=str(event.get("id")), customer_id=_customer_id(invoice))
+                          event_id=str(event.get("id")), customer_id=_customer_id(invoice),
+                          amount=invoice.get("total") if isinstance(invoice.get("total"), int) else None)
 
     async def send(client: Client) -> bool:
         try:

@@ -254,7 +254,7 @@ class PlanWorkflow:
                 StepInput(self._facts, replace(self._progress, running=None), workflow.now().isoformat(),
                           share_index),
                 result_type=StepOutput,
-                start_to_close_timeout=timedelta(seconds=60),
+                start_to_close_timeout=timedelta(seconds=20),
                 retry_policy=STRIPE_RETRY,
             )
         except ActivityError as err:
@@ -286,7 +286,7 @@ class PlanWorkflow:
         if event.invoice_id == p.invoice_id:
             if p.invoice_status != "paid":  # a late "voided" never un-pays an invoice
                 self._progress = replace(p, invoice_status=status)
-        elif (self._facts.payment_schedule == "monthly" and status == "paid"
+        elif (self._facts.payment_schedule == "monthly" and status == "paid" and event.amount != 0
               and event.invoice_id not in p.installments_paid
               and (event.customer_id is None or event.customer_id == p.customer_id)):
             self._progress = replace(p, installments_paid=[*p.installments_paid, event.invoice_id])
@@ -300,13 +300,18 @@ class PlanWorkflow:
             return
         self._last_poll = now
         monthly = self._facts.payment_schedule == "monthly"
-        out = await workflow.execute_activity(
-            "plan_list_paid_installments" if monthly else "plan_read_invoice",
-            StepInput(self._facts, self._progress, now.isoformat()),
-            result_type=StepOutput,
-            start_to_close_timeout=timedelta(seconds=60),
-            retry_policy=STRIPE_RETRY,
-        )
+        try:
+            out = await workflow.execute_activity(
+                "plan_list_paid_installments" if monthly else "plan_read_invoice",
+                StepInput(self._facts, self._progress, now.isoformat()),
+                result_type=StepOutput,
+                start_to_close_timeout=timedelta(seconds=20),
+                retry_policy=STRIPE_RETRY,
+            )
+        except ActivityError as err:
+            # Polling is only the fallback for a lost webhook: try again at the next interval.
+            workflow.logger.warning("Polling payments of plan %s failed: %s", self._plan_id, _failure_message(err))
+            return
         if monthly:
             for invoice_id in out.progress.installments_paid:
                 self._apply_invoice_event(InvoiceEvent(invoice_id, "invoice.paid", "poll"))
