@@ -1,6 +1,5 @@
 """The Google Sheet mirror's one side effect: upsert changed plan rows into the sheet, keyed by
-row id in column A, in at most two write requests (an update of existing lines, an append of new
-ones). gspread raises on 429 and 5xx; Temporal retries the activity with backoff.
+row id in column A, in one write request per burst (plus one to grow the grid when it is full). gspread raises on 429 and 5xx; Temporal retries the activity with backoff.
 
 The cursor (the last row change mirrored) is kept in `claims` (scope "sheet-mirror"), so the
 mirror needs no help from the code that changes rows: `plans.updated_at` is bumped on every change.
@@ -91,27 +90,30 @@ class SheetMirrorActivities:
         lines = worksheet.get_all_values()
         at_line = {line[0]: number for number, line in enumerate(lines, start=1) if line and line[0]}
         updates: list[dict[str, Any]] = []
-        appends: list[list[str]] = []
-        if not lines:
-            appends.append(SHEET_HEADER)
-        elif lines[0][: len(SHEET_HEADER)] != SHEET_HEADER:
+        if not lines or lines[0][: len(SHEET_HEADER)] != SHEET_HEADER:
             updates.append({"range": f"A1:{LAST_COLUMN}1", "values": [SHEET_HEADER]})
+        next_line = max(len(lines), 1) + 1
+        written = 0
         for row_id, values in rows.items():
             number = at_line.get(str(row_id))
             if number is None:
-                appends.append(values)
-            elif _padded(lines[number - 1]) != values:
-                updates.append({"range": f"A{number}:{LAST_COLUMN}{number}", "values": [values]})
+                number, next_line = next_line, next_line + 1
+            elif _padded(lines[number - 1]) == values:
+                continue
+            updates.append({"range": f"A{number}:{LAST_COLUMN}{number}", "values": [values]})
+            written += 1
+        if not updates:
+            return 0, 0
         requests = 0
-        if updates:
-            worksheet.batch_update(updates, value_input_option="RAW")
+        rows_needed, columns_needed = next_line - 1, len(SHEET_HEADER)
+        if rows_needed > worksheet.row_count or columns_needed > worksheet.col_count:
+            # values.batchUpdate cannot write past the grid: grow it first, with rows to spare.
+            worksheet.resize(rows=max(worksheet.row_count, rows_needed + 500 if rows_needed > worksheet.row_count
+                                      else 0), cols=max(worksheet.col_count, columns_needed))
             requests += 1
-        if appends:
-            worksheet.append_rows(appends, value_input_option="RAW", table_range="A1")
-            requests += 1
-        written = len([u for u in updates if u["values"][0] is not SHEET_HEADER])
-        written += len([a for a in appends if a is not SHEET_HEADER])
-        return written, requests
+        # One write request for the whole burst: changed lines and new lines together.
+        worksheet.batch_update(updates, value_input_option="RAW")
+        return written, requests + 1
 
     def _cursor(self, sheet_key: str) -> tuple[datetime, int]:
         with unit_of_work(self._settings.database_url) as session:

@@ -5,6 +5,7 @@
   PUT  /v4/spreadsheets/{key}/values/{range}          values.update
   POST /v4/spreadsheets/{key}/values:batchUpdate      values.batchUpdate
   POST /v4/spreadsheets/{key}/values/{range}:append   values.append (grows the grid)
+  POST /v4/spreadsheets/{key}:batchUpdate             updateSheetProperties (resize)
 
 Like the real API, writing beyond the grid is refused (only append grows it) and trailing empty
 cells are left out of returned lines. `fail_next(n, 429)` answers the next n requests with Google's
@@ -71,6 +72,7 @@ class FakeSheets:
         self.requests: list[tuple[str, str]] = []  # (method, kind) of every answered request
         self.failures: list[int] = []
         self.failed = 0
+        self.fail_writes_only = False
         self.lock = threading.RLock()
 
     def create(self, key: str, title: str = "Annual Plan Table", rows: int = 1000) -> Spreadsheet:
@@ -79,9 +81,11 @@ class FakeSheets:
             self.spreadsheets[key] = sheet
             return sheet
 
-    def fail_next(self, times: int, status: int = 429) -> None:
+    def fail_next(self, times: int, status: int = 429, *, writes_only: bool = False) -> None:
+        """Answer the next `times` requests (or write requests) with `status` in Google's error shape."""
         with self.lock:
             self.failures = [status] * times
+            self.fail_writes_only = writes_only
 
     def writes(self) -> list[str]:
         return [kind for method, kind in self.requests if method != "GET"]
@@ -137,7 +141,7 @@ class FakeSheets:
     # ---- endpoints ---------------------------------------------------------------------------
     def handle(self, method: str, path: str, body: dict[str, Any]) -> tuple[int, dict[str, Any]]:
         with self.lock:
-            if self.failures:
+            if self.failures and (method != "GET" or not self.fail_writes_only):
                 status = self.failures.pop(0)
                 self.failed += 1
                 return status, {"error": {"code": status, "message": "Quota exceeded for quota metric 'Write "
@@ -161,6 +165,17 @@ class FakeSheets:
                                                     "sheetType": "GRID", "gridProperties": {
                                                         "rowCount": s.rows, "columnCount": s.columns}}}
                                     for i, s in enumerate(spreadsheet.sheets)]}
+        if rest == ":batchUpdate" and method == "POST":
+            self.requests.append((method, "batchUpdate"))
+            for request in body.get("requests", []):
+                props = request.get("updateSheetProperties", {}).get("properties")
+                if props is None:
+                    raise ValueError(f"The fake supports only updateSheetProperties, not {list(request)}.")
+                sheet = next(s for s in spreadsheet.sheets if s.sheet_id == props.get("sheetId", 0))
+                grid = props.get("gridProperties", {})
+                sheet.rows = int(grid.get("rowCount", sheet.rows))
+                sheet.columns = int(grid.get("columnCount", sheet.columns))
+            return 200, {"spreadsheetId": spreadsheet.key, "replies": [{} for _ in body.get("requests", [])]}
         if rest == "/values:batchUpdate" and method == "POST":
             self.requests.append((method, "values.batchUpdate"))
             total = 0
