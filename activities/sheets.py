@@ -1,5 +1,6 @@
 """The Google Sheet mirror's one side effect: upsert changed plan rows into the sheet, keyed by
-row id in column A, in one write request per burst (plus one to grow the grid when it is full). gspread raises on 429 and 5xx; Temporal retries the activity with backoff.
+row id in column A, in one write request per burst (plus one to grow the grid when it is full).
+gspread raises on 429 and 5xx; Temporal retries the activity with backoff.
 
 The cursor (the last row change mirrored) is kept in `claims` (scope "sheet-mirror"), so the
 mirror needs no help from the code that changes rows: `plans.updated_at` is bumped on every change.
