@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 import re
-from collections.abc import Callable
+from collections.abc import Callable, Iterator
 from typing import Any
 
 import pytest
@@ -73,3 +73,15 @@ def add_plan(settings: Settings) -> Callable[..., int]:
             return plan.id
 
     return make
+
+
+@pytest.fixture
+def fresh_stripe_sandbox() -> Iterator[Any]:
+    """`live_stack` takes the sandbox itself (the shared fixture is a factory); same as tests/plans."""
+    from sandbox.stripe.server import start_in_thread
+
+    sandbox = start_in_thread()
+    try:
+        yield sandbox
+    finally:
+        sandbox.stop()
