@@ -60,7 +60,14 @@ def register_webhook(sb: Sandbox, url: str, secret: str | None = None) -> dict[s
     from .resources.events import create_endpoint
 
     with sb.lock:
-        we = create_endpoint(sb, {"url": url, "enabled_events": ["*"]}, secret=secret)
+        # Re-registering the same URL (a restart with a state file) reuses the endpoint.
+        existing = [w for w in sb.state.all("webhook_endpoint") if w["url"] == url]
+        if existing:
+            we = existing[0]
+            we["_secret"] = secret or we["_secret"]
+            we["status"], we["enabled_events"] = "enabled", ["*"]
+        else:
+            we = create_endpoint(sb, {"url": url, "enabled_events": ["*"]}, secret=secret)
         sb.save()
         return {**store.render(sb.state, we), "secret": we["_secret"]}
 

@@ -1,0 +1,119 @@
+"""File-backed state across restarts, the demo catalog, serve() port errors, reset."""
+
+from __future__ import annotations
+
+import json
+import socket
+from pathlib import Path
+
+import pytest
+import stripe
+
+from sandbox.stripe import catalog
+from sandbox.stripe.harness import StripeSandbox
+from sandbox.stripe.server import serve, start_in_thread
+
+from .helpers import control
+
+
+def test_state_file_survives_restart(tmp_path: Path) -> None:
+    state = tmp_path / "stripe-sandbox.json"
+    first = start_in_thread(state_file=state)
+    try:
+        client = first.client()
+        cus = client.v1.customers.create({"email": "keep@example.com"})
+        client.v1.customers.balance_transactions.create(cus.id, {"amount": -700, "currency": "usd"})
+        first.advance(5 * 86400)
+        moved_now = first.now()
+    finally:
+        first.stop()
+    assert json.loads(state.read_text())["objects"][cus.id]["email"] == "keep@example.com"
+
+    second = start_in_thread(state_file=state)
+    try:
+        client = second.client()
+        assert client.v1.customers.retrieve(cus.id).balance == -700
+        assert second.now() >= moved_now  # the sandbox clock is persisted too
+        assert client.v1.products.retrieve(catalog.PRODUCTS["surveys"]).name == "Surveys"
+        assert len(client.v1.products.list({"limit": 100}).data) == len(catalog.PRODUCTS)  # not seeded twice
+    finally:
+        second.stop()
+
+
+def test_catalog_ids_and_prices(stripe_sandbox: StripeSandbox) -> None:
+    client = stripe_sandbox.client()
+    for key, prod_id in catalog.PRODUCTS.items():
+        prod = client.v1.products.retrieve(prod_id)
+        assert prod.metadata.posthog_product_key == key
+    credit = client.v1.products.retrieve("prod_posthog_credit")
+    assert credit.name == "PostHog Credit"
+    ga = client.v1.products.retrieve("prod_group_analytics")
+    assert ga.metadata.addon == "true"
+    tiered = client.v1.prices.retrieve("price_product_analytics_tiered", {"expand": ["tiers"]})
+    assert tiered.tiers_mode == "graduated" and tiered.recurring.usage_type == "licensed"
+    assert tiered.tiers[-1].up_to is None
+    assert "tiers" not in client.v1.prices.retrieve("price_product_analytics_tiered").to_dict()
+    startup = client.v1.prices.retrieve("price_session_replay_startup")
+    assert startup.metadata.plan == "startup" and int(startup.metadata.valid_days) > 0
+    default = client.v1.prices.retrieve("price_feature_flags_default")
+    assert default.recurring.interval == "month" and default.unit_amount > 0
+    by_key = client.v1.prices.list({"lookup_keys": ["surveys_default"]}).data
+    assert [p.id for p in by_key] == ["price_surveys_default"]
+    assert control(stripe_sandbox, "GET", "/_sandbox/catalog")["prices"]["surveys"]["startup"] == (
+        "price_surveys_startup"
+    )
+
+
+def test_products_prices_coupons_crud(stripe_sandbox: StripeSandbox) -> None:
+    client = stripe_sandbox.client()
+    prod = client.v1.products.create({"name": "Widget", "metadata": {"k": "v"}})
+    assert prod.id.startswith("prod_")
+    price = client.v1.prices.create(
+        {
+            "currency": "usd",
+            "product": prod.id,
+            "unit_amount": 1200,
+            "nickname": "w",
+            "lookup_key": f"w-{prod.id}",
+            "recurring": {"interval": "month", "interval_count": 3},
+            "metadata": {"a": "b"},
+        }
+    )
+    assert price.type == "recurring" and price.recurring.interval_count == 3 and price.lookup_key == f"w-{prod.id}"
+    with pytest.raises(Exception, match="3 years"):
+        client.v1.prices.create(
+            {
+                "currency": "usd",
+                "product": prod.id,
+                "unit_amount": 1,
+                "recurring": {"interval": "year", "interval_count": 4},
+            }
+        )
+    assert client.v1.prices.update(price.id, {"active": False}).active is False
+    assert price.id in [p.id for p in client.v1.prices.list({"product": prod.id, "active": False}).data]
+    assert client.v1.products.update(prod.id, {"name": "Widget 2"}).name == "Widget 2"
+    coupon = client.v1.coupons.create(
+        {"percent_off": 12.5, "duration": "repeating", "duration_in_months": 3, "name": "Q"}
+    )
+    assert coupon.percent_off == 12.5 and client.v1.coupons.retrieve(coupon.id).name == "Q"
+    assert client.v1.coupons.delete(coupon.id).deleted is True
+
+
+def test_reset_clears_state_but_keeps_catalog(fresh_stripe_sandbox: StripeSandbox) -> None:
+    sb = fresh_stripe_sandbox
+    client = sb.client()
+    cus = client.v1.customers.create({})
+    control(sb, "POST", "/_sandbox/reset")
+    assert client.v1.customers.list().data == []
+    with pytest.raises(stripe.InvalidRequestError):
+        client.v1.customers.retrieve(cus.id)
+    assert client.v1.products.retrieve("prod_product_analytics").id == "prod_product_analytics"
+
+
+def test_port_in_use_raises_oserror() -> None:
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        s.listen()
+        port = s.getsockname()[1]
+        with pytest.raises(OSError, match=str(port)):
+            serve(port=port, seed_catalog=False)
