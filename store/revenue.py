@@ -190,7 +190,7 @@ def recompute_charges(session: Session, charge_ids: Iterable[str]) -> int:
             continue
         lost = dict(session.execute(select(StripeDispute.charge_id, func.sum(StripeDispute.amount)).where(
             StripeDispute.charge_id.in_([c.id for c in charges]), StripeDispute.status == "lost")
-            .group_by(StripeDispute.charge_id)).tuples().all())
+            .group_by(StripeDispute.charge_id)).all())
         rows = []
         for c in charges:
             paid_on = _day(c.created) or date.today()
@@ -322,7 +322,7 @@ def revenue_by_month(session: Session, start: date, end: date) -> list[tuple[dat
                func.sum(RevenueScheduleEntry.net))
         .where(RevenueScheduleEntry.month >= first, RevenueScheduleEntry.month <= end)
         .group_by(RevenueScheduleEntry.month, RevenueScheduleEntry.currency)
-        .order_by(RevenueScheduleEntry.month)).tuples().all()
+        .order_by(RevenueScheduleEntry.month)).all()
     return [(m, c, int(g or 0), int(n or 0)) for m, c, g, n in rows]
 
 
@@ -333,7 +333,7 @@ def deferred_after(session: Session, on: date) -> list[tuple[str, int]]:
     rows = session.execute(
         select(RevenueScheduleEntry.currency, func.sum(RevenueScheduleEntry.net))
         .where(RevenueScheduleEntry.month >= next_month, RevenueScheduleEntry.paid_at <= cutoff)
-        .group_by(RevenueScheduleEntry.currency)).tuples().all()
+        .group_by(RevenueScheduleEntry.currency)).all()
     return [(c, int(n or 0)) for c, n in rows]
 
 
@@ -344,7 +344,7 @@ def revenue_by_customer(session: Session, start: date, end: date) -> list[tuple[
                func.sum(RevenueScheduleEntry.gross), func.sum(RevenueScheduleEntry.net))
         .where(RevenueScheduleEntry.month >= start.replace(day=1), RevenueScheduleEntry.month <= end,
                RevenueScheduleEntry.customer_id.is_not(None))
-        .group_by(RevenueScheduleEntry.customer_id, RevenueScheduleEntry.currency)).tuples().all()
+        .group_by(RevenueScheduleEntry.customer_id, RevenueScheduleEntry.currency)).all()
     return [(str(c), cur, int(g or 0), int(n or 0)) for c, cur, g, n in rows]
 
 

@@ -12,7 +12,7 @@ from __future__ import annotations
 from collections import defaultdict
 from collections.abc import Callable
 from dataclasses import dataclass
-from datetime import UTC, date, datetime
+from datetime import UTC, date, datetime, timedelta
 from typing import Any
 
 from flask import Blueprint, jsonify, render_template, request
@@ -138,14 +138,15 @@ def _mrr_points(session: Session, r: Range, convert: Converter,
                 subs: list[mrr.Subscription] | None = None) -> list[dict[str, Any]]:
     subs = subs if subs is not None else queries.subscriptions_for_mrr(session)
     months = _months(r)
-    # MRR on the first of each month, and on the month before the first for its movements.
-    days = [_month_start(months[0], 1), *months]
+    # MRR at the end of each month (or on `end` for the last one); movements against the day
+    # before the first month.
+    days = [months[0] - timedelta(days=1), *(min(_month_start(m, -1) - timedelta(days=1), r.end) for m in months)]
     series = mrr.mrr_series(subs, days, convert)
     points = []
     for i, month in enumerate(months, start=1):
         moved = mrr.movements(series[i - 1], series[i])
         summary = mrr.summarise(series[i])
-        points.append({"month": month.isoformat(), "mrr_minor": summary.mrr, "mrr": convert.money(summary.mrr),
+        points.append({"month": month.isoformat(), "on": days[i].isoformat(), "mrr_minor": summary.mrr, "mrr": convert.money(summary.mrr),
                        "arr": convert.money(summary.arr), "customers": summary.customers,
                        "arpu": convert.money(summary.arpu),
                        "new": moved.new, "expansion": moved.expansion, "contraction": moved.contraction,
@@ -297,7 +298,7 @@ def page() -> Any:
     money = convert.money
     short = [(p["month"][:7], p) for p in points]
     charts = {
-        "mrr": bars([(m, [("MRR", p["mrr_minor"])]) for m, p in short], money),
+        "mrr": bars([(m, [("MRR", p["mrr_minor"])]) for m, p in short], money),  # end of each month
         "movements": bars([(m, [("new", p["new"]), ("expansion", p["expansion"]),
                                 ("contraction", -p["contraction"]), ("churned", -p["churned"])]) for m, p in short],
                           money),

@@ -1,0 +1,148 @@
+"""Revenue over HTTP: webhooks apply changes without a sync run; JSON endpoints; the page; the
+seed's SQL against the analytics views."""
+
+from __future__ import annotations
+
+import threading
+import time
+from collections.abc import Iterator
+from datetime import UTC, datetime, timedelta
+from typing import Any
+
+import pytest
+from flask import Flask
+from sqlalchemy import select, text
+from werkzeug.serving import make_server
+
+from activities.stripe_sync import full_sync, incremental_sync
+from settings import Settings
+from store.db import engine_for, unit_of_work
+from store.warehouse import ExchangeRate, RevenueScheduleEntry, StripeCustomer, StripeInvoice, StripeSubscription
+from tests.fixtures.app import auth
+from tests.revenue.conftest import PERSON, fill, paid_invoice
+from web import create_app
+
+
+@pytest.fixture
+def revenue_app(revenue_settings: Settings) -> Flask:
+    app = create_app(revenue_settings, temporal=object())
+    app.testing = True
+    return app
+
+
+@pytest.fixture
+def live_app(revenue_app: Flask) -> Iterator[str]:
+    server = make_server("127.0.0.1", 0, revenue_app, threaded=True)
+    thread = threading.Thread(target=server.serve_forever, daemon=True)
+    thread.start()
+    try:
+        yield f"http://127.0.0.1:{server.server_port}"
+    finally:
+        server.shutdown()
+        thread.join(5)
+
+
+def _wait_for(predicate: Any, timeout: float = 10.0) -> bool:
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        if predicate():
+            return True
+        time.sleep(0.05)
+    return False
+
+
+def test_webhooks_apply_changes_without_a_sync_run(fresh_stripe_sandbox: Any, revenue_settings: Settings,
+                                                    live_app: str) -> None:
+    filled = fill(fresh_stripe_sandbox, customers=6, subscriptions=2, invoices=1)
+    full_sync(revenue_settings, rate=None)
+    fresh_stripe_sandbox.register_webhook(f"{live_app}/webhooks/stripe", revenue_settings.stripe_webhook_secret)
+    client = fresh_stripe_sandbox.client()
+    cancelled, invoice, gone = filled.subscriptions[0], filled.open_invoices[0], filled.customers[2]
+    client.v1.subscriptions.cancel(cancelled)
+    client.v1.invoices.pay(invoice, {"paid_out_of_band": True})
+    client.v1.customers.delete(gone)
+
+    def arrived() -> bool:
+        with unit_of_work(revenue_settings.database_url) as s:
+            sub, inv, cus = s.get(StripeSubscription, cancelled), s.get(StripeInvoice, invoice), s.get(
+                StripeCustomer, gone)
+            return bool(sub and sub.status == "canceled" and inv and inv.status == "paid"
+                        and cus and cus.deleted_at is not None)
+
+    assert _wait_for(arrived), "webhooks did not bring the three changes"
+    with unit_of_work(revenue_settings.database_url) as s:
+        assert s.scalar(select(RevenueScheduleEntry.net).where(RevenueScheduleEntry.source_id == invoice)) == 10000
+
+
+def test_a_refunded_invoice_nets_to_zero_and_keeps_gross(fresh_stripe_sandbox: Any,
+                                                         revenue_settings: Settings) -> None:
+    client = fresh_stripe_sandbox.client()
+    customer = client.v1.customers.create({"email": "refund@example.com", "metadata": {PERSON: "refunded"}})
+    start = int(datetime(2026, 1, 15, tzinfo=UTC).timestamp())
+    end = int(datetime(2027, 1, 15, tzinfo=UTC).timestamp())
+    invoice = paid_invoice(client, customer.id, 120000, start, end)
+    full_sync(revenue_settings, rate=None)
+    client.v1.credit_notes.create({"invoice": invoice, "amount": 120000, "out_of_band_amount": 120000})
+    incremental_sync(revenue_settings, rate=None)
+    with unit_of_work(revenue_settings.database_url) as s:
+        rows = list(s.scalars(select(RevenueScheduleEntry).where(RevenueScheduleEntry.source_id == invoice)))
+    assert sum(r.gross for r in rows) == 120000 and len(rows) == 13  # Jan 2026 … Jan 2027
+    assert all(r.net == 0 for r in rows)
+
+
+def test_revenue_endpoints_and_the_seed_query(fresh_stripe_sandbox: Any, revenue_settings: Settings,
+                                              revenue_app: Flask, users: dict[str, str]) -> None:
+    fill(fresh_stripe_sandbox, customers=40, subscriptions=4, invoices=4)
+    full_sync(revenue_settings, rate=None)
+    http = revenue_app.test_client()
+    viewer = auth(users["viewer"])
+
+    assert http.get("/api/revenue/summary").status_code == 401
+    summary = http.get("/api/revenue/summary", headers=viewer).get_json()
+    # Four subscriptions of the 450.00 monthly Product analytics price.
+    assert (summary["mrr"], summary["arr"], summary["customers"], summary["arpu"]) == (
+        "1800.00", "21600.00", 4, "450.00")
+
+    mrr = http.get("/api/revenue/mrr", headers=viewer).get_json()
+    assert mrr["points"][-1]["mrr"] == "1800.00"
+
+    today = datetime.now(UTC).date()
+    far = (today + timedelta(days=800)).isoformat()
+    top = http.get(f"/api/revenue/top-customers?start={today.replace(day=1)}&end={far}&limit=3", headers=viewer).get_json()["customers"]
+    assert [c["net"] for c in top] == ["1200.00", "1200.00", "1200.00"]
+
+    persons = http.get("/api/revenue/persons", headers=viewer).get_json()
+    # Tagged customers with revenue: two with a 1,200.00 invoice, two with a 450.00 subscription.
+    assert sorted((r["person_id"], r["amount"]) for r in persons["rows"]) == [
+        ("person-0", "450.00"), ("person-2", "450.00"), ("person-36", "1200.00"), ("person-38", "1200.00")]
+    assert http.get("/api/revenue/groups", headers=viewer).get_json() == {"total": 0, "rows": []}
+
+    with engine_for(revenue_settings.database_url).connect() as conn:
+        seed = "SELECT COUNT(*) FROM persons_revenue_analytics WHERE amount > 1000000"
+        assert conn.execute(text(seed)).scalar_one() == 0
+        assert conn.execute(text("SELECT COUNT(*) FROM persons_revenue_analytics WHERE amount > 1000")).scalar_one() == 2
+
+    page = http.get("/revenue", headers=viewer)
+    assert page.status_code == 200
+    html = page.get_data(as_text=True)
+    assert "<svg" in html and "1800.00" in html and "cdn" not in html.lower()
+
+    bad = http.get("/api/revenue/summary?start=yesterday", headers=viewer)
+    assert bad.status_code == 400 and "YYYY-MM-DD" in bad.get_json()["error"]
+
+
+def test_reporting_currency_uses_the_rates_table(fresh_stripe_sandbox: Any, revenue_settings: Settings,
+                                                  revenue_app: Flask, users: dict[str, str]) -> None:
+    fill(fresh_stripe_sandbox, customers=2, subscriptions=2, invoices=0)
+    full_sync(revenue_settings, rate=None)
+    http = revenue_app.test_client()
+    viewer = auth(users["viewer"])
+    missing = http.get("/api/revenue/summary?currency=eur", headers=viewer).get_json()
+    assert missing["missing_rates"] == ["usd"] and missing["mrr"] == "0.00"
+    with unit_of_work(revenue_settings.database_url) as s:
+        from decimal import Decimal
+
+        s.add(ExchangeRate(currency="usd", reporting_currency="eur", rate=Decimal("0.5"),
+                           valid_from=datetime(2020, 1, 1).date()))
+    eur = http.get("/api/revenue/summary?currency=eur", headers=viewer).get_json()
+    assert (eur["mrr"], eur["missing_rates"]) == ("450.00", [])
