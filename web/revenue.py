@@ -146,7 +146,8 @@ def _mrr_points(session: Session, r: Range, convert: Converter,
     for i, month in enumerate(months, start=1):
         moved = mrr.movements(series[i - 1], series[i])
         summary = mrr.summarise(series[i])
-        points.append({"month": month.isoformat(), "on": days[i].isoformat(), "mrr_minor": summary.mrr, "mrr": convert.money(summary.mrr),
+        points.append({"month": month.isoformat(), "on": days[i].isoformat(), "mrr_minor": summary.mrr,
+                       "mrr": convert.money(summary.mrr),
                        "arr": convert.money(summary.arr), "customers": summary.customers,
                        "arpu": convert.money(summary.arpu),
                        "new": moved.new, "expansion": moved.expansion, "contraction": moved.contraction,

@@ -108,7 +108,8 @@ def test_revenue_endpoints_and_the_seed_query(fresh_stripe_sandbox: Any, revenue
 
     today = datetime.now(UTC).date()
     far = (today + timedelta(days=800)).isoformat()
-    top = http.get(f"/api/revenue/top-customers?start={today.replace(day=1)}&end={far}&limit=3", headers=viewer).get_json()["customers"]
+    query = f"start={today.replace(day=1)}&end={far}&limit=3"
+    top = http.get(f"/api/revenue/top-customers?{query}", headers=viewer).get_json()["customers"]
     assert [c["net"] for c in top] == ["1200.00", "1200.00", "1200.00"]
 
     persons = http.get("/api/revenue/persons", headers=viewer).get_json()
@@ -120,7 +121,8 @@ def test_revenue_endpoints_and_the_seed_query(fresh_stripe_sandbox: Any, revenue
     with engine_for(revenue_settings.database_url).connect() as conn:
         seed = "SELECT COUNT(*) FROM persons_revenue_analytics WHERE amount > 1000000"
         assert conn.execute(text(seed)).scalar_one() == 0
-        assert conn.execute(text("SELECT COUNT(*) FROM persons_revenue_analytics WHERE amount > 1000")).scalar_one() == 2
+        over_1000 = "SELECT COUNT(*) FROM persons_revenue_analytics WHERE amount > 1000"
+        assert conn.execute(text(over_1000)).scalar_one() == 2
 
     page = http.get("/revenue", headers=viewer)
     assert page.status_code == 200
