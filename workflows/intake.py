@@ -27,7 +27,7 @@ with workflow.unsafe.imports_passed_through():
 FETCH_RETRY = RetryPolicy(initial_interval=timedelta(milliseconds=500), backoff_coefficient=2.0,
                           maximum_interval=timedelta(minutes=5), non_retryable_error_types=["DocumentNotFound"])
 DB_RETRY = RetryPolicy(initial_interval=timedelta(seconds=1), maximum_interval=timedelta(minutes=1))
-SHEETS_RETRY = RetryPolicy(initial_interval=timedelta(milliseconds=500), backoff_coefficient=2.0,
+SHEETS_RETRY = RetryPolicy(initial_interval=timedelta(seconds=1), backoff_coefficient=2.0,
                            maximum_interval=timedelta(minutes=2))
 # The Sheets API allows 60 write requests per minute per user.
 SHEETS_WRITES_PER_MINUTE = 60

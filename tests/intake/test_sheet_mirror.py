@@ -6,13 +6,17 @@ from __future__ import annotations
 import asyncio
 import uuid
 from concurrent.futures import ThreadPoolExecutor
+from datetime import timedelta
 from typing import Any
 
 from sqlalchemy import select
+from temporalio import activity
+from temporalio.client import WorkflowFailureError
+from temporalio.exceptions import ApplicationError
 from temporalio.testing import WorkflowEnvironment
 from temporalio.worker import Worker
 
-from activities.sheets import SheetMirrorActivities
+from activities.sheets import MirrorPass, MirrorResult, SheetMirrorActivities
 from domain.annual_plan_table import SHEET_HEADER
 from sandbox.sheets.server import FakeSheetsServer
 from store.db import unit_of_work
@@ -91,3 +95,33 @@ async def test_the_mirror_upserts_each_burst_in_one_batch_and_survives_429s(
             with unit_of_work(database_url) as session:
                 assert session.scalar(select(Plan.company_name).where(Plan.id == ids[1])) == f"Renamed {ids[1]}"
             await handle.terminate("test over")
+
+
+async def test_the_mirror_stays_within_60_writes_a_minute_however_fast_rows_change(ts_env: WorkflowEnvironment) -> None:
+    """Rows changing without pause (every pass finds more): the pacing keeps the write requests in any
+    60-second window at 60 or fewer. Time-skipping server; the activity stands in for the sheet."""
+    writes_at: list[float] = []
+
+    @activity.defn(name="sheets.mirror_changed_rows")
+    def busy_sheet(job: MirrorPass) -> MirrorResult:
+        if len(writes_at) >= 150:
+            raise ApplicationError("enough", non_retryable=True)
+        writes_at.append(activity.info().started_time.timestamp())
+        return MirrorResult(rows=1, written=1, write_requests=1, more=True)
+
+    queue = f"mirror-pace-{uuid.uuid4().hex[:8]}"
+    with ThreadPoolExecutor(max_workers=2) as pool:
+        async with Worker(ts_env.client, task_queue=queue, workflows=[SheetMirror], activities=[busy_sheet],
+                          activity_executor=pool):
+            handle = await ts_env.client.start_workflow(
+                SheetMirror.run, MirrorInput(KEY, settle_seconds=0.2, passes_per_run=1000),
+                id=f"sheet-mirror-pace-{uuid.uuid4().hex[:8]}", task_queue=queue,
+                run_timeout=timedelta(hours=1))
+            try:
+                await handle.result()
+            except WorkflowFailureError:
+                pass
+    assert len(writes_at) == 150
+    busiest = max(sum(1 for t in writes_at if start <= t < start + 60) for start in writes_at)
+    assert busiest <= 60
+    assert busiest >= 55  # and the pacing does not waste the quota either
