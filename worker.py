@@ -40,11 +40,22 @@ def build_worker(client: Client, settings: Settings, *, task_queue: str | None =
     )
 
 
+async def ensure_schedules(client: Client, settings: Settings) -> None:
+    """The recurring work: daily PandaDoc reconcile (+ sheet mirror when configured), revenue sync.
+    Idempotent, so every worker start-up can call it."""
+    from cli.intake import ensure_intake_schedules
+    from workflows.revenue import ensure_revenue_sync_schedule
+
+    await ensure_intake_schedules(client, settings)
+    await ensure_revenue_sync_schedule(client, settings.temporal_task_queue)
+
+
 async def run(settings: Settings) -> None:
     from temporal_client import connect
 
     client = await connect(settings)
     worker = build_worker(client, settings)
+    await ensure_schedules(client, settings)
     await worker.run()
 
 
