@@ -53,13 +53,18 @@ def allocate(total: int, weights: Sequence[int]) -> list[int]:
         raise ValueError("Cannot allocate an amount over weights that are all zero.")
     if total < 0:
         return [-part for part in allocate(-total, weights)]
-    floors = [total * w // whole for w in weights]
-    remainders = [total * w % whole for w in weights]
+    floors: list[int] = []
+    remainders: list[int] = []
+    for w in weights:
+        q, r = divmod(total * w, whole)
+        floors.append(q)
+        remainders.append(r)
     leftover = total - sum(floors)
-    # Sort by remainder descending, then position ascending: deterministic tie-break.
-    order = sorted(range(len(weights)), key=lambda i: (-remainders[i], i))
-    for i in order[:leftover]:
-        floors[i] += 1
+    if leftover:
+        # Largest remainder first, then position ascending: a deterministic tie-break.
+        order = sorted(range(len(weights)), key=lambda i: (-remainders[i], i))
+        for i in order[:leftover]:
+            floors[i] += 1
     return floors
 
 
@@ -121,10 +126,15 @@ def recognise_invoice(lines: Sequence[Line], *, paid_on: date, reductions: int =
     nets = net_of_reductions(lines, reductions)
     out: list[MonthlyRevenue] = []
     for line, net in zip(lines, nets, strict=True):
-        gross_months = spread(line.amount, line.period_start, line.period_end, recognised_on=paid_on)
-        net_months = spread(net, line.period_start, line.period_end, recognised_on=paid_on)
-        for month, gross in gross_months.items():
-            out.append(MonthlyRevenue(line.line_id, month, line.currency, gross, net_months[month]))
+        months = days_by_month(line.period_start, line.period_end)
+        if not months:
+            out.append(MonthlyRevenue(line.line_id, month_of(paid_on), line.currency, line.amount, net))
+            continue
+        weights = [days for _, days in months]
+        grosses = allocate(line.amount, weights)
+        net_parts = grosses if net == line.amount else allocate(net, weights)
+        for (month, _), gross, part in zip(months, grosses, net_parts, strict=True):
+            out.append(MonthlyRevenue(line.line_id, month, line.currency, gross, part))
     return out
 
 

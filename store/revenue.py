@@ -10,9 +10,9 @@ from collections import defaultdict
 from collections.abc import Iterable, Sequence
 from datetime import UTC, date, datetime
 from decimal import Decimal
-from typing import Any
+from typing import Any, cast
 
-from sqlalchemy import delete, func, insert, select, update
+from sqlalchemy import Table, delete, func, select, update
 from sqlalchemy.orm import Session
 
 from domain import deferred, mrr, persons
@@ -33,6 +33,8 @@ from store.warehouse import (
 )
 
 CHUNK = 500
+# Core, not ORM, inserts: the schedule is written in bulk and needs no identity map.
+SCHEDULE = cast(Table, RevenueScheduleEntry.__table__)
 
 
 def _unit(currency: str) -> int:
@@ -123,7 +125,7 @@ def recompute_invoices(session: Session, invoice_ids: Iterable[str]) -> int:
             paid_on = _day(invoice.paid_at) or _day(invoice.created) or date.today()
             rows.extend(_schedule_rows(invoice, lines, paid_on, reductions.get(invoice_id, 0)))
         if rows:
-            session.execute(insert(RevenueScheduleEntry), rows)
+            session.execute(SCHEDULE.insert(), rows)
             written += len(rows)
     return written
 
@@ -199,7 +201,7 @@ def recompute_charges(session: Session, charge_ids: Iterable[str]) -> int:
             rows.append({"source_type": "charge", "source_id": c.id, "line_id": c.id, "customer_id": c.customer_id,
                          "month": m.month, "currency": m.currency, "currency_unit": _unit(m.currency),
                          "gross": m.gross, "net": m.net, "paid_at": c.created})
-        session.execute(insert(RevenueScheduleEntry), rows)
+        session.execute(SCHEDULE.insert(), rows)
         written += len(rows)
     return written
 
