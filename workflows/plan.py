@@ -81,8 +81,11 @@ class PlanWorkflow:
     @workflow.run
     async def run(self, start: PlanStart) -> str:
         while True:
-            await workflow.wait_condition(
-                lambda: bool(self._events) or self._wake or self._finished(), timeout=self._next_wake())
+            try:
+                await workflow.wait_condition(
+                    lambda: bool(self._events) or self._wake or self._finished(), timeout=self._next_wake())
+            except TimeoutError:
+                pass  # time to poll, or a scheduled credit is due
             self._wake = False
             async with self._lock:
                 await self._take_events()

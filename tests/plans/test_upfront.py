@@ -165,14 +165,13 @@ async def test_a_refused_step_fails_on_the_row_and_retry_step_runs_it_after_a_fi
     assert ("create_customer", "failed") in outcomes and ("create_customer", "ok") in outcomes
 
 
-async def test_worker_killed_mid_flow_and_restarted(live_stack: LiveStack) -> None:
-    s = live_stack
+async def test_worker_killed_mid_flow_and_restarted(live_stack_factory) -> None:  # type: ignore[no-untyped-def]
+    s: LiveStack = live_stack_factory(worker_process=True)
+    [proc] = s._processes
     pid = upfront_plan(s)["id"]
     act(s, pid, "create_customer")
-    s.worker.stop()
     # Every Stripe call takes a while, so the kill lands inside a step.
     s.sandbox.set_faults({"rules": [{"latency_ms": 700}]})
-    proc = s.start_worker_process()
     done: dict[str, int] = {}
 
     def click() -> None:
@@ -184,7 +183,7 @@ async def test_worker_killed_mid_flow_and_restarted(live_stack: LiveStack) -> No
     proc.kill()
     proc.wait(timeout=10)
     s.sandbox.clear_faults()
-    s.worker.start()
+    s.start_worker_process()
     clicker.join(timeout=120)
     plan = wait_for_plan(s, pid, lambda p: p["invoice_id"] and p["state"] == "invoice_draft", timeout=60)
     invoices = s.stripe().v1.invoices.list({"customer": plan["stripe_customer_id"]}).data
