@@ -26,6 +26,7 @@ from .core import API_VERSION, Sandbox
 from .errors import StripeError, api_error, invalid, rate_limited
 from .faults import FaultConfigError
 from .harness import StripeSandbox
+from .httpserver import DROPPED, SandboxHTTPServer
 from .router import ROUTES, Req, Route
 
 log = logging.getLogger(__name__)
@@ -39,7 +40,7 @@ resources.load()
 
 
 def _json(status: int, body: Any, headers: dict[str, str] | None = None) -> Response:
-    resp = Response(json.dumps(body, indent=2), status=status, mimetype="application/json")
+    resp = Response(json.dumps(body), status=status, mimetype="application/json")
     for k, v in (headers or {}).items():
         resp.headers[k] = v
     return resp
@@ -89,7 +90,8 @@ class SandboxApp:
         lose = decision.lose
         if lose is not None:
             if lose.mode == "drop":
-                sock = request.environ.get("werkzeug.socket")
+                sock = request.environ.get("sandbox.socket") or request.environ.get("werkzeug.socket")
+                request.environ[DROPPED] = True
                 if isinstance(sock, socket.socket):
                     # Close without a response: the client sees a connection error, the write stands.
                     try:
@@ -148,7 +150,7 @@ class SandboxApp:
             headers = {"Request-Id": request_id, "Stripe-Version": API_VERSION}
             if idem_key is not None:
                 headers["Idempotency-Key"] = idem_key
-            text = json.dumps(payload, indent=2)
+            text = json.dumps(payload)
             # Stripe saves a result once the endpoint started executing; failed validation is not saved.
             if idem_key is not None and executed:
                 sb.state.idempotency[(api_key, idem_key)] = {
@@ -266,17 +268,11 @@ def create_app(*, state_file: Path | None = None, seed_catalog: bool = True) -> 
     return SandboxApp(Sandbox(state_file=state_file, seed_catalog=seed_catalog))
 
 
-def _make_server(host: str, port: int, app: SandboxApp) -> Any:
-    from werkzeug.serving import make_server
-
-    logging.getLogger("werkzeug").setLevel(logging.WARNING)
+def _make_server(host: str, port: int, app: SandboxApp) -> SandboxHTTPServer:
     try:
-        return make_server(host, port, app, threaded=True)
+        return SandboxHTTPServer((host, port), app)
     except OSError as e:
         raise OSError(f"Stripe sandbox: cannot listen on {host}:{port}: {e.strerror or e}") from None
-    except SystemExit:
-        # werkzeug exits instead of raising when the port is taken.
-        raise OSError(f"Stripe sandbox: port {port} on {host} is already in use") from None
 
 
 def serve(

@@ -6,7 +6,7 @@ with `_` are sandbox-internal bookkeeping and never rendered.
 
 from __future__ import annotations
 
-import copy
+import bisect
 import secrets
 from collections.abc import Callable, Iterable
 from dataclasses import dataclass, field
@@ -47,7 +47,12 @@ INCLUDABLE: dict[str, frozenset[str]] = {"price": frozenset({"tiers"}), "invoice
 
 
 def random_token(n: int = 24) -> str:
-    return "".join(secrets.choice(_ALPHABET) for _ in range(n))
+    value = int.from_bytes(secrets.token_bytes(n))  # 8 random bits per base-62 digit: plenty
+    out = []
+    for _ in range(n):
+        value, digit = divmod(value, 62)
+        out.append(_ALPHABET[digit])
+    return "".join(out)
 
 
 def new_id(prefix: str, n: int = 24) -> str:
@@ -64,6 +69,10 @@ class State:
     counters: dict[str, int] = field(default_factory=dict)
     webhooks_enabled: bool = True
     watch: set[str] = field(default_factory=set)  # ids with time-driven work (see core.timer)
+    # Kinds whose creation order differs from `created` order (objects made at an earlier due
+    # instant while catching up); lists of other kinds can paginate by bisecting on `_seq`.
+    unordered: set[str] = field(default_factory=set)
+    last_created: dict[str, int] = field(default_factory=dict)
 
     def to_json(self) -> dict[str, Any]:
         return {
@@ -76,6 +85,8 @@ class State:
             "counters": self.counters,
             "webhooks_enabled": self.webhooks_enabled,
             "watch": sorted(self.watch),
+            "unordered": sorted(self.unordered),
+            "last_created": self.last_created,
         }
 
     @classmethod
@@ -89,11 +100,18 @@ class State:
             counters=data["counters"],
             webhooks_enabled=data["webhooks_enabled"],
             watch=set(data["watch"]),
+            unordered=set(data.get("unordered", [])),
+            last_created=data.get("last_created", {}),
         )
 
     def add(self, obj: Obj) -> Obj:
         self.seq += 1
         obj["_seq"] = self.seq
+        kind, created = obj["object"], obj.get("created")
+        if created is not None:
+            if created < self.last_created.get(kind, created):
+                self.unordered.add(kind)
+            self.last_created[kind] = max(created, self.last_created.get(kind, created))
         self.objects[obj["id"]] = obj
         self.order.setdefault(obj["object"], []).append(obj["id"])
         return obj
@@ -138,8 +156,17 @@ def renderer(kind: str) -> Callable[[Renderer], Renderer]:
     return deco
 
 
+def _copy(value: Any) -> Any:
+    # Stored objects are JSON-shaped; this is much cheaper than copy.deepcopy.
+    if isinstance(value, dict):
+        return {k: _copy(v) for k, v in value.items()}
+    if isinstance(value, list):
+        return [_copy(v) for v in value]
+    return value
+
+
 def public(obj: Obj) -> Obj:
-    return {k: copy.deepcopy(v) for k, v in obj.items() if not k.startswith("_")}
+    return {k: _copy(v) for k, v in obj.items() if k[0] != "_"}
 
 
 def render(state: State, obj: Obj, expand: Iterable[str] = ()) -> Obj:
@@ -201,6 +228,35 @@ def paginate(
     limit = params.get("limit", 10)
     if not 1 <= limit <= 100:
         raise invalid("Invalid limit: must be between 1 and 100", param="limit")
+    after, before = params.get("starting_after"), params.get("ending_before")
+    if after and before:
+        raise invalid("You may only specify one of these parameters: starting_after, ending_before.")
+    item_expand = [e[5:] for e in expand if e.startswith("data.")]
+    if newest_first and (not items or items[0]["object"] not in state.unordered):
+        # Fast path: items are oldest first by (created, _seq) already; bisect on _seq.
+        def seq(o: Obj) -> int:
+            return int(o["_seq"])
+
+        if after or before:
+            cursor_obj = state.objects.get(after or before)
+            if cursor_obj is None:
+                kind = PREFIXES.get(next((p for p in PREFIXES if (after or before).startswith(p)), ""), "object")
+                raise no_such(kind, after or before, "starting_after" if after else "ending_before")
+            cursor = int(cursor_obj["_seq"])
+        if after:
+            idx = bisect.bisect_left(items, cursor, key=seq)
+            page, has_more = items[max(0, idx - limit) : idx][::-1], idx > limit
+        elif before:
+            idx = bisect.bisect_right(items, cursor, key=seq)
+            page, has_more = items[idx : idx + limit][::-1], len(items) - idx > limit
+        else:
+            page, has_more = items[-limit:][::-1], len(items) > limit
+        return {
+            "object": "list",
+            "data": [render(state, o, item_expand) for o in page],
+            "has_more": has_more,
+            "url": url,
+        }
     if newest_first:
         ordered = sorted(items, key=lambda o: (o.get("created", 0), o["_seq"]), reverse=True)
         keys = [(-o.get("created", 0), -o["_seq"]) for o in ordered]
@@ -208,9 +264,6 @@ def paginate(
         ordered = list(items)
         keys = [(0, i) for i in range(len(ordered))]
     index = {o["id"]: k for o, k in zip(ordered, keys, strict=True)}
-    after, before = params.get("starting_after"), params.get("ending_before")
-    if after and before:
-        raise invalid("You may only specify one of these parameters: starting_after, ending_before.")
     if after:
         cursor = _cursor(state, index, after, "starting_after")
         selected = [o for o, k in zip(ordered, keys, strict=True) if k > cursor]
@@ -221,7 +274,6 @@ def paginate(
         page, has_more = selected[-limit:], len(selected) > limit
     else:
         page, has_more = ordered[:limit], len(ordered) > limit
-    item_expand = [e[5:] for e in expand if e.startswith("data.")]
     return {
         "object": "list",
         "data": [render(state, o, item_expand) for o in page],
