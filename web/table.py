@@ -21,35 +21,22 @@ from activities.stripe_api import dashboard_url
 from domain.billing_config import BillingConfig, load_billing_config
 from domain.money import format_amount
 from domain.plan_input import CREDIT_RELEASES, CREDIT_STARTS, INPUT_FIELDS, PAYMENT_SCHEDULES
+from domain.plan_rules import ACTION_LABELS, MONTHLY_ACTIONS, STATE_LABELS, UPFRONT_ACTIONS
 from store.accounts import Principal
 from store.models import AuditEntry, Plan
 from store.plans import _percent, audit_to_json, create_plan, update_plan
 from temporal_client import workflow_url
 from web.auth import current_principal, requires
 from web.context import db, settings
+from web.plan_service import ActionRejected, actions_for, perform_action
 
 bp = Blueprint("table", __name__)
 
 PAGE_SIZE = 50
 MAX_LIVE_ROWS = 200
 
-ACTION_LABELS = {
-    "create_customer": "Create Stripe customer",
-    "create_invoice": "Create invoice – upfront",
-    "send_invoice": "Send invoice",
-    "apply_credit": "Apply credit",
-    "schedule_subscription": "Schedule subscription",
-    "create_monthly_subscription": "Create and add – monthly sub",
-    "apply_credit_monthly": "Apply credit – monthly",
-    "sync_billing_service": "Update billing service",
-    "retry_step": "Retry step",
-}
 # The runbook's buttons per payment schedule, in the order a person clicks them.
-SCHEDULE_ACTIONS = {
-    "upfront": ("create_customer", "create_invoice", "send_invoice", "apply_credit", "schedule_subscription"),
-    "monthly": ("create_customer", "create_monthly_subscription", "apply_credit_monthly", "sync_billing_service"),
-}
-FALLBACK_STATE_LABELS = {"new": "New", "needs_review": "Needs review"}
+SCHEDULE_ACTIONS = {"upfront": UPFRONT_ACTIONS, "monthly": MONTHLY_ACTIONS}
 
 FIELD_LABELS = {
     "pandadoc_id": "PandaDoc order form",
@@ -90,33 +77,6 @@ ID_LABELS = {
 }
 
 
-# --- what the plan workflow engineer provides ---------------------------------------------------
-
-def state_labels() -> dict[str, str]:
-    try:
-        from domain.plan_rules import STATE_LABELS
-    except ImportError:  # pragma: no cover - only before the plan rules exist
-        return dict(FALLBACK_STATE_LABELS)
-    return {**FALLBACK_STATE_LABELS, **STATE_LABELS}
-
-
-def action_labels() -> dict[str, str]:
-    try:
-        from domain.plan_rules import ACTION_LABELS as RULE_LABELS
-    except ImportError:  # pragma: no cover
-        return dict(ACTION_LABELS)
-    return {**ACTION_LABELS, **RULE_LABELS}
-
-
-def _actions_for(plan: Plan) -> dict[str, dict[str, Any]]:
-    try:
-        from web.plan_service import actions_for
-    except ImportError:  # pragma: no cover - only before the plan service exists
-        reason = "Actions are not available yet: the plan workflow is not installed."
-        return {name: {"allowed": False, "reason": reason} for name in ACTION_LABELS}
-    return actions_for(plan)
-
-
 @dataclass(frozen=True)
 class Button:
     action: str
@@ -128,13 +88,13 @@ class Button:
 
 def buttons_for(plan: Plan, principal: Principal | None) -> list[Button]:
     """The row's buttons in runbook order; a viewer's are all disabled, saying why."""
-    actions = _actions_for(plan)
+    actions = actions_for(plan)
     names = list(SCHEDULE_ACTIONS.get(plan.payment_schedule, SCHEDULE_ACTIONS["upfront"]))
     if actions.get("retry_step", {}).get("allowed"):
         names.insert(0, "retry_step")
     may_act = principal is not None and principal.can("operator")
     buttons: list[Button] = []
-    labels = action_labels()
+    labels = ACTION_LABELS
     next_found = False
     for name in names:
         info = actions.get(name, {"allowed": False, "reason": "This step does not apply to this row."})
@@ -230,7 +190,7 @@ def live_rows() -> Any:
 
 def _shared_context() -> dict[str, Any]:
     return {
-        "labels": state_labels(),
+        "labels": STATE_LABELS,
         "products": billing_config().products,
         "money": format_amount,
         "percent": _percent,
@@ -244,12 +204,10 @@ def _shared_context() -> dict[str, Any]:
 @bp.post("/plans/<int:plan_id>/actions/<action>")
 @requires("operator")
 def run_action(plan_id: int, action: str) -> Any:
-    from web.plan_service import ActionRejected, perform_action
-
     principal = current_principal()
     assert principal is not None  # guaranteed by @requires
     params = {k: v for k, v in request.form.items() if k not in ("csrf_token", "next")}
-    label = action_labels().get(action, action)
+    label = ACTION_LABELS.get(action, action)
     try:
         perform_action(plan_id, action, principal, params)
     except ActionRejected as exc:

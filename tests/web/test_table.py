@@ -224,3 +224,25 @@ def test_live_endpoints_return_only_changed_rows(
     assert version
     assert client.get(f"/plans/{a}/live?version={version.group(1)}").status_code == 204
     assert client.get(f"/plans/{b}/live?version=0").get_json()["html"].count("in_Live1") >= 1
+
+
+def test_a_refused_click_shows_the_reason_and_lands_on_the_timeline(
+    signed_in: SignedIn, settings: Settings
+) -> None:
+    with unit_of_work(settings.database_url) as s:
+        from store.plans import create_plan
+
+        plan, _ = create_plan(s, {**VALID_PLAN, "customer_email": "nobody"}, actor="pandadoc", keep_invalid=True)
+        assert plan is not None and plan.state == "needs_review"
+        plan_id = plan.id
+    client, token = signed_in("operator")
+    html = _text(client.get("/"))
+    assert re.search(r'aria-disabled="true" data-action="create_customer"\s+title="Fix the row first', html)
+    # Even a forced POST (a stale page) goes through plan_service and is refused with its sentence.
+    response = client.post(f"/plans/{plan_id}/actions/create_customer",
+                           data={"csrf_token": token, "next": "/"}, follow_redirects=True)
+    page = _text(response)
+    assert "Create Stripe Customer was not done: Fix the row first" in page
+    with unit_of_work(settings.database_url) as s:
+        entry = s.scalars(select(AuditEntry).where(AuditEntry.action == "create_customer")).one()
+        assert (entry.actor, entry.outcome) == ("operator@example.com", "rejected")
