@@ -110,6 +110,7 @@ def list_page(client: stripe.StripeClient, object_type: str, *, created_gte: int
             # Without status=all Stripe leaves cancelled subscriptions out of the list.
             sub_params = cast(P.SubscriptionListParams, params)
             sub_params["status"] = "all"
+            sub_params["expand"] = ["data.discounts.source.coupon"]  # MRR needs the coupon terms
             return _page(v1.subscriptions.list(sub_params, _NO_SDK_RETRIES))
         case "subscription_schedule":
             schedule_params = cast(P.SubscriptionScheduleListParams, params)
@@ -166,7 +167,8 @@ def retrieve_object(client: stripe.StripeClient, object_type: str, object_id: st
         case "invoice":
             return v1.invoices.retrieve(object_id, options=options).to_dict(for_json=True)
         case "subscription":
-            return v1.subscriptions.retrieve(object_id, options=options).to_dict(for_json=True)
+            return v1.subscriptions.retrieve(object_id, {"expand": ["discounts.source.coupon"]},
+                                             options).to_dict(for_json=True)
         case "customer":
             return v1.customers.retrieve(object_id, options=options).to_dict(for_json=True)
         case "charge":

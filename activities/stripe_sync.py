@@ -506,7 +506,9 @@ def apply_event(session: Session, client: stripe.StripeClient, call: _Caller, ev
     # Truncated embedded lists and missing ones: re-fetch the object as it is now.
     if kind in ("invoice", "subscription") and not obj.get("deleted"):
         embedded = obj.get("lines" if kind == "invoice" else "items")
-        if not isinstance(embedded, dict):
+        # Discounts arrive as bare ids in events; MRR needs their coupon terms.
+        bare_discounts = any(isinstance(d, str) for d in obj.get("discounts") or []) and kind == "subscription"
+        if not isinstance(embedded, dict) or bare_discounts:
             try:
                 obj = call(lambda: stripe_api.retrieve_object(client, kind, obj["id"]))
             except stripe.InvalidRequestError:

@@ -154,3 +154,25 @@ def test_429s_slow_the_sync_without_failing_it(fresh_stripe_sandbox: Any, revenu
     assert time.monotonic() - started >= 0.2  # Retry-After was honoured, at least once
     fresh_stripe_sandbox.clear_faults()
     assert_mirrors(fresh_stripe_sandbox, revenue_settings)
+
+
+def test_subscription_discounts_reach_mrr_from_the_list_and_from_events(fresh_stripe_sandbox: Any,
+                                                                        revenue_settings: Settings) -> None:
+    from datetime import date, timedelta
+
+    from domain.mrr import mrr_by_customer
+    from store.revenue import subscriptions_for_mrr
+
+    client = fresh_stripe_sandbox.client()
+    customer = client.v1.customers.create({"email": "d@example.com"})
+    coupon = client.v1.coupons.create({"percent_off": 20, "duration": "forever"})
+    sub = client.v1.subscriptions.create({"customer": customer.id, "discounts": [{"coupon": coupon.id}],
+                                          "items": [{"price": "price_product_analytics_default"}]})
+    full_sync(revenue_settings, rate=None)
+    tomorrow = date.today() + timedelta(days=1)
+    with unit_of_work(revenue_settings.database_url) as s:
+        assert mrr_by_customer(subscriptions_for_mrr(s), tomorrow) == {customer.id: 36000}  # 450.00 − 20%
+    client.v1.subscriptions.update(sub.id, {"items": [{"id": sub.items.data[0].id, "quantity": 2}]})
+    incremental_sync(revenue_settings, rate=None)
+    with unit_of_work(revenue_settings.database_url) as s:
+        assert mrr_by_customer(subscriptions_for_mrr(s), tomorrow) == {customer.id: 72000}
