@@ -7,7 +7,7 @@ validated and serialized one way only.
 from __future__ import annotations
 
 from collections.abc import Collection, Mapping
-from datetime import date, datetime
+from datetime import UTC, date, datetime
 from decimal import Decimal
 from typing import Any
 
@@ -165,6 +165,8 @@ def _percent(value: Decimal | None) -> str:
 
 
 def _iso(value: datetime | date | None) -> str | None:
+    if isinstance(value, datetime) and value.tzinfo is None:
+        value = value.replace(tzinfo=UTC)  # SQLite hands back naive datetimes; we only ever store UTC
     return value.isoformat() if value is not None else None
 
 
