@@ -542,7 +542,10 @@ def incremental_sync(settings: Settings, *, rate: float | None = -1, progress: P
         if not page.has_more or not page.objects:
             break
         after = page.objects[-1]["id"]
-    events.sort(key=lambda e: (int(e["created"]), e["id"]))
+    # Oldest first. Within one second only Stripe's own order tells which came first (ids are
+    # random), so reverse the newest-first list and sort stably by time.
+    events.reverse()
+    events.sort(key=lambda e: int(e["created"]))
     dirty = Dirty()
     for start in range(0, len(events), 100):
         batch = events[start:start + 100]
