@@ -15,6 +15,8 @@ from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
+import stripe  # noqa: E402
+
 from sandbox.stripe.server import start_in_thread  # noqa: E402
 
 
@@ -37,8 +39,11 @@ def main() -> None:
         n = args.customers
         t0 = time.perf_counter()
         with ThreadPoolExecutor(args.threads) as pool:
-            list(pool.map(lambda i: sb.client(max_network_retries=0).v1.customers.create({"email": f"p{i}@x.io"}),
-                          range(n)))
+            list(
+                pool.map(
+                    lambda i: sb.client(max_network_retries=0).v1.customers.create({"email": f"p{i}@x.io"}), range(n)
+                )
+            )
         parallel = n / (time.perf_counter() - t0)
 
         # Invoices with an item each: the heavier write path (lines, totals, events).
@@ -46,8 +51,9 @@ def main() -> None:
         m = max(50, args.customers // 10)
         t0 = time.perf_counter()
         for _ in range(m):
-            inv = client.v1.invoices.create({"customer": cus.id, "collection_method": "send_invoice",
-                                             "days_until_due": 30})
+            inv = client.v1.invoices.create(
+                {"customer": cus.id, "collection_method": "send_invoice", "days_until_due": 30}
+            )
             client.v1.invoice_items.create({"customer": cus.id, "invoice": inv.id, "amount": 100, "currency": "usd"})
         invoice_rate = m / (time.perf_counter() - t0)
 
@@ -62,14 +68,35 @@ def main() -> None:
                 pages += 1
             results[limit] = pages / (time.perf_counter() - t0)
 
+        # The same walk over plain HTTP: what the server costs without the SDK's object building.
+        import requests
+
+        session = requests.Session()
+        headers = {"Authorization": f"Bearer {sb.api_key}"}
+        raw_pages = 0
+        t0 = time.perf_counter()
+        body = session.get(f"{sb.url}/v1/customers?limit=100", headers=headers, timeout=10).json()
+        raw_pages += 1
+        while body["has_more"] and raw_pages < 200:
+            last = body["data"][-1]["id"]
+            body = session.get(
+                f"{sb.url}/v1/customers?limit=100&starting_after={last}", headers=headers, timeout=10
+            ).json()
+            raw_pages += 1
+        raw_rate = raw_pages / (time.perf_counter() - t0)
+
         total = 2 * args.customers
-        print(f"machine: {os.cpu_count()} cores ({platform.machine()}), Python {platform.python_version()}, "
-              f"stripe SDK via requests, werkzeug threaded server")
+        print(
+            f"machine: {os.cpu_count()} cores ({platform.machine()}), Python {platform.python_version()}, "
+            f"stripe SDK {stripe.VERSION} (requests), "
+            "sandbox keep-alive HTTP/1.1 server"
+        )
         print(f"customers created/s (1 client, sequential): {serial:8.0f}")
         print(f"customers created/s ({args.threads} threads):          {parallel:8.0f}")
         print(f"invoice + item pairs created/s (sequential): {invoice_rate:8.0f}")
         print(f"list pages/s, limit=10  ({total} customers):   {results[10]:8.0f}")
         print(f"list pages/s, limit=100 ({total} customers):   {results[100]:8.0f}")
+        print(f"list pages/s, limit=100, raw HTTP (no SDK):   {raw_rate:8.0f}")
     finally:
         sb.stop()
 

@@ -227,3 +227,28 @@ def test_clock_controls_over_http(fresh_stripe_sandbox: StripeSandbox) -> None:
     assert to == moved + 100
     client = sb.client()
     assert client.v1.customers.create({}).created >= to
+
+
+def test_declined_card_402_retries_and_past_due(fresh_stripe_sandbox: StripeSandbox) -> None:
+    sb = fresh_stripe_sandbox
+    client = sb.client()
+    cus = client.v1.customers.create({"email": "d@example.com"})
+    sub = client.v1.subscriptions.create({"customer": cus.id, "items": [{"price": PA}]})
+    client.v1.customers.update(cus.id, {"metadata": {"sandbox_card": "decline"}})
+    end = sub["items"].data[0].current_period_end
+    sb.advance(end - sb.now() + 3601)  # renewal drafted, finalized an hour later, payment declined
+    sub = client.v1.subscriptions.retrieve(sub.id)
+    inv = client.v1.invoices.retrieve(sub.latest_invoice)
+    assert sub.status == "past_due" and inv.status == "open" and inv.attempt_count == 1
+    assert inv.next_payment_attempt == pytest.approx(end + 3600 + 3 * DAY, abs=5)
+    failed = client.v1.charges.list({"customer": cus.id}).data[0]
+    assert failed.status == "failed" and failed.failure_code == "card_declined"
+    assert "invoice.payment_failed" in _types(client, inv.id)
+    with pytest.raises(stripe.CardError) as exc:
+        client.v1.invoices.pay(inv.id)
+    assert exc.value.http_status == 402 and exc.value.code == "card_declined"
+
+    client.v1.customers.update(cus.id, {"metadata": {"sandbox_card": ""}})
+    sb.advance(3 * DAY)  # the automatic retry now succeeds
+    assert client.v1.invoices.retrieve(inv.id).status == "paid"
+    assert client.v1.subscriptions.retrieve(sub.id).status == "active"

@@ -7,7 +7,7 @@ from typing import Any
 
 from .. import billing, store
 from ..core import Sandbox, timer
-from ..errors import invalid, missing_param, state_error
+from ..errors import card_declined, invalid, missing_param, state_error
 from ..router import Req, route
 from ..store import Obj, State
 from .catalog import make_discounts, new_price
@@ -396,12 +396,23 @@ def finalize(sb: Sandbox, inv: Obj, *, auto: bool = False) -> None:
     sb.watch(inv)
     if inv["auto_advance"]:
         if inv["collection_method"] == "charge_automatically":
-            pay(sb, inv)
+            pay(sb, inv, automatic=True)
         else:
             send(sb, inv)
 
 
-def pay(sb: Sandbox, inv: Obj, *, paid_out_of_band: bool = False) -> None:
+MAX_PAYMENT_ATTEMPTS = 4
+RETRY_DELAY = 3 * 86400  # between automatic payment attempts after a decline
+
+
+def card_declines(sb: Sandbox, customer_id: str) -> bool:
+    """Sandbox switch: a customer with metadata `sandbox_card=decline` has a card that declines."""
+    cus = sb.state.objects.get(customer_id) or {}
+    return (cus.get("metadata") or {}).get("sandbox_card") == "decline"
+
+
+def pay(sb: Sandbox, inv: Obj, *, paid_out_of_band: bool = False, automatic: bool = False) -> None:
+    """Pay an open invoice (finalizing a draft first). `automatic`: Stripe's own collection attempt."""
     from .payments import create_charge
 
     if inv["status"] == "draft":
@@ -417,16 +428,43 @@ def pay(sb: Sandbox, inv: Obj, *, paid_out_of_band: bool = False) -> None:
         return
     charge = None
     if not paid_out_of_band:
+        description = (
+            "Subscription creation" if inv["billing_reason"] == "subscription_create" else "Payment for Invoice"
+        )
+        declined = card_declines(sb, inv["customer"])
         charge = create_charge(
             sb,
             customer=inv["customer"],
             amount=inv["amount_remaining"],
             cur=inv["currency"],
-            description="Subscription creation"
-            if inv["billing_reason"] == "subscription_create"
-            else "Payment for Invoice",
+            description=description,
+            declined=declined,
         )
+        if declined:
+            _payment_failed(sb, inv, charge, automatic=automatic)
+            if not automatic:
+                raise card_declined()
+            return
     _mark_paid(sb, inv, out_of_band=paid_out_of_band, charge=charge)
+
+
+def _payment_failed(sb: Sandbox, inv: Obj, charge: Obj, *, automatic: bool) -> None:
+    now = sb.now()
+    with sb.tracking(inv, None):
+        inv["attempted"] = True
+        inv["attempt_count"] += 1
+        # A manual attempt leaves Stripe's automatic retry schedule as it was.
+        if automatic and inv["collection_method"] == "charge_automatically":
+            more = inv["attempt_count"] < MAX_PAYMENT_ATTEMPTS
+            inv["next_payment_attempt"] = now + RETRY_DELAY if more else None
+        inv["last_finalization_error"] = None
+    if inv["next_payment_attempt"]:
+        sb.watch(inv)
+    sb.emit("invoice.payment_failed", inv)
+    if inv["_subscription"]:
+        from .subscriptions import on_payment_failed
+
+        on_payment_failed(sb, inv, final=inv["next_payment_attempt"] is None and automatic)
 
 
 def _mark_paid(sb: Sandbox, inv: Obj, *, out_of_band: bool, charge: Obj | None) -> None:
@@ -513,15 +551,24 @@ def mark_uncollectible(sb: Sandbox, inv: Obj) -> None:
 def _invoice_due(sb: Sandbox, inv: Obj) -> int | None:
     if inv["status"] == "draft" and inv["auto_advance"] and inv["automatically_finalizes_at"]:
         return int(inv["automatically_finalizes_at"])
+    times = []
     if inv["status"] == "open" and inv["due_date"] and not inv["_overdue_sent"]:
-        return int(inv["due_date"])
-    return None
+        times.append(int(inv["due_date"]))
+    if inv["status"] == "open" and inv["collection_method"] == "charge_automatically" and inv["next_payment_attempt"]:
+        times.append(int(inv["next_payment_attempt"]))
+    return min(times, default=None)
 
 
 @timer("invoice", 30, _invoice_due)
 def _invoice_tick(sb: Sandbox, inv: Obj, now: int) -> None:
     if inv["status"] == "draft":
         finalize(sb, inv, auto=True)
+    elif (
+        inv["collection_method"] == "charge_automatically"
+        and inv["next_payment_attempt"]
+        and inv["next_payment_attempt"] <= now
+    ):
+        pay(sb, inv, automatic=True)  # a retry after a decline
     elif inv["status"] == "open":
         inv["_overdue_sent"] = True
         sb.emit("invoice.overdue", inv)

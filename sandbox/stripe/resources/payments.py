@@ -76,32 +76,36 @@ def _render_charge(state: State, ch: Obj) -> Obj:
     return out
 
 
-def create_charge(sb: Sandbox, *, customer: str, amount: int, cur: str, description: str | None) -> Obj:
-    """A succeeded card charge from the sandbox's fake default payment method."""
+def create_charge(
+    sb: Sandbox, *, customer: str, amount: int, cur: str, description: str | None, declined: bool = False
+) -> Obj:
+    """A card charge on the sandbox's fake default payment method (succeeded, or failed if `declined`)."""
     now = sb.now()
     ch_id = store.new_id("ch_")
-    txn = _balance_transaction(
-        sb,
-        amount=amount,
-        cur=cur,
-        source=ch_id,
-        type_="charge",
-        category="charge",
-        fee=billing.stripe_fee(amount),
-        description=description,
-    )
+    txn = None
+    if not declined:
+        txn = _balance_transaction(
+            sb,
+            amount=amount,
+            cur=cur,
+            source=ch_id,
+            type_="charge",
+            category="charge",
+            fee=billing.stripe_fee(amount),
+            description=description,
+        )
     cus = sb.state.objects.get(customer, {})
     charge = sb.state.add(
         {
             "id": ch_id,
             "object": "charge",
             "amount": amount,
-            "amount_captured": amount,
+            "amount_captured": 0 if declined else amount,
             "amount_refunded": 0,
             "application": None,
             "application_fee": None,
             "application_fee_amount": None,
-            "balance_transaction": txn["id"],
+            "balance_transaction": txn["id"] if txn else None,
             "billing_details": {
                 "address": None,
                 "email": cus.get("email"),
@@ -110,15 +114,15 @@ def create_charge(sb: Sandbox, *, customer: str, amount: int, cur: str, descript
                 "tax_id": None,
             },
             "calculated_statement_descriptor": "POSTHOG SANDBOX",
-            "captured": True,
+            "captured": not declined,
             "created": now,
             "currency": cur,
             "customer": customer,
             "description": description,
             "disputed": False,
             "failure_balance_transaction": None,
-            "failure_code": None,
-            "failure_message": None,
+            "failure_code": "card_declined" if declined else None,
+            "failure_message": "Your card was declined." if declined else None,
             "fraud_details": {},
             "livemode": False,
             "metadata": {},
@@ -127,14 +131,16 @@ def create_charge(sb: Sandbox, *, customer: str, amount: int, cur: str, descript
                 "advice_code": None,
                 "network_advice_code": None,
                 "network_decline_code": None,
-                "network_status": "approved_by_network",
-                "reason": None,
+                "network_status": "declined_by_network" if declined else "approved_by_network",
+                "reason": "generic_decline" if declined else None,
                 "risk_level": "normal",
                 "risk_score": 12,
-                "seller_message": "Payment complete.",
-                "type": "authorized",
+                "seller_message": "The bank did not return any further details with this decline."
+                if declined
+                else "Payment complete.",
+                "type": "issuer_declined" if declined else "authorized",
             },
-            "paid": True,
+            "paid": not declined,
             "payment_intent": None,
             "payment_method": "pm_card_visa",
             "payment_method_details": {"card": dict(CARD), "type": "card"},
@@ -148,14 +154,14 @@ def create_charge(sb: Sandbox, *, customer: str, amount: int, cur: str, descript
             "source_transfer": None,
             "statement_descriptor": None,
             "statement_descriptor_suffix": None,
-            "status": "succeeded",
+            "status": "failed" if declined else "succeeded",
             "transfer_data": None,
             "transfer_group": None,
             "_refunds": [],
             "_invoice": None,
         }
     )
-    sb.emit("charge.succeeded", charge)
+    sb.emit("charge.failed" if declined else "charge.succeeded", charge)
     return charge
 
 
@@ -230,7 +236,7 @@ def refund_charge(
             "id": re_id,
             "object": "refund",
             "amount": amount,
-            "balance_transaction": txn["id"],
+            "balance_transaction": txn["id"] if txn else None,
             "charge": ch["id"],
             "created": sb.now(),
             "currency": ch["currency"],

@@ -302,6 +302,21 @@ def on_invoice_paid(sb: Sandbox, inv: Obj) -> None:
             sub["status"] = "active"
 
 
+def on_payment_failed(sb: Sandbox, inv: Obj, *, final: bool) -> None:
+    """A declined payment: a new subscription stays `incomplete`, a renewal goes `past_due`, and
+    after the last automatic retry the subscription is `unpaid`."""
+    sub = sb.state.objects.get(inv["_subscription"])
+    if sub is None or sub["status"] in ("canceled", "incomplete_expired"):
+        return
+    if inv["billing_reason"] == "subscription_create":
+        status = "incomplete"
+    else:
+        status = "unpaid" if final else "past_due"
+    if sub["status"] != status:
+        with sb.tracking(sub, "customer.subscription.updated"):
+            sub["status"] = status
+
+
 def on_invoice_overdue(sb: Sandbox, inv: Obj) -> None:
     sub = sb.state.objects.get(inv["_subscription"])
     if sub is not None and sub["status"] == "active":
