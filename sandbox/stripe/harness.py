@@ -32,10 +32,10 @@ class StripeSandbox:
         return stripe.StripeClient(api_key, base_addresses=base, **kw)  # type: ignore[arg-type]
 
     def advance(self, seconds: int) -> int:
-        return self.engine.advance(seconds=seconds)
+        return int(self.engine.advance(seconds=seconds))
 
     def advance_to(self, when: int) -> int:
-        return self.engine.advance(to=when)
+        return int(self.engine.advance(to=when))
 
     def now(self) -> int:
         return int(self.engine.now())

@@ -135,6 +135,7 @@ class OneOf(Node):
 
     def coerce(self, value: Any, path: str) -> Any:
         # Prefer the option whose shape matches the value; report that option's error.
+        shaped: list[Node]
         if isinstance(value, dict):
             shaped = [o for o in self.options if isinstance(o, (Obj, MapOf, ListOf))]
             if len(shaped) > 1 and all(k.isdigit() for k in value) and value:

@@ -12,8 +12,9 @@ import hashlib
 import json
 import logging
 import socket
+import sys
 import time
-from collections.abc import Iterable
+from collections.abc import Iterable, Mapping
 from pathlib import Path
 from typing import Any
 
@@ -74,6 +75,10 @@ class SandboxApp:
         method = request.method
         body = request.get_data(as_text=True) if method == "POST" else ""
         idem_key = request.headers.get("Idempotency-Key") if method == "POST" else None
+        if idem_key is not None and len(idem_key) > 255:
+            return self._error(
+                invalid("Idempotency keys can be at most 255 characters long.", param="Idempotency-Key"), request_id
+            )
         write_key = None
         if method in WRITE_METHODS:
             write_key = idem_key or hashlib.sha256(f"{method} {path} {body}".encode()).hexdigest()
@@ -164,7 +169,7 @@ class SandboxApp:
                 sb.save()
         return Response(text, status=status, headers=headers, mimetype="application/json")
 
-    def _run(self, route: Route, request: Request, args: dict[str, str], body: str) -> tuple[int, Any, bool]:
+    def _run(self, route: Route, request: Request, args: Mapping[str, Any], body: str) -> tuple[int, Any, bool]:
         sb = self.sandbox
         try:
             raw = forms.decode(body if request.method == "POST" else request.query_string.decode())
@@ -291,7 +296,7 @@ def serve(
         from .controls import register_webhook
 
         register_webhook(app.sandbox, webhook_url, webhook_secret)
-    log.info("Stripe sandbox on http://%s:%d (API %s)", host, server.port, API_VERSION)
+    print(f"Stripe sandbox on http://{host}:{server.port} (API {API_VERSION})", file=sys.stderr, flush=True)
     try:
         server.serve_forever()
     finally:

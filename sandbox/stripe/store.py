@@ -237,17 +237,19 @@ def paginate(
         def seq(o: Obj) -> int:
             return int(o["_seq"])
 
-        if after or before:
-            cursor_obj = state.objects.get(after or before)
+        cursor_id = str(after or before or "")
+        seq_cursor = 0
+        if cursor_id:
+            cursor_obj = state.objects.get(cursor_id)
             if cursor_obj is None:
-                kind = PREFIXES.get(next((p for p in PREFIXES if (after or before).startswith(p)), ""), "object")
-                raise no_such(kind, after or before, "starting_after" if after else "ending_before")
-            cursor = int(cursor_obj["_seq"])
+                kind = PREFIXES.get(next((p for p in PREFIXES if cursor_id.startswith(p)), ""), "object")
+                raise no_such(kind, cursor_id, "starting_after" if after else "ending_before")
+            seq_cursor = int(cursor_obj["_seq"])
         if after:
-            idx = bisect.bisect_left(items, cursor, key=seq)
+            idx = bisect.bisect_left(items, seq_cursor, key=seq)
             page, has_more = items[max(0, idx - limit) : idx][::-1], idx > limit
         elif before:
-            idx = bisect.bisect_right(items, cursor, key=seq)
+            idx = bisect.bisect_right(items, seq_cursor, key=seq)
             page, has_more = items[idx : idx + limit][::-1], len(items) - idx > limit
         else:
             page, has_more = items[-limit:][::-1], len(items) > limit

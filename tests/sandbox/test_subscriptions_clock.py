@@ -252,3 +252,27 @@ def test_declined_card_402_retries_and_past_due(fresh_stripe_sandbox: StripeSand
     sb.advance(3 * DAY)  # the automatic retry now succeeds
     assert client.v1.invoices.retrieve(inv.id).status == "paid"
     assert client.v1.subscriptions.retrieve(sub.id).status == "active"
+
+
+def test_auto_advance_draft_finalizes_and_sends(fresh_stripe_sandbox: StripeSandbox) -> None:
+    sb = fresh_stripe_sandbox
+    client = sb.client()
+    cus = client.v1.customers.create({"email": "aa@example.com"})
+    client.v1.customers.balance_transactions.create(cus.id, {"amount": -1000, "currency": "usd"})
+    inv = client.v1.invoices.create(
+        {
+            "customer": cus.id,
+            "collection_method": "send_invoice",
+            "days_until_due": 14,
+            "auto_advance": True,
+            "automatically_finalizes_at": sb.now() + 7200,
+        }
+    )
+    client.v1.invoice_items.create({"customer": cus.id, "invoice": inv.id, "amount": 5000, "currency": "usd"})
+    sb.advance(3600)
+    assert client.v1.invoices.retrieve(inv.id).status == "draft"
+    sb.advance(3601)
+    inv = client.v1.invoices.retrieve(inv.id)
+    assert inv.status == "open" and inv.amount_due == 4000 and inv.starting_balance == -1000
+    assert inv.due_date == inv.status_transitions.finalized_at + 14 * DAY
+    assert _types(client, inv.id)[-2:] == ["invoice.finalized", "invoice.sent"]

@@ -21,7 +21,7 @@ def get_customer(sb: Sandbox, customer_id: Any, param: str = "customer") -> Obj:
 @route("POST", "/v1/customers", "CustomerCreateParams")
 def create(sb: Sandbox, req: Req) -> Obj:
     p = req.params
-    cus = {
+    cus: Obj = {
         "id": store.new_id("cus_", 14),
         "object": "customer",
         "address": None,
@@ -193,7 +193,9 @@ def retrieve_balance_transaction(sb: Sandbox, req: Req, customer: str, id: str) 
 
 @route("POST", "/v1/customers/<customer>/balance_transactions/<id>", "CustomerBalanceTransactionUpdateParams")
 def update_balance_transaction(sb: Sandbox, req: Req, customer: str, id: str) -> Obj:  # noqa: A002
-    txn = retrieve_balance_transaction(sb, req, customer, id)
+    txn = sb.state.get(id, "customer_balance_transaction")
+    if txn["customer"] != customer:
+        raise invalid(f"No such customer balance transaction: '{id}'")
     set_fields(txn, req.params, ("description",))
     set_metadata(txn, req.params)
     return txn

@@ -205,9 +205,9 @@ def create_subscription(
     }
     sb.state.add(sub)
     start = now
-    end = trial_end if trialing else add_interval(now, rec["interval"], rec["interval_count"])
+    end = trial_end if trialing and trial_end is not None else add_interval(now, rec["interval"], rec["interval_count"])
     for i, spec in enumerate(items):
-        si = _new_item(sb, sub, spec, start, end, f"{items_param}[{i}]")  # type: ignore[arg-type]
+        si = _new_item(sb, sub, spec, start, end, f"{items_param}[{i}]")
         sub["_item_ids"].append(si["id"])
     sub["discounts"] = make_discounts(sb, discounts, "discounts", customer=cus["id"], subscription=sub_id)
     sb.watch(sub)
