@@ -2,7 +2,9 @@
 
 from __future__ import annotations
 
+import os
 from datetime import UTC, date, datetime, timedelta
+from pathlib import Path
 from typing import Any
 
 from tests.fixtures.stack import LiveStack, wait_until
@@ -54,3 +56,15 @@ def balance_transactions(stack: LiveStack, customer_id: str) -> list[Any]:
 
 def customers_for(stack: LiveStack, email: str) -> list[Any]:
     return list(stack.stripe().v1.customers.list({"email": email, "limit": 100}).data)
+
+
+HISTORIES = Path(__file__).parent / "histories"
+
+
+async def save_history(stack: LiveStack, plan_id: int, name: str) -> None:
+    """With RECORD_PLAN_HISTORIES=1, keep this run's workflow history for the replay test."""
+    if not os.environ.get("RECORD_PLAN_HISTORIES"):
+        return
+    history = await stack.client.get_workflow_handle(f"plan-{plan_id}").fetch_history()
+    HISTORIES.mkdir(exist_ok=True)
+    (HISTORIES / f"{name}.json").write_text(history.to_json())

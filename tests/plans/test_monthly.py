@@ -16,7 +16,15 @@ import pytest
 
 from domain.plan_rules import add_months, credit_shares
 from tests.fixtures.stack import LiveStack, wait_until
-from tests.plans.helpers import act, balance_transactions, get_plan, sandbox_today, timeline, wait_for_plan
+from tests.plans.helpers import (
+    act,
+    balance_transactions,
+    get_plan,
+    sandbox_today,
+    save_history,
+    timeline,
+    wait_for_plan,
+)
 
 SECRET = "billing-service-test-secret"
 
@@ -132,6 +140,7 @@ async def test_monthly_path_end_to_end(live_stack_factory, receiver: Receiver) -
     steps = [(e["action"], e["outcome"]) for e in timeline(s, pid)]
     for step in ("create_customer", "create_monthly_subscription", "apply_credit_monthly", "sync_billing_service"):
         assert (step, "ok") in steps
+    await save_history(s, pid, "monthly_all_at_once")
 
 
 async def test_credit_released_per_paid_installment(live_stack: LiveStack) -> None:
@@ -163,6 +172,7 @@ async def test_credit_released_per_paid_installment(live_stack: LiveStack) -> No
     assert sum(c.amount for c in credits) == -sum(shares[:3]) == -(1_200_000 * 3 // 12)
     assert balance_transactions(s, new_id) == []
     assert get_plan(s, pid)["workflow"]["progress"]["installments_paid"] == paid
+    await save_history(s, pid, "monthly_per_installment")
 
 
 async def test_monthly_with_a_deleted_existing_customer_is_refused(live_stack: LiveStack) -> None:

@@ -13,6 +13,7 @@ from tests.plans.helpers import (
     balance_transactions,
     customers_for,
     get_plan,
+    save_history,
     timeline,
     upfront_plan,
     wait_for_plan,
@@ -92,6 +93,7 @@ async def test_upfront_path_for_a_new_customer(live_stack: LiveStack) -> None:
     # Once done, buttons say so and a click is refused with the reason.
     refused = s.api("POST", f"/api/plans/{pid}/actions/create_invoice")
     assert refused.status_code == 409 and refused.json()["error"] == f"Done: the invoice is {plan['invoice_id']}."
+    await save_history(s, pid, "upfront_new_customer")
 
 
 async def test_polling_applies_the_credit_when_webhooks_are_lost(live_stack_factory) -> None:  # type: ignore[no-untyped-def]
@@ -104,6 +106,7 @@ async def test_polling_applies_the_credit_when_webhooks_are_lost(live_stack_fact
     plan = wait_for_plan(s, pid, lambda p: p["credit_applied_at"])
     assert len(balance_transactions(s, plan["stripe_customer_id"])) == 1
     assert any(e["action"] == "poll_invoice" for e in timeline(s, pid))
+    await save_history(s, pid, "upfront_polling")
 
 
 async def test_two_concurrent_clicks_make_one_customer(live_stack: LiveStack) -> None:
@@ -163,6 +166,7 @@ async def test_a_refused_step_fails_on_the_row_and_retry_step_runs_it_after_a_fi
     assert plan["stripe_customer_id"] == real.id and plan["state"] == "customer_ready"
     outcomes = [(e["action"], e["outcome"]) for e in timeline(s, pid)]
     assert ("create_customer", "failed") in outcomes and ("create_customer", "ok") in outcomes
+    await save_history(s, pid, "upfront_failed_then_retried")
 
 
 async def test_worker_killed_mid_flow_and_restarted(live_stack_factory) -> None:  # type: ignore[no-untyped-def]
