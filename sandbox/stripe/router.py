@@ -7,7 +7,7 @@ from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, Any
 
 if TYPE_CHECKING:
-    from .core import Sandbox
+    pass
 
 
 @dataclass
@@ -42,7 +42,3 @@ def route(method: str, path: str, params_class: str) -> Callable[[Handler], Hand
         return fn
 
     return deco
-
-
-def handler_args(sb: Sandbox, req: Req) -> tuple[Sandbox, Req]:
-    return sb, req
