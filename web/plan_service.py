@@ -24,6 +24,7 @@ from domain.plan_rules import (
     ActionResult,
     PlanFacts,
     action_states,
+    plan_state,
     progress_from_view,
 )
 from store.accounts import Principal
@@ -86,11 +87,20 @@ def state_label(state: str) -> str:
     return STATE_LABELS.get(state, state.replace("_", " ").capitalize())
 
 
+def current_state(plan: Plan) -> str:
+    """The row's state as of today: the stored one, except that an unpaid invoice past its due
+    date reads "overdue" without waiting for the workflow to write again."""
+    if not plan.workflow_view or plan.state == NEEDS_REVIEW:
+        return plan.state
+    return plan_state(facts_for(plan), progress_from_view(plan.workflow_view), datetime.now(UTC).date())
+
+
 def plan_json(plan: Plan) -> dict[str, Any]:
     """The plan JSON of SPEC §9, with `actions` and a readable state label."""
     data = plan_to_json(plan)
+    data["state"] = current_state(plan)
     data["actions"] = actions_for(plan)
-    data["state_label"] = state_label(plan.state)
+    data["state_label"] = state_label(data["state"])
     return data
 
 

@@ -154,3 +154,11 @@ def test_every_state_has_a_label_and_every_action_a_reason() -> None:
     for action, (_, reason) in action_states(facts, p, TODAY).items():
         assert action in ACTIONS and reason.endswith(".")
     assert plan_state(facts, p, TODAY) in STATE_LABELS
+
+
+def test_an_unpaid_invoice_past_its_due_date_is_overdue() -> None:
+    p = Progress(customer_id="cus_1", invoice_id="in_1", invoice_status="open", invoice_due_date="2026-12-31")
+    assert plan_state(upfront(), p, date(2026, 12, 31)) == "awaiting_payment"
+    assert plan_state(upfront(), p, date(2027, 1, 1)) == "overdue"
+    p.invoice_status = "paid"
+    assert plan_state(upfront(), p, date(2027, 1, 1)) == "paid"
