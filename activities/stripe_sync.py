@@ -81,6 +81,11 @@ class TokenBucket:
         if delay > 0:
             time.sleep(delay)
 
+    def binding(self) -> bool:
+        """Whether the limit is what sets the pace right now (the next free slot is still ahead)."""
+        with self._lock:
+            return self.saturated or self._next > time.monotonic()
+
     def pause(self, seconds: float) -> None:
         with self._lock:
             until = time.monotonic() + seconds
@@ -96,6 +101,8 @@ class SyncProgress:
     rate_limited: int = 0
     started: float = field(default_factory=time.monotonic)
     by_type: dict[str, int] = field(default_factory=dict)
+    first_request: float | None = None  # monotonic time of the first request sent
+    last_page: float | None = None  # monotonic time the last listed page was committed
 
     @property
     def seconds(self) -> float:
@@ -113,6 +120,9 @@ class SyncReport:
     events: int = 0
     resumed: bool = False
     by_type_objects: dict[str, int] = field(default_factory=dict)
+    # From the first request to the last page written: the part the rate limit paces (without
+    # rebuilding the revenue schedule and persons afterwards).
+    paging_seconds: float = 0.0
 
 
 class SyncError(RuntimeError):
@@ -132,6 +142,8 @@ class _Caller:
             self.bucket.acquire()
             with self.lock:
                 self.progress.requests += 1
+                if self.progress.first_request is None:
+                    self.progress.first_request = time.monotonic()
             try:
                 return fn()
             except stripe.RateLimitError as exc:
@@ -398,7 +410,7 @@ def full_sync(settings: Settings, *, rate: float | None = -1, workers: int = 8, 
                     after = cp.starting_after = page.objects[-1]["id"]
                 if not page.has_more or not page.objects:
                     cp.done = True
-                elif windows.someone_idle() and not call.bucket.saturated:
+                elif windows.someone_idle() and not call.bucket.binding():
                     oldest = int(page.objects[-1]["created"])
                     span = max(int(page.objects[0]["created"]) - oldest, 1)
                     split = max(gte + 1, oldest - 4 * span)
@@ -414,6 +426,7 @@ def full_sync(settings: Settings, *, rate: float | None = -1, workers: int = 8, 
             with lock:
                 state.objects += stored
                 state.by_type[kind] = state.by_type.get(kind, 0) + stored
+                state.last_page = time.monotonic()
                 dirty_customers_with_balance.update(dirty.balance_customers)
             if new_window is not None:
                 windows.add(new_window)
@@ -473,7 +486,8 @@ def full_sync(settings: Settings, *, rate: float | None = -1, workers: int = 8, 
         done.error = None
     report()
     return SyncReport("full", run_id, state.objects, state.requests, state.rate_limited, state.seconds,
-                      resumed=resumed, by_type_objects=dict(state.by_type))
+                      resumed=resumed, by_type_objects=dict(state.by_type),
+                      paging_seconds=(state.last_page or 0.0) - (state.first_request or 0.0))
 
 
 def _set_cursor(session: Session, value: int) -> None:
