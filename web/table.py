@@ -167,25 +167,31 @@ def index() -> Any:
 @bp.get("/table/rows")
 @requires("viewer")
 def live_rows() -> Any:
-    """Rows of the page whose version changed: `?rows=12:1763740000.123456,13:…` → their new HTML."""
+    """Rows of the page whose version changed: `?rows=12:1763740000.123456,13:…` → their new `<tr>`s.
+
+    Answers `{"versions": {id: version}, "html": "<tr …>…"}`; nothing changed is a few primary-key
+    lookups, so the table can poll it every few seconds."""
     known: dict[int, str] = {}
     for part in request.args.get("rows", "").split(",")[:MAX_LIVE_ROWS]:
         plan_id, _, seen = part.partition(":")
         if plan_id.isdigit():
             known[int(plan_id)] = seen
     principal = current_principal()
-    changed: dict[str, dict[str, str]] = {}
+    versions: dict[str, str] = {}
+    html = ""
     if known:
         with db() as s:
             stamps = s.execute(select(Plan.id, Plan.updated_at).where(Plan.id.in_(known))).all()
             stale = [pid for pid, stamp in stamps if stamp is None or f"{stamp.timestamp():.6f}" != known[pid]]
             if stale:
-                plans = s.scalars(select(Plan).options(defer(Plan.pandadoc_details)).where(Plan.id.in_(stale))).all()
-                shared = _shared_context()
-                for plan in plans:
-                    html = render_template("table/_row.html", **row_context(plan, principal), **shared)
-                    changed[str(plan.id)] = {"version": version(plan), "html": html}
-    return jsonify({"rows": changed})
+                plans = s.scalars(select(Plan).options(defer(Plan.pandadoc_details))
+                                  .where(Plan.id.in_(stale)).order_by(Plan.id.desc())).all()
+                back = request.args.get("back", "")
+                back = back if back.startswith("/") and not back.startswith("//") else url_for("table.index")
+                rows = [row_context(plan, principal) for plan in plans]
+                versions = {str(r["plan"].id): r["version"] for r in rows}
+                html = render_template("table/_rows.html", rows=rows, back=back, **_shared_context())
+    return jsonify({"versions": versions, "html": html})
 
 
 def _shared_context() -> dict[str, Any]:

@@ -211,14 +211,16 @@ def test_live_endpoints_return_only_changed_rows(
     html = _text(client.get("/"))
     versions = dict(re.findall(r'data-plan="(\d+)" data-version="([^"]+)"', html))
     query = ",".join(f"{k}:{v}" for k, v in versions.items())
-    assert client.get(f"/table/rows?rows={query}").get_json() == {"rows": {}}
+    assert client.get(f"/table/rows?rows={query}").get_json() == {"versions": {}, "html": ""}
     with unit_of_work(settings.database_url) as s:
         plan = s.get(Plan, b)
         assert plan is not None
         plan.state, plan.invoice_id = "awaiting_payment", "in_Live1"
-    changed = client.get(f"/table/rows?rows={query}").get_json()["rows"]
-    assert list(changed) == [str(b)]
-    assert "in_Live1" in changed[str(b)]["html"] and "awaiting payment" in changed[str(b)]["html"].lower()
+    changed = client.get(f"/table/rows?rows={query}&back=/?page=1").get_json()
+    assert list(changed["versions"]) == [str(b)] and changed["versions"][str(b)] != versions[str(b)]
+    assert re.findall(r'<tr id="plan-(\d+)"', changed["html"]) == [str(b)]
+    assert "in_Live1" in changed["html"] and "awaiting payment" in changed["html"].lower()
+    assert 'name="next" value="/?page=1"' in changed["html"]
     page = _text(client.get(f"/plans/{a}"))
     version = re.search(r'id="live" data-live-url="[^"]+" data-version="([^"]+)"', page)
     assert version

@@ -10,13 +10,12 @@
   }
 
   // Replace a node's HTML but keep keyboard focus on the same control when it still exists.
-  function swap(target, html, outer) {
+  // `replacement` is an element (replaces `target`) or an HTML string (becomes its content).
+  function swap(target, replacement) {
     var active = document.activeElement;
     var key = active && target.contains(active) && active.getAttribute("data-action");
-    var template = document.createElement("template");
-    template.innerHTML = html.trim();
-    var fresh = outer ? template.content.firstElementChild : null;
-    if (outer) { target.replaceWith(fresh); } else { target.innerHTML = html; fresh = target; }
+    var fresh = target;
+    if (typeof replacement === "string") { target.innerHTML = replacement; } else { target.replaceWith(replacement); fresh = replacement; }
     if (key) {
       var again = fresh.querySelector('[data-action="' + key + '"]');
       if (again) { again.focus(); }
@@ -31,14 +30,17 @@
       if (!rows.length) { return; }
       var parts = [];
       rows.forEach(function (row) { parts.push(row.getAttribute("data-plan") + ":" + row.getAttribute("data-version")); });
-      get(url + "?rows=" + encodeURIComponent(parts.join(","))).then(function (response) {
+      var back = location.pathname + location.search;
+      get(url + "?rows=" + encodeURIComponent(parts.join(",")) + "&back=" + encodeURIComponent(back)).then(function (response) {
         if (!response.ok) { return null; }
         return response.json();
       }).then(function (data) {
-        if (!data) { return; }
-        Object.keys(data.rows).forEach(function (id) {
-          var row = document.getElementById("plan-" + id);
-          if (row) { bind(swap(row, data.rows[id].html, true)); }
+        if (!data || !data.html) { return; }
+        var template = document.createElement("template");
+        template.innerHTML = data.html.trim();
+        Array.prototype.slice.call(template.content.querySelectorAll("tr[data-plan]")).forEach(function (fresh) {
+          var row = document.getElementById(fresh.id);
+          if (row) { bind(swap(row, fresh)); }
         });
       }).catch(function () { /* offline for a moment: try again on the next tick */ });
     }
@@ -53,7 +55,7 @@
         return response.json();
       }).then(function (data) {
         if (!data) { return; }
-        swap(section, data.html, false);
+        swap(section, data.html);
         section.setAttribute("data-version", data.version);
         bind(section);
       }).catch(function () {});
