@@ -77,6 +77,8 @@ class Bench:
         self.worker = WorkerThread(self.settings)
         self.worker.start()
         self.http = threading.local()
+        self.steps: list[float] = []  # plan created → credit armed (5 API calls)
+        self.gates: list[float] = []  # invoice paid → webhook → credit applied on the row
         self.start = (datetime.fromtimestamp(self.sandbox.now(), UTC).date() + timedelta(days=5)).isoformat()
 
     def session(self) -> requests.Session:
@@ -138,12 +140,15 @@ class Bench:
         pid = self.new_plan(n)
         for action in ("create_customer", "create_invoice", "send_invoice", "apply_credit"):
             plan = self.call("POST", f"/api/plans/{pid}/actions/{action}")
+        self.steps.append(time.perf_counter() - began)
+        paid = time.perf_counter()
         self.sandbox.client().v1.invoices.pay(plan["invoice_id"], {"paid_out_of_band": True})
         while True:
             plan = self.call("GET", f"/api/plans/{pid}")
             if plan["credit_applied_at"]:
                 break
             time.sleep(0.05)
+        self.gates.append(time.perf_counter() - paid)
         self.call("POST", f"/api/plans/{pid}/actions/schedule_subscription")
         return time.perf_counter() - began
 
@@ -198,6 +203,19 @@ def run(bench: Bench, plans: int, in_flight: int) -> None:
     print(f"\n{in_flight} upfront plans in flight (6 API calls + payment webhook each): "
           f"{in_flight / elapsed:.1f} plans/s, all done in {elapsed:.1f} s; "
           f"per plan p50 {statistics.median(durations):.1f} s, p95 {pct(durations, .95):.1f} s")
+    with unit_of_work(bench.settings.database_url) as session:
+        from sqlalchemy import select
+
+        from store.models import InboundEvent
+
+        rows = session.execute(
+            select(InboundEvent.event_type, InboundEvent.received_at, InboundEvent.processed_at)).all()
+    handled = [(done - got).total_seconds() for _, got, done in rows if done is not None and got is not None]
+    print(f"  webhook deliveries received: {len(rows)} ({len(rows) / (in_flight + 2 * plans + 6):.0f} per plan), "
+          f"handler p50 {ms(pct(handled, .5)).strip()} from stored to processed")
+    print(f"  of which: create row → credit armed p50 {statistics.median(bench.steps):.1f} s; "
+          f"paid → credit applied (payment webhook) p50 {statistics.median(bench.gates):.1f} s, "
+          f"p95 {pct(bench.gates, .95):.1f} s")
 
 
 if __name__ == "__main__":

@@ -72,17 +72,20 @@ def receive() -> tuple[Response, int]:
     except (ValueError, KeyError, TypeError):
         return jsonify({"error": "The body is not a Stripe event."}), 400
 
-    with unit_of_work(cfg.database_url) as session:
-        stored = InboundEvent(source="stripe", event_id=event_id, event_type=event_type, body=payload.decode(),
-                              headers={"Stripe-Signature": header})
-        session.add(stored)
-        session.flush()
-        stored_id = stored.id
-    try:
+    def store(status: str, claim: bool) -> int:
         with unit_of_work(cfg.database_url) as session:
-            session.add(Claim(scope="stripe_event", key=event_id, value=str(stored_id)))
+            stored = InboundEvent(source="stripe", event_id=event_id, event_type=event_type, body=payload.decode(),
+                                  headers={"Stripe-Signature": header}, status=status)
+            session.add(stored)
+            session.flush()
+            if claim:  # the raw event and the claim on its id commit together, before processing
+                session.add(Claim(scope="stripe_event", key=event_id, value=str(stored.id)))
+            return stored.id
+
+    try:
+        stored_id = store("received", claim=True)
     except IntegrityError:
-        _finish(cfg, stored_id, "duplicate")
+        store("duplicate", claim=False)
         return jsonify({"received": True, "duplicate": True}), 200
     try:
         outcome = process_stripe_event(cfg, event)
