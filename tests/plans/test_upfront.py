@@ -193,3 +193,18 @@ async def test_worker_killed_mid_flow_and_restarted(live_stack_factory) -> None:
     invoices = s.stripe().v1.invoices.list({"customer": plan["stripe_customer_id"]}).data
     assert [i.id for i in invoices] == [plan["invoice_id"]]
     assert len(s.stripe().v1.invoices.retrieve(plan["invoice_id"]).lines.data) == 1
+
+
+async def test_a_voided_invoice_gives_no_credit(live_stack: LiveStack) -> None:
+    s = live_stack
+    pid = upfront_plan(s)["id"]
+    for action in ("create_customer", "create_invoice", "send_invoice"):
+        plan = act(s, pid, action)
+    s.stripe().v1.invoices.void_invoice(plan["invoice_id"])
+    plan = wait_for_plan(s, pid, lambda p: p["state"] == "invoice_void")
+    assert plan["actions"]["apply_credit"] == {
+        "allowed": False, "reason": "The invoice is void: no credit is given for it."}
+    refused = s.api("POST", f"/api/plans/{pid}/actions/apply_credit")
+    assert refused.status_code == 409
+    assert refused.json() == {"error": "The invoice is void: no credit is given for it."}
+    assert balance_transactions(s, plan["stripe_customer_id"]) == []
