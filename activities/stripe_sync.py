@@ -51,6 +51,7 @@ EVENTS_KEPT_SECONDS = 30 * 86400
 EVENTS_SAFETY_SECONDS = 3600
 EVENTS_CURSOR = "events"
 MAX_ATTEMPTS = 8
+RATE_LIMITED_FOR_AT_MOST = 15 * 60.0  # seconds of consecutive 429s on one request
 PAGE_SIZE = 100
 
 Progress = Callable[["SyncProgress"], None]
@@ -138,7 +139,9 @@ class _Caller:
         self.lock = lock
 
     def __call__(self, fn: Callable[[], Any]) -> Any:
-        for attempt in range(1, MAX_ATTEMPTS + 1):
+        failures = 0  # 5xx and network errors: a few tries, then the run stops (and resumes later)
+        limited_since: float | None = None  # 429s only slow the sync, up to RATE_LIMITED_FOR_AT_MOST
+        while True:
             self.bucket.acquire()
             with self.lock:
                 self.progress.requests += 1
@@ -147,18 +150,21 @@ class _Caller:
             try:
                 return fn()
             except stripe.RateLimitError as exc:
-                wait = stripe_api.retry_after_seconds(exc)
+                now = time.monotonic()
+                limited_since = limited_since if limited_since is not None else now
                 with self.lock:
                     self.progress.rate_limited += 1
-                self.bucket.pause(wait if wait is not None else min(0.5 * 2 ** attempt, 30.0))
-                if attempt == MAX_ATTEMPTS:
-                    raise SyncError(f"Stripe kept refusing with 429 after {attempt} attempts; "
-                                    "the sync stopped and will resume from its checkpoints.") from exc
+                if now - limited_since > RATE_LIMITED_FOR_AT_MOST:
+                    raise SyncError(f"Stripe kept answering 429 for {now - limited_since:.0f} s; the sync stopped "
+                                    "and will resume from its checkpoints on the next run.") from exc
+                wait = stripe_api.retry_after_seconds(exc)
+                streak = self.progress.rate_limited
+                self.bucket.pause(wait if wait is not None else min(0.5 * 2 ** min(streak, 6), 30.0))
             except stripe.StripeError as exc:
-                if not stripe_api.is_retryable(exc) or attempt == MAX_ATTEMPTS:
+                failures += 1
+                if not stripe_api.is_retryable(exc) or failures >= MAX_ATTEMPTS:
                     raise
-                time.sleep(min(0.25 * 2 ** attempt, 10.0))
-        raise AssertionError("unreachable")
+                time.sleep(min(0.25 * 2 ** failures, 10.0))
 
 
 # --- writing Stripe objects ------------------------------------------------------------------
