@@ -179,3 +179,33 @@ def test_subscription_discounts_reach_mrr_from_the_list_and_from_events(fresh_st
     incremental_sync(revenue_settings, rate=None)
     with unit_of_work(revenue_settings.database_url) as s:
         assert mrr_by_customer(subscriptions_for_mrr(s), tomorrow) == {customer.id: 72000}
+
+
+@pytest.mark.postgres
+def test_sync_and_the_seed_query_on_postgres(fresh_stripe_sandbox: Any, postgres_url: str) -> None:
+    from dataclasses import replace
+    from decimal import Decimal
+
+    from sqlalchemy import text
+
+    from store.db import engine_for
+    from store.migrate import upgrade
+    from tests.fixtures.app import make_settings
+
+    upgrade(postgres_url)
+    settings = replace(make_settings(postgres_url), stripe_api_base=fresh_stripe_sandbox.url,
+                       stripe_api_key=fresh_stripe_sandbox.api_key)
+    filled = fill(fresh_stripe_sandbox, customers=12, subscriptions=2, invoices=2)
+    full_sync(settings, rate=None)
+    assert_mirrors(fresh_stripe_sandbox, settings)
+    fresh_stripe_sandbox.client().v1.subscriptions.cancel(filled.subscriptions[0])
+    incremental_sync(settings, rate=None)
+    with engine_for(postgres_url).connect() as conn:
+        seed = "SELECT COUNT(*) FROM persons_revenue_analytics WHERE amount > 1000000"
+        assert conn.execute(text(seed)).scalar() == 0
+        # Customers 10 (tagged) and 11 (untagged) each paid a 1,200.00 invoice; 0 (tagged) a subscription.
+        rows = conn.execute(text("SELECT person_id, amount FROM persons_revenue_analytics ORDER BY person_id")).all()
+        assert [(p, Decimal(a)) for p, a in rows] == [("person-0", Decimal(450)), ("person-10", Decimal(1200))]
+        status = conn.execute(text("SELECT status FROM stripe_subscriptions WHERE id = :id"),
+                              {"id": filled.subscriptions[0]}).scalar()
+        assert status == "canceled"
