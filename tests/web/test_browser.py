@@ -148,5 +148,14 @@ def test_table_is_usable_at_800px(browser: Any, base_url: str, add_plan: Callabl
     assert page.evaluate("document.documentElement.scrollWidth") <= 800
     assert page.get_by_role("link", name="Narrow 0").is_visible()
     screenshot(page, "table-800px.png")
+    page.get_by_role("link", name="Narrow 0").click()
+    page.get_by_label("Company name").wait_for()
+    assert page.evaluate("document.documentElement.scrollWidth") <= 800
+    # Focus order follows reading order: status and actions first, then the fields.
+    page.locator("#live button").first.focus()
+    assert page.evaluate("document.activeElement.compareDocumentPosition(document.getElementById('in-company_name'))"
+                         " & Node.DOCUMENT_POSITION_FOLLOWING")
+    screenshot(page, "row-page-800px.png")
+    page.get_by_role("link", name="Table").first.click()
     page.set_viewport_size({"width": 1280, "height": 900})
     screenshot(page, "table-1280px.png")
