@@ -577,6 +577,16 @@ def incremental_sync(settings: Settings, *, rate: float | None = -1, progress: P
         if progress is not None:
             progress(state)
     state.objects += _sync_balance_transactions(settings, dirty.balance_customers, call, client)
+    # Balance transactions have no events but never change once made: list the new ones.
+    after = None
+    while True:
+        page = call(partial(stripe_api.list_page, client, "balance_transaction",
+                            created_gte=max(cursor - EVENTS_SAFETY_SECONDS, 0), starting_after=after))
+        with unit_of_work(settings.database_url) as session:
+            state.objects += _store_objects(session, page.objects, call, client, dirty)
+        if not page.has_more or not page.objects:
+            break
+        after = page.objects[-1]["id"]
     _rebuild(settings, dirty)
     return SyncReport("incremental", None, state.objects, state.requests, state.rate_limited, state.seconds,
                       events=len(events))

@@ -209,3 +209,18 @@ def test_sync_and_the_seed_query_on_postgres(fresh_stripe_sandbox: Any, postgres
         status = conn.execute(text("SELECT status FROM stripe_subscriptions WHERE id = :id"),
                               {"id": filled.subscriptions[0]}).scalar()
         assert status == "canceled"
+
+
+def test_new_balance_transactions_arrive_incrementally(fresh_stripe_sandbox: Any, revenue_settings: Settings) -> None:
+    filled = fill(fresh_stripe_sandbox, customers=3, subscriptions=0, invoices=1)
+    full_sync(revenue_settings, rate=None)
+    before = len(warehouse_ids(revenue_settings, "balance_transaction"))
+    client = fresh_stripe_sandbox.client()
+    client.v1.invoices.pay(filled.open_invoices[0], {"paid_out_of_band": True})
+    client.v1.subscriptions.create({"customer": filled.customers[0],
+                                    "items": [{"price": "price_product_analytics_default"}]})
+    assert len(sandbox_ids(fresh_stripe_sandbox, "balance_transaction")) > before
+    incremental_sync(revenue_settings, rate=None)
+    assert sorted(warehouse_ids(revenue_settings, "balance_transaction")) == sorted(
+        sandbox_ids(fresh_stripe_sandbox, "balance_transaction"))
+    assert sorted(warehouse_ids(revenue_settings, "charge")) == sorted(sandbox_ids(fresh_stripe_sandbox, "charge"))
