@@ -62,7 +62,7 @@ def seed(url: str, rows: int) -> None:
         add_user(s, "operator@example.com", "password-operator", "operator")
         for n in range(rows):
             state, progress, _ = rng.choices(STAGES, weights)[0]
-            filled = {k: (v.format(n=n) if isinstance(v, str) else v) for k, v in progress.items()}
+            filled: dict[str, Any] = {k: (v.format(n=n) if isinstance(v, str) else v) for k, v in progress.items()}
             monthly = rng.random() < 0.3
             plan = Plan(
                 pandadoc_id=f"pd-{n:06d}", company_name=f"Company {n:05d} {rng.choice(['Inc', 'GmbH', 'Ltd'])}",

@@ -51,7 +51,7 @@ def create_user() -> Any:
 
 
 def _user(s: Any, user_id: int) -> User:
-    user = s.get(User, user_id)
+    user: User | None = s.get(User, user_id)
     if user is None:
         abort(404)
     return user

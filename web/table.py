@@ -114,11 +114,14 @@ def billing_config() -> BillingConfig:
     return load_billing_config(settings().billing_config)
 
 
-def _filtered(q: str, state: str, schedule: str) -> Select[tuple[Plan]]:
+def _filtered(q: str, state: str, schedule: str) -> Select[Any]:
     stmt = select(Plan)
     if q:
-        pattern = f"%{q.lower()}%"
-        stmt = stmt.where(or_(func.lower(Plan.company_name).like(pattern), Plan.customer_email.like(pattern)))
+        # Typed text matches literally: % and _ are not wildcards here.
+        escaped = q.lower().replace("\\", "\\\\").replace("%", "\\%").replace("_", "\\_")
+        pattern = f"%{escaped}%"
+        stmt = stmt.where(or_(func.lower(Plan.company_name).like(pattern, escape="\\"),
+                              func.lower(Plan.customer_email).like(pattern, escape="\\")))
     if state:
         stmt = stmt.where(Plan.state == state)
     if schedule:
@@ -187,7 +190,7 @@ def live_rows() -> Any:
                 plans = s.scalars(select(Plan).options(defer(Plan.pandadoc_details))
                                   .where(Plan.id.in_(stale)).order_by(Plan.id.desc())).all()
                 back = request.args.get("back", "")
-                back = back if back.startswith("/") and not back.startswith("//") else url_for("table.index")
+                back = back if _local_path(back) else url_for("table.index")
                 rows = [row_context(plan, principal) for plan in plans]
                 versions = {str(r["plan"].id): r["version"] for r in rows}
                 html = render_template("table/_rows.html", rows=rows, back=back, **_shared_context())
@@ -242,9 +245,14 @@ def save_products(plan_id: int) -> Any:
     return redirect(_back(plan_id))
 
 
+def _local_path(target: str) -> bool:
+    """A path on this site only (browsers read `//x` and `/\\x` as another host)."""
+    return target.startswith("/") and not target.startswith(("//", "/\\")) and "\n" not in target
+
+
 def _back(plan_id: int) -> str:
     target = request.form.get("next", "")
-    if target.startswith("/") and not target.startswith("//"):
+    if _local_path(target):
         return target
     return url_for("table.show_plan", plan_id=plan_id)
 
@@ -295,7 +303,7 @@ def _form_context(values: Mapping[str, Any], errors: Mapping[str, str], warnings
 @requires("operator")
 def new_plan() -> Any:
     if request.method == "GET":
-        blank = {name: "" for name in INPUT_FIELDS}
+        blank: dict[str, Any] = {name: "" for name in INPUT_FIELDS}
         blank.update(currency="usd", discount="0", payment_schedule="upfront", credit_start="immediately",
                      credit_release="all", payment_terms_days="30", term_months="12 months", products=[])
         return render_template("table/new.html", **_form_context(blank, {}, {}))

@@ -248,3 +248,35 @@ def test_a_refused_click_shows_the_reason_and_lands_on_the_timeline(
     with unit_of_work(settings.database_url) as s:
         entry = s.scalars(select(AuditEntry).where(AuditEntry.action == "create_customer")).one()
         assert (entry.actor, entry.outcome) == ("operator@example.com", "rejected")
+
+
+def test_search_text_is_matched_literally(signed_in: SignedIn, add_plan: Callable[..., int]) -> None:
+    add_plan(company_name="100% Orange Juice", pandadoc_id="pd-oj")
+    add_plan(company_name="1000 Apples", pandadoc_id="pd-ap")
+    client, _ = signed_in("viewer")
+    html = _text(client.get("/?q=100%25"))
+    assert "1 row" in html and "Orange Juice" in html and "1000 Apples" not in html
+    assert "0 rows" in _text(client.get("/?q=a_p"))
+
+
+def test_a_failed_step_shows_its_error_on_the_row(
+    signed_in: SignedIn, add_plan: Callable[..., int], settings: Settings
+) -> None:
+    plan_id = add_plan()
+    with unit_of_work(settings.database_url) as s:
+        plan = s.get(Plan, plan_id)
+        assert plan is not None
+        plan.state = "step_failed"
+        plan.workflow_view = {"error": {"action": "create_invoice", "message": "No such customer: 'cus_Gone'."},
+                              "progress": {"customer_id": "cus_Gone", "failed_action": "create_invoice",
+                                           "failed_message": "No such customer: 'cus_Gone'."}}
+    client, _ = signed_in("operator")
+    row = re.search(rf'<tr id="plan-{plan_id}".*?</tr>', _text(client.get("/")), re.S)
+    assert row and 'class="badge state-step_failed">A step failed<' in row.group(0)
+    assert "No such customer: &#39;cus_Gone&#39;." in row.group(0)
+    page = _text(client.get(f"/plans/{plan_id}"))
+    assert "Create invoice failed:</strong> No such customer" in page
+    # "Retry step" joins the row's buttons, first and enabled; the others say why they wait.
+    assert re.search(r'class="btn primary" data-action="retry_step">Retry step<', row.group(0))
+    assert re.search(r'aria-disabled="true" data-action="create_invoice"\s+title="[^"]*failed: No such customer',
+                     row.group(0))
