@@ -250,7 +250,8 @@ def _store_children(session: Session, parent: dict[str, Any], field_name: str, k
     seen = [c["id"] for c in children]
     table = model.__table__  # type: ignore[attr-defined]
     session.execute(update(table).where(table.c[parent_key] == parent["id"], table.c.id.not_in(seen),
-                                        table.c.deleted_at.is_(None)).values(deleted_at=datetime.now(UTC)))
+                                        table.c.deleted_at.is_(None)).values(deleted_at=datetime.now(UTC),
+                                                                               synced_at=datetime.now(UTC)))
     return len(rows)
 
 

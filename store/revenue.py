@@ -260,38 +260,46 @@ def rates_on(session: Session, reporting: str, on: date) -> dict[str, Decimal]:
 
 
 def subscriptions_for_mrr(session: Session) -> list[mrr.Subscription]:
-    """Every subscription with its items and prices as domain.mrr dataclasses."""
-    prices = {p.id: p for p in session.scalars(select(StripePrice))}
-    items: dict[str, list[StripeSubscriptionItem]] = defaultdict(list)
-    for item in session.scalars(select(StripeSubscriptionItem).where(StripeSubscriptionItem.deleted_at.is_(None))):
-        items[item.subscription_id].append(item)
-    out = []
-    for sub in session.scalars(select(StripeSubscription)):
-        out.append(subscription_from_row(sub, items.get(sub.id, []), prices))
-    return out
+    """Every subscription with its items and prices as domain.mrr dataclasses.
 
-
-def subscription_from_row(sub: StripeSubscription, items: Sequence[StripeSubscriptionItem],
-                          prices: dict[str, StripePrice]) -> mrr.Subscription:
-    domain_items = []
-    for item in items:
-        price_raw = (item.raw or {}).get("price") or {}
-        price = prices.get(item.price_id or "")
-        unit = price.unit_amount if price is not None else price_raw.get("unit_amount")
-        recurring = price_raw.get("recurring") or {}
-        interval = price.interval if price is not None and price.interval else recurring.get("interval")
-        count = price.interval_count if price is not None and price.interval_count else recurring.get("interval_count")
+    Reads columns, not ORM objects, and of the raw JSON only the discounts: at 100,000
+    subscriptions this is what keeps the revenue endpoints interactive."""
+    prices = {pid: (unit, interval, count) for pid, unit, interval, count in session.execute(
+        select(StripePrice.id, StripePrice.unit_amount, StripePrice.interval, StripePrice.interval_count))}
+    items: dict[str, list[mrr.Item]] = defaultdict(list)
+    missing: list[str] = []
+    for item_id, sub_id, price_id, quantity in session.execute(
+            select(StripeSubscriptionItem.id, StripeSubscriptionItem.subscription_id, StripeSubscriptionItem.price_id,
+                   StripeSubscriptionItem.quantity).where(StripeSubscriptionItem.deleted_at.is_(None))):
+        unit, interval, count = prices.get(price_id or "", (None, None, None))
         if unit is None or interval is None:
-            continue  # metered or tiered without a flat unit amount: usage, not recurring revenue
-        domain_items.append(mrr.Item(int(unit), int(item.quantity or 0), str(interval), int(count or 1)))
-    raw = sub.raw or {}
-    discounts = tuple(d for d in (_discount(x) for x in raw.get("discounts") or []) if d is not None)
-    ended = _day(sub.ended_at)
-    if ended is None and sub.status == "canceled":
-        ended = _day(sub.canceled_at)
-    return mrr.Subscription(sub.id, sub.customer_id or "", sub.currency, sub.status or "active",
-                            _day(sub.start_date) or _day(sub.created) or date(1970, 1, 1),
-                            tuple(domain_items), discounts, _day(sub.trial_end), ended)
+            missing.append(item_id)
+            continue
+        items[sub_id].append(mrr.Item(int(unit), int(quantity or 0), str(interval), int(count or 1)))
+    for chunk in _chunks(missing):
+        # Prices we have not synced (yet): the item's embedded price has the terms.
+        for sub_id, quantity, raw in session.execute(select(
+                StripeSubscriptionItem.subscription_id, StripeSubscriptionItem.quantity, StripeSubscriptionItem.raw)
+                .where(StripeSubscriptionItem.id.in_(chunk))):
+            price = (raw or {}).get("price") or {}
+            recurring = price.get("recurring") or {}
+            if isinstance(price, dict) and price.get("unit_amount") is not None and recurring.get("interval"):
+                items[sub_id].append(mrr.Item(int(price["unit_amount"]), int(quantity or 0),
+                                              str(recurring["interval"]), int(recurring.get("interval_count") or 1)))
+    out = []
+    s = StripeSubscription
+    for (sub_id, customer_id, currency, status, start_date, created, trial_end, ended_at, canceled_at,
+         discounts) in session.execute(select(s.id, s.customer_id, s.currency, s.status, s.start_date, s.created,
+                                              s.trial_end, s.ended_at, s.canceled_at, s.raw["discounts"])):
+        ended = _day(ended_at)
+        if ended is None and status == "canceled":
+            ended = _day(canceled_at)
+        parsed = tuple(d for d in (_discount(x) for x in (discounts or []) if isinstance(discounts, list))
+                       if d is not None)
+        out.append(mrr.Subscription(sub_id, customer_id or "", currency, status or "active",
+                                    _day(start_date) or _day(created) or date(1970, 1, 1),
+                                    tuple(items.get(sub_id, [])), parsed, _day(trial_end), ended))
+    return out
 
 
 def _discount(value: Any) -> mrr.Discount | None:
@@ -357,3 +365,11 @@ def customers_by_id(session: Session, ids: Iterable[str]) -> dict[str, StripeCus
         for c in session.scalars(select(StripeCustomer).where(StripeCustomer.id.in_(chunk))):
             out[c.id] = c
     return out
+
+
+def subscriptions_marker(session: Session) -> tuple[Any, ...]:
+    """Changes whenever a subscription or item is written: a cache key for MRR inputs."""
+    subs = session.execute(select(func.count(), func.max(StripeSubscription.synced_at))).one()
+    items = session.execute(select(func.count(), func.max(StripeSubscriptionItem.synced_at))).one()
+    prices = session.execute(select(func.count(), func.max(StripePrice.synced_at))).one()
+    return (*subs, *items, *prices)

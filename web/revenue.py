@@ -9,7 +9,8 @@ the exchange_rates table as of `end`; currencies without a rate are left out and
 
 from __future__ import annotations
 
-from collections import defaultdict
+import threading
+from collections import OrderedDict, defaultdict
 from collections.abc import Callable
 from dataclasses import dataclass
 from datetime import UTC, date, datetime, timedelta
@@ -109,10 +110,37 @@ def _months(r: Range) -> list[date]:
     return out
 
 
-def _summary(session: Session, r: Range, convert: Converter,
-             subs: list[mrr.Subscription] | None = None) -> dict[str, Any]:
-    subs = subs if subs is not None else queries.subscriptions_for_mrr(session)
-    before, after = mrr.mrr_series(subs, [r.start, r.end], convert)
+# MRR inputs and series are recomputed only when subscriptions, items or prices changed: at
+# 100,000 subscriptions loading and pricing them is seconds, reading the marker milliseconds.
+_cache_lock = threading.Lock()
+_cache: OrderedDict[tuple[Any, ...], Any] = OrderedDict()
+CACHE_ENTRIES = 64
+
+
+def _cached(key: tuple[Any, ...], compute: Callable[[], Any]) -> Any:
+    with _cache_lock:
+        if key in _cache:
+            _cache.move_to_end(key)
+            return _cache[key]
+    value = compute()
+    with _cache_lock:
+        _cache[key] = value
+        while len(_cache) > CACHE_ENTRIES:
+            _cache.popitem(last=False)
+    return value
+
+
+def _series(session: Session, days: list[date], convert: Converter) -> list[dict[str, int]]:
+    marker = (settings().database_url, queries.subscriptions_marker(session))
+    subs = _cached(("subs", marker), lambda: queries.subscriptions_for_mrr(session))
+    key = ("series", marker, tuple(days), convert.reporting, tuple(sorted(convert.rates.items())))
+    series, missing = _cached(key, lambda: (mrr.mrr_series(subs, days, convert), set(convert.missing)))
+    convert.missing |= missing
+    return list(series)
+
+
+def _summary(session: Session, r: Range, convert: Converter) -> dict[str, Any]:
+    before, after = _series(session, [r.start, r.end], convert)
     moved = mrr.movements(before, after)
     now = mrr.summarise(after)
     gross = net = 0
@@ -134,14 +162,12 @@ def _summary(session: Session, r: Range, convert: Converter,
     }
 
 
-def _mrr_points(session: Session, r: Range, convert: Converter,
-                subs: list[mrr.Subscription] | None = None) -> list[dict[str, Any]]:
-    subs = subs if subs is not None else queries.subscriptions_for_mrr(session)
+def _mrr_points(session: Session, r: Range, convert: Converter) -> list[dict[str, Any]]:
     months = _months(r)
     # MRR at the end of each month (or on `end` for the last one); movements against the day
     # before the first month.
     days = [months[0] - timedelta(days=1), *(min(_month_start(m, -1) - timedelta(days=1), r.end) for m in months)]
-    series = mrr.mrr_series(subs, days, convert)
+    series = _series(session, days, convert)
     points = []
     for i, month in enumerate(months, start=1):
         moved = mrr.movements(series[i - 1], series[i])
@@ -291,9 +317,8 @@ def page() -> Any:
     r = _range()
     with db() as session:
         convert = Converter(session, r)
-        subs = queries.subscriptions_for_mrr(session)
-        points = _mrr_points(session, r, convert, subs)
-        summary_data = _summary(session, r, convert, subs)
+        points = _mrr_points(session, r, convert)
+        summary_data = _summary(session, r, convert)
         deferred_points = _deferred_points(session, r, convert)
         top = _top_customers(session, r, convert, 10)
     money = convert.money
