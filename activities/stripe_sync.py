@@ -68,16 +68,12 @@ class TokenBucket:
         self._next = time.monotonic()
         self._paused_until = 0.0
         self._lock = threading.Lock()
-        # True while callers queue for the bucket: then the limit, not latency, sets the pace and
-        # more parallel windows would only add requests.
-        self.saturated = False
 
     def acquire(self) -> None:
         with self._lock:
             now = time.monotonic()
             slot = max(now, self._next, self._paused_until)
             self._next = slot + self.interval
-            self.saturated = slot > now
         delay = slot - time.monotonic()
         if delay > 0:
             time.sleep(delay)
@@ -85,7 +81,7 @@ class TokenBucket:
     def binding(self) -> bool:
         """Whether the limit is what sets the pace right now (the next free slot is still ahead)."""
         with self._lock:
-            return self.saturated or self._next > time.monotonic()
+            return self._next > time.monotonic()
 
     def pause(self, seconds: float) -> None:
         with self._lock:
