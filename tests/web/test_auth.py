@@ -159,6 +159,9 @@ def test_viewer_post_to_an_action_is_403_and_changes_nothing(
         response = client.post(path, data={**data, "csrf_token": token})
         assert response.status_code == 403, path
         assert "needs the operator role" in response.get_data(as_text=True)
+    # The same click through the JSON API, with the session cookie and its CSRF header.
+    response = client.post(f"/api/plans/{plan_id}/actions/create_customer", headers={"X-CSRF-Token": token})
+    assert response.status_code == 403
     assert _counts(settings) == before
 
 
