@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import time
+from collections.abc import Iterator
 from typing import Any
 
 import pytest
@@ -131,11 +132,44 @@ def test_a_cursor_older_than_the_events_window_runs_a_full_sync(fresh_stripe_san
     assert incremental_sync(revenue_settings, rate=None).kind == "full"
 
 
-def test_rate_limit_sets_the_pace(fresh_stripe_sandbox: Any, revenue_settings: Settings) -> None:
-    client = fresh_stripe_sandbox.client()
+@pytest.fixture
+def sandbox_process(revops_cli: list[str]) -> Iterator[str]:
+    """The sandbox in its own process, as in production Stripe is: the sync's threads do not share
+    a GIL with the server, so the timing measures the limiter, not the emulator."""
+    import socket
+    import subprocess
+
+    with socket.socket() as sock:
+        sock.bind(("127.0.0.1", 0))
+        port = sock.getsockname()[1]
+    proc = subprocess.Popen([*revops_cli, "sandbox", "stripe", "--port", str(port)],
+                            stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+    try:
+        deadline = time.monotonic() + 30
+        while True:
+            try:
+                with socket.create_connection(("127.0.0.1", port), timeout=0.5):
+                    break
+            except OSError:
+                assert time.monotonic() < deadline and proc.poll() is None, "sandbox did not start"
+                time.sleep(0.1)
+        yield f"http://127.0.0.1:{port}"
+    finally:
+        proc.terminate()
+        proc.wait(10)
+
+
+def test_rate_limit_sets_the_pace(sandbox_process: str, settings: Settings) -> None:
+    from concurrent.futures import ThreadPoolExecutor
+    from dataclasses import replace
+
+    import stripe
+
+    revenue_settings = replace(settings, stripe_api_base=sandbox_process, stripe_api_key="sk_test_sandbox")
+    client = stripe.StripeClient("sk_test_sandbox", base_addresses={"api": sandbox_process})
     n, rate = 1000, 2.5
-    for i in range(n):
-        client.v1.customers.create({"email": f"r{i}@example.com"})
+    with ThreadPoolExecutor(4) as pool:
+        list(pool.map(lambda i: client.v1.customers.create({"email": f"r{i}@example.com"}), range(n)))
     started = time.monotonic()
     report = full_sync(revenue_settings, rate=rate, object_types=("customer",))
     total = time.monotonic() - started
