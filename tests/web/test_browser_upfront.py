@@ -85,6 +85,16 @@ def _drive(stack: LiveStack) -> int:
         assert "Credit applied" in row.locator(".badge").inner_text()
         assert invoice_id in row.inner_text()
         screenshot(page, "table-credit-applied.png")
+
+        # A viewer on the same row: every button disabled, and none posts anything.
+        viewer = browser.new_context(viewport={"width": 1280, "height": 900}).new_page()
+        sign_in(viewer, stack.base_url, "viewer")
+        viewer.goto(f"{stack.base_url}/plans/{plan_id}")
+        buttons = viewer.locator("#live .actions button")
+        assert buttons.count() == 5
+        assert all(buttons.nth(i).get_attribute("aria-disabled") == "true" for i in range(buttons.count()))
+        assert viewer.locator("#live .actions form").count() == 0
+        assert viewer.locator('button:has-text("Save changes")').count() == 0
     return plan_id
 
 
