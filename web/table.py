@@ -94,17 +94,16 @@ def buttons_for(plan: Plan, principal: Principal | None) -> list[Button]:
         names.insert(0, "retry_step")
     may_act = principal is not None and principal.can("operator")
     buttons: list[Button] = []
-    labels = ACTION_LABELS
     next_found = False
     for name in names:
         info = actions.get(name, {"allowed": False, "reason": "This step does not apply to this row."})
         allowed = bool(info.get("allowed"))
         reason = str(info.get("reason") or "")
         if allowed and not may_act:
-            allowed, reason = False, "Viewers cannot run actions; ask an operator."
+            allowed, reason = False, f"Viewers cannot run actions; ask an operator. (For an operator: {reason})"
         is_next = allowed and not next_found
         next_found = next_found or is_next
-        buttons.append(Button(name, labels.get(name, name), allowed, reason, is_next))
+        buttons.append(Button(name, ACTION_LABELS.get(name, name), allowed, reason, is_next))
     return buttons
 
 
