@@ -199,3 +199,24 @@ def customers_made_for(s: LiveStack, email: str) -> list[Any]:
 
 
 _ = wait_until
+
+
+async def test_a_future_start_makes_a_schedule_with_the_remainder_pending(live_stack: LiveStack) -> None:
+    s = live_stack
+    stripe = s.stripe()
+    existing = stripe.v1.customers.create({"email": "billing@installments.test", "name": "Installments Inc"})
+    start = sandbox_today(s) + timedelta(days=20)
+    pid = monthly_plan(s, existing.id, start_date=start.isoformat(), credit_amount="1250.01",
+                       price="1000.01", discount="20")["id"]
+    new_id = act(s, pid, "create_customer")["stripe_customer_id"]
+    plan = act(s, pid, "create_monthly_subscription")
+    schedule = stripe.v1.subscription_schedules.retrieve(plan["subscription_schedule_id"])
+    assert schedule.customer == new_id and schedule.end_behavior == "cancel"
+    assert schedule.status == "not_started"
+    assert datetime.fromtimestamp(schedule.phases[0].start_date, UTC).date() == start
+    assert datetime.fromtimestamp(schedule.phases[0].end_date, UTC).date() == add_months(start, 12)
+    price = stripe.v1.prices.retrieve(plan["monthly_price_id"])
+    assert price.unit_amount == 8_333
+    [pending] = stripe.v1.invoice_items.list({"customer": new_id}).data
+    assert pending.amount == 5 and pending.invoice is None  # 83.33 × 12 + 0.05 = 1,000.01
+    assert plan["state"] == "subscription_ready"

@@ -6,6 +6,8 @@ from __future__ import annotations
 import threading
 from datetime import UTC, datetime, timedelta
 
+import pytest
+
 from domain.plan_rules import add_months
 from tests.fixtures.stack import LiveStack, wait_until
 from tests.plans.helpers import (
@@ -169,6 +171,7 @@ async def test_a_refused_step_fails_on_the_row_and_retry_step_runs_it_after_a_fi
     await save_history(s, pid, "upfront_failed_then_retried")
 
 
+@pytest.mark.slow
 async def test_worker_killed_mid_flow_and_restarted(live_stack_factory) -> None:  # type: ignore[no-untyped-def]
     s: LiveStack = live_stack_factory(worker_process=True)
     [proc] = s._processes
