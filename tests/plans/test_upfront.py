@@ -211,3 +211,20 @@ async def test_a_voided_invoice_gives_no_credit(live_stack: LiveStack) -> None:
     assert refused.status_code == 409
     assert refused.json() == {"error": "The invoice is void: no credit is given for it."}
     assert balance_transactions(s, plan["stripe_customer_id"]) == []
+
+
+async def test_a_terminated_workflow_resumes_from_the_row(live_stack: LiveStack) -> None:
+    """An engineer terminates the plan's workflow in the Temporal UI: the next click starts a new
+    one from what the row shows, and makes no second Stripe object."""
+    s = live_stack
+    pid = upfront_plan(s)["id"]
+    act(s, pid, "create_customer")
+    plan = act(s, pid, "create_invoice")
+    await s.client.get_workflow_handle(f"plan-{pid}").terminate("engineer in the Temporal UI")
+    plan = act(s, pid, "send_invoice")
+    assert plan["state"] == "awaiting_payment"
+    customer_id = plan["stripe_customer_id"]
+    assert len(customers_for(s, plan["customer_email"])) == 1
+    assert [i.id for i in s.stripe().v1.invoices.list({"customer": customer_id}).data] == [plan["invoice_id"]]
+    refused = s.api("POST", f"/api/plans/{pid}/actions/create_invoice")
+    assert refused.status_code == 409
