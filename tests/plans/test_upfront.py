@@ -228,3 +228,15 @@ async def test_a_terminated_workflow_resumes_from_the_row(live_stack: LiveStack)
     assert [i.id for i in s.stripe().v1.invoices.list({"customer": customer_id}).data] == [plan["invoice_id"]]
     refused = s.api("POST", f"/api/plans/{pid}/actions/create_invoice")
     assert refused.status_code == 409
+
+
+async def test_stripe_outage_is_retried_with_backoff(live_stack: LiveStack) -> None:
+    """503s from Stripe are retried (SDK, then Temporal with backoff) until Stripe is back."""
+    s = live_stack
+    pid = upfront_plan(s)["id"]
+    s.sandbox.set_faults({"rules": [{"method": "POST", "path": "/v1/customers", "error_rate": 1.0, "status": 503}]})
+    threading.Timer(3.0, s.sandbox.clear_faults).start()
+    plan = act(s, pid, "create_customer")
+    assert plan["stripe_customer_id"] and plan["state"] == "customer_ready"
+    assert len(customers_for(s, plan["customer_email"])) == 1
+    assert [e["outcome"] for e in timeline(s, pid) if e["action"] == "create_customer"] == ["ok"]
