@@ -439,3 +439,23 @@ def progress_from_view(view: dict[str, object] | None) -> Progress:
         return Progress()
     known = {f for f in Progress.__dataclass_fields__}
     return Progress(**{k: v for k, v in raw.items() if k in known})
+
+
+def locked_fields(facts: PlanFacts, p: Progress) -> dict[str, str]:
+    """Fields a person may no longer change because Stripe already holds them, with the reason."""
+    locked: dict[str, str] = {}
+    if p.customer_id:
+        why = f"the Stripe customer {p.customer_id} was already set up from it"
+        for name in ("stripe_customer_id_existing", "payment_schedule"):
+            locked[name] = why
+    billed = p.invoice_id or p.monthly_price_id or p.subscription_id or p.subscription_schedule_id
+    if billed:
+        why = f"{billed} was already made from it in Stripe; change it there and leave the row as it is"
+        for name in ("price", "currency", "start_date", "term_months", "payment_terms_days"):
+            locked[name] = why
+    if p.credit != CREDIT_NONE:
+        for name in ("credit_amount", "credit_start", "credit_release"):
+            locked[name] = "the credit was already armed or applied"
+    if p.schedule_id:
+        locked["products"] = f"the subscription schedule {p.schedule_id} was already made from them"
+    return locked

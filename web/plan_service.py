@@ -17,6 +17,7 @@ from temporalio.exceptions import ApplicationError
 from temporalio.service import RPCError
 
 from domain.billing_config import load_billing_config
+from domain.plan_input import validate_plan
 from domain.plan_rules import (
     ACTIONS,
     STATE_LABELS,
@@ -24,12 +25,13 @@ from domain.plan_rules import (
     ActionResult,
     PlanFacts,
     action_states,
+    locked_fields,
     plan_state,
     progress_from_view,
 )
 from store.accounts import Principal
 from store.models import Plan
-from store.plans import NEEDS_REVIEW, create_plan, plan_to_json, record, update_plan
+from store.plans import NEEDS_REVIEW, create_plan, plan_input_values, plan_to_json, record, update_plan
 from web.context import db, settings, temporal
 from workflows.plan import PlanStart, PlanWorkflow
 
@@ -191,6 +193,12 @@ def edit(plan_id: int, data: dict[str, Any], principal: Principal) -> dict[str, 
         plan = session.get(Plan, plan_id)
         if plan is None:
             raise ActionRejected(f"There is no plan with id {plan_id}.", 404)
+        locked = locked_fields(facts_for(plan), progress_from_view(plan.workflow_view))
+        parsed = validate_plan(data, existing=plan_input_values(plan), accept_warnings=True).values
+        refused = {name: f"{name} cannot change any more: {locked[name]}."
+                   for name, value in parsed.items() if name in locked and value != getattr(plan, name)}
+        if refused:
+            raise ActionRejected("Some fields cannot change any more; see `errors`.", 422, errors=refused)
         checked = update_plan(session, plan, data, actor=principal.email, known_products=known_products())
         if checked.errors or (checked.warnings and not data.get("accept_warnings")):
             raise ActionRejected("The change has errors; fix the fields named in `errors`.", 422,

@@ -162,3 +162,14 @@ def test_an_unpaid_invoice_past_its_due_date_is_overdue() -> None:
     assert plan_state(upfront(), p, date(2027, 1, 1)) == "overdue"
     p.invoice_status = "paid"
     assert plan_state(upfront(), p, date(2027, 1, 1)) == "paid"
+
+
+def test_fields_stripe_already_holds_are_locked() -> None:
+    from domain.plan_rules import locked_fields
+
+    assert locked_fields(upfront(), Progress()) == {}
+    p = Progress(customer_id="cus_1", invoice_id="in_1", credit=CREDIT_ARMED)
+    locked = locked_fields(upfront(), p)
+    assert {"price", "start_date", "term_months", "credit_amount", "stripe_customer_id_existing"} <= set(locked)
+    assert "company_name" not in locked and "products" not in locked
+    assert locked["price"].startswith("in_1 was already made from it in Stripe")

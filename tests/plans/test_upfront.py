@@ -49,6 +49,11 @@ async def test_upfront_path_for_a_new_customer(live_stack: LiveStack) -> None:
     assert checks["address"] == checks["shipping"] == "missing" and checks["tax_ids"] in ("missing", "unknown")
     assert plan["state"] == "invoice_draft"
 
+    locked = s.api("PATCH", f"/api/plans/{pid}", json={"price": "90000.00", "company_name": "Acme Incorporated"})
+    assert locked.status_code == 422 and set(locked.json()["errors"]) == {"price"}
+    same = s.api("PATCH", f"/api/plans/{pid}", json={"price": "96000", "company_name": "Acme Incorporated"})
+    assert same.status_code == 200 and same.json()["company_name"] == "Acme Incorporated"
+
     plan = act(s, pid, "send_invoice")
     assert stripe.v1.invoices.retrieve(plan["invoice_id"]).status == "open"
     assert plan["state"] == "awaiting_payment"
