@@ -151,3 +151,12 @@ def test_nested_form_params_decoded(stripe_sandbox: StripeSandbox) -> None:
     assert body["address"] == {"line1": "1 Main", "city": "SF"}
     assert body["preferred_locales"] == ["en", "fr"]
     assert body["metadata"] == {"a": "1"}
+
+
+def test_customer_tax_ids_create_and_list(stripe_sandbox) -> None:
+    client = stripe_sandbox.client()
+    customer = client.v1.customers.create({"email": "tax@example.com"})
+    assert client.v1.customers.tax_ids.list(customer.id).data == []
+    created = client.v1.customers.tax_ids.create(customer.id, {"type": "eu_vat", "value": "DE123456789"})
+    assert created.id.startswith("txi_") and created.value == "DE123456789"
+    assert [t.id for t in client.v1.customers.tax_ids.list(customer.id).data] == [created.id]

@@ -199,3 +199,34 @@ def update_balance_transaction(sb: Sandbox, req: Req, customer: str, id: str) ->
     set_fields(txn, req.params, ("description",))
     set_metadata(txn, req.params)
     return txn
+
+
+# ---- tax ids (what an invoice should carry; the upfront checks read them) -----------------------
+
+
+@route("POST", "/v1/customers/<customer>/tax_ids", "CustomerTaxIdCreateParams")
+def create_tax_id(sb: Sandbox, req: Req, customer: str) -> Obj:
+    cus = get_customer(sb, customer, "customer")
+    require(req.params, "type", "value")
+    tax_id: Obj = {
+        "id": store.new_id("txi_", 24),
+        "object": "tax_id",
+        "country": str(req.params["type"]).split("_")[0].upper(),
+        "created": sb.now(),
+        "customer": cus["id"],
+        "livemode": False,
+        "owner": {"type": "customer", "customer": cus["id"]},
+        "type": req.params["type"],
+        "value": req.params["value"],
+        "verification": {"status": "unavailable", "verified_address": None, "verified_name": None},
+    }
+    sb.state.add(tax_id)
+    sb.emit("customer.tax_id.created", tax_id)
+    return tax_id
+
+
+@route("GET", "/v1/customers/<customer>/tax_ids", "CustomerTaxIdListParams")
+def list_tax_ids(sb: Sandbox, req: Req, customer: str) -> Obj:
+    cus = get_customer(sb, customer, "customer")
+    items = [t for t in sb.state.all("tax_id") if t["customer"] == cus["id"] and not t.get("deleted")]
+    return store.paginate(sb.state, items, req.params, f"/v1/customers/{cus['id']}/tax_ids", req.expand)
