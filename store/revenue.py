@@ -392,3 +392,11 @@ def subscriptions_marker(session: Session) -> tuple[Any, ...]:
     items = session.execute(select(func.count(), func.max(StripeSubscriptionItem.synced_at))).one()
     prices = session.execute(select(func.count(), func.max(StripePrice.synced_at))).one()
     return (*subs, *items, *prices)
+
+
+def revenue_marker(session: Session) -> tuple[Any, ...]:
+    """Changes whenever the revenue schedule or a customer's person/group does: a cache key."""
+    schedule = session.execute(select(func.max(RevenueScheduleEntry.id), func.count())
+                               .select_from(RevenueScheduleEntry)).one()
+    customers = session.execute(select(func.count(), func.max(StripeCustomer.synced_at))).one()
+    return (*schedule, *customers)

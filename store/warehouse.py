@@ -307,6 +307,13 @@ class ExchangeRate(Base):
 
 
 Index("ix_revenue_schedule_customer_month", RevenueScheduleEntry.customer_id, RevenueScheduleEntry.month)
+# Covering indexes (migration 0005): the report queries read only these columns, so at millions of
+# rows they scan an index instead of visiting every table row.
+Index("ix_revenue_schedule_month_cover", RevenueScheduleEntry.month, RevenueScheduleEntry.currency,
+      RevenueScheduleEntry.customer_id, RevenueScheduleEntry.gross, RevenueScheduleEntry.net,
+      RevenueScheduleEntry.paid_at)
+Index("ix_revenue_schedule_customer_cover", RevenueScheduleEntry.customer_id, RevenueScheduleEntry.currency,
+      RevenueScheduleEntry.net, RevenueScheduleEntry.paid_at, RevenueScheduleEntry.currency_unit)
 
 
 # --- Stripe JSON → typed columns -------------------------------------------------------------

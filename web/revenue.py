@@ -139,15 +139,26 @@ def _series(session: Session, days: list[date], convert: Converter) -> list[dict
     return list(series)
 
 
+def _report(session: Session, name: str, compute: Callable[[], Any], *args: Any) -> Any:
+    """A warehouse report query, recomputed only when the revenue data changed."""
+    marker = (settings().database_url, queries.revenue_marker(session))
+    return _cached((name, marker, *args), compute)
+
+
+def _by_month(session: Session, r: Range) -> list[tuple[date, str, int, int]]:
+    return list(_report(session, "by_month", lambda: queries.revenue_by_month(session, r.start, r.end), r.start, r.end))
+
+
 def _summary(session: Session, r: Range, convert: Converter) -> dict[str, Any]:
     before, after = _series(session, [r.start, r.end], convert)
     moved = mrr.movements(before, after)
     now = mrr.summarise(after)
     gross = net = 0
-    for _month, currency, g, n in queries.revenue_by_month(session, r.start, r.end):
+    for _month, currency, g, n in _by_month(session, r):
         gross += convert(g, currency)
         net += convert(n, currency)
-    deferred = sum(convert(n, c) for c, n in queries.deferred_after(session, r.end))
+    later = _report(session, "deferred", lambda: queries.deferred_after(session, r.end), r.end)
+    deferred = sum(convert(n, c) for c, n in later)
     m = convert.money
     return {
         "currency": r.currency, "start": r.start.isoformat(), "end": r.end.isoformat(),
@@ -183,7 +194,7 @@ def _mrr_points(session: Session, r: Range, convert: Converter) -> list[dict[str
 
 def _deferred_points(session: Session, r: Range, convert: Converter) -> list[dict[str, Any]]:
     by_month: dict[date, list[int]] = defaultdict(lambda: [0, 0])
-    for month, currency, g, n in queries.revenue_by_month(session, r.start, r.end):
+    for month, currency, g, n in _by_month(session, r):
         by_month[month][0] += convert(g, currency)
         by_month[month][1] += convert(n, currency)
     return [{"month": month.isoformat(), "gross_minor": by_month[month][0], "net_minor": by_month[month][1],
@@ -193,7 +204,8 @@ def _deferred_points(session: Session, r: Range, convert: Converter) -> list[dic
 
 def _top_customers(session: Session, r: Range, convert: Converter, limit: int) -> list[dict[str, Any]]:
     totals: dict[str, list[int]] = defaultdict(lambda: [0, 0])
-    for customer_id, currency, g, n in queries.revenue_by_customer(session, r.start, r.end):
+    rows = _report(session, "by_customer", lambda: queries.revenue_by_customer(session, r.start, r.end), r.start, r.end)
+    for customer_id, currency, g, n in rows:
         totals[customer_id][0] += convert(g, currency)
         totals[customer_id][1] += convert(n, currency)
     top = sorted(totals.items(), key=lambda kv: (-kv[1][1], kv[0]))[:limit]
@@ -254,12 +266,16 @@ def _analytics(view: str, key: str) -> Any:
     # One pass over the view: the total rides along as a window count.
     sql = (f"SELECT {key}, currency, amount_minor, amount_last_30_days_minor, customers, COUNT(*) OVER () "  # noqa: S608 - fixed names
            f"FROM {view} {where} ORDER BY amount_minor DESC, {key} LIMIT :limit OFFSET :offset")
-    with db() as session:
-        rows = session.execute(text(sql), params).all()
+    def read(session: Session) -> tuple[list[Any], int]:
+        rows = [tuple(row) for row in session.execute(text(sql), params).all()]
         if rows:
-            total = int(rows[0][5])
-        else:
-            total = session.execute(text(f"SELECT COUNT(*) FROM {view} {where}"), params).scalar_one()  # noqa: S608
+            return rows, int(rows[0][5])
+        return rows, session.execute(text(f"SELECT COUNT(*) FROM {view} {where}"), params).scalar_one()  # noqa: S608
+
+    with db() as session:
+        # The last-30-days columns move with the calendar: today is part of the key.
+        rows, total = _report(session, view, lambda: read(session), sql, tuple(sorted(params.items())),
+                              datetime.now(UTC).date())
     return jsonify({"total": total, "rows": [
         {key: row[0], "currency": row[1], "amount": format_amount(int(row[2]), row[1]),
          "amount_last_30_days": format_amount(int(row[3]), row[1]), "customers": int(row[4])} for row in rows]})
