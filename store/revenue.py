@@ -30,6 +30,8 @@ from store.warehouse import (
     StripeRefund,
     StripeSubscription,
     StripeSubscriptionItem,
+    touch,
+    warehouse_version,
 )
 
 CHUNK = 500
@@ -141,6 +143,7 @@ def recompute_invoices(session: Session, invoice_ids: Iterable[str]) -> int:
                 rows.append(("invoice", invoice_id, m.line_id, customer_id, m.month, m.currency, _unit(m.currency),
                              m.gross, m.net, paid_at))
         written += _insert_schedule(session, rows)
+    touch(session)
     return written
 
 
@@ -222,6 +225,7 @@ def recompute_charges(session: Session, charge_ids: Iterable[str]) -> int:
                          "gross": m.gross, "net": m.net, "paid_at": c.created})
         session.execute(SCHEDULE.insert(), rows)
         written += len(rows)
+    touch(session)
     return written
 
 
@@ -259,6 +263,8 @@ def resolve_customers(session: Session, customer_ids: Iterable[str]) -> int:
                 (customer.person_distinct_id, customer.person_source, customer.group_key,
                  customer.group_source) = values
                 changed += 1
+    if changed:
+        touch(session)
     return changed
 
 
@@ -387,16 +393,10 @@ def customers_by_id(session: Session, ids: Iterable[str]) -> dict[str, StripeCus
 
 
 def subscriptions_marker(session: Session) -> tuple[Any, ...]:
-    """Changes whenever a subscription or item is written: a cache key for MRR inputs."""
-    subs = session.execute(select(func.count(), func.max(StripeSubscription.synced_at))).one()
-    items = session.execute(select(func.count(), func.max(StripeSubscriptionItem.synced_at))).one()
-    prices = session.execute(select(func.count(), func.max(StripePrice.synced_at))).one()
-    return (*subs, *items, *prices)
+    """Changes whenever the warehouse is written: a cache key for MRR inputs."""
+    return (warehouse_version(session),)
 
 
 def revenue_marker(session: Session) -> tuple[Any, ...]:
     """Changes whenever the revenue schedule or a customer's person/group does: a cache key."""
-    schedule = session.execute(select(func.max(RevenueScheduleEntry.id), func.count())
-                               .select_from(RevenueScheduleEntry)).one()
-    customers = session.execute(select(func.count(), func.max(StripeCustomer.synced_at))).one()
-    return (*schedule, *customers)
+    return (warehouse_version(session),)

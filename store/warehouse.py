@@ -30,6 +30,7 @@ from sqlalchemy import (
     Text,
     UniqueConstraint,
 )
+from sqlalchemy import update as sql_update
 from sqlalchemy.orm import Mapped, Session, mapped_column
 
 from store.models import Base, utcnow
@@ -487,4 +488,20 @@ def upsert(session: Session, model: type[StripeObject], rows: Iterable[Mapping[s
     else:
         stmt = stmt.on_conflict_do_update(index_elements=["id"], set_=updates)
     session.execute(stmt)
+    touch(session)
     return len(filled)
+
+
+WAREHOUSE_VERSION = "warehouse_version"
+
+
+def touch(session: Session) -> None:
+    """Bump the warehouse version: report caches key on it, so any write invalidates them.
+    The row is created by migration 0005_revenue_indexes."""
+    session.execute(sql_update(RevenueSyncCursor).where(RevenueSyncCursor.name == WAREHOUSE_VERSION)
+                    .values(value=RevenueSyncCursor.value + 1))
+
+
+def warehouse_version(session: Session) -> int:
+    row = session.get(RevenueSyncCursor, WAREHOUSE_VERSION)
+    return 0 if row is None else row.value

@@ -148,3 +148,16 @@ def test_reporting_currency_uses_the_rates_table(fresh_stripe_sandbox: Any, reve
                            valid_from=datetime(2020, 1, 1).date()))
     eur = http.get("/api/revenue/summary?currency=eur", headers=viewer).get_json()
     assert (eur["mrr"], eur["missing_rates"]) == ("450.00", [])
+
+
+def test_reports_follow_the_next_sync(fresh_stripe_sandbox: Any, revenue_settings: Settings,
+                                      revenue_app: Flask, users: dict[str, str]) -> None:
+    filled = fill(fresh_stripe_sandbox, customers=3, subscriptions=2, invoices=0)
+    full_sync(revenue_settings, rate=None)
+    http = revenue_app.test_client()
+    viewer = auth(users["viewer"])
+    assert http.get("/api/revenue/summary", headers=viewer).get_json()["mrr"] == "900.00"
+    fresh_stripe_sandbox.client().v1.subscriptions.cancel(filled.subscriptions[0])
+    incremental_sync(revenue_settings, rate=None)
+    # Cached reports are keyed on the warehouse version, which the sync bumped.
+    assert http.get("/api/revenue/summary", headers=viewer).get_json()["mrr"] == "450.00"
