@@ -9,6 +9,7 @@ the exchange_rates table as of `end`; currencies without a rate are left out and
 
 from __future__ import annotations
 
+import copy
 import threading
 from collections import OrderedDict, defaultdict
 from collections.abc import Callable
@@ -173,7 +174,22 @@ def _summary(session: Session, r: Range, convert: Converter) -> dict[str, Any]:
     }
 
 
+def _whole(session: Session, name: str, r: Range, convert: Converter, compute: Callable[[], Any],
+           *extra: Any) -> Any:
+    """A whole computed report, cached on the warehouse version, the range and the rates; a copy
+    is returned because callers format it in place."""
+    key = (name, settings().database_url, queries.revenue_marker(session), r, convert.reporting,
+           tuple(sorted(convert.rates.items())), *extra)
+    value, missing = _cached(key, lambda: (compute(), set(convert.missing)))
+    convert.missing |= missing
+    return copy.deepcopy(value)
+
+
 def _mrr_points(session: Session, r: Range, convert: Converter) -> list[dict[str, Any]]:
+    return list(_whole(session, "points", r, convert, lambda: _compute_mrr_points(session, r, convert)))
+
+
+def _compute_mrr_points(session: Session, r: Range, convert: Converter) -> list[dict[str, Any]]:
     months = _months(r)
     # MRR at the end of each month (or on `end` for the last one); movements against the day
     # before the first month.
@@ -203,6 +219,10 @@ def _deferred_points(session: Session, r: Range, convert: Converter) -> list[dic
 
 
 def _top_customers(session: Session, r: Range, convert: Converter, limit: int) -> list[dict[str, Any]]:
+    return list(_whole(session, "top", r, convert, lambda: _compute_top_customers(session, r, convert, limit), limit))
+
+
+def _compute_top_customers(session: Session, r: Range, convert: Converter, limit: int) -> list[dict[str, Any]]:
     totals: dict[str, list[int]] = defaultdict(lambda: [0, 0])
     rows = _report(session, "by_customer", lambda: queries.revenue_by_customer(session, r.start, r.end), r.start, r.end)
     for customer_id, currency, g, n in rows:
