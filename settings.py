@@ -8,6 +8,7 @@ variable, which the CLI prints instead of a traceback.
 from __future__ import annotations
 
 import os
+import re
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass, fields
 from pathlib import Path
@@ -69,6 +70,12 @@ def _stripe_key(value: str) -> str:
     return value
 
 
+def _installation_id(value: str) -> str:
+    if not re.fullmatch(r"[a-z0-9][a-z0-9_-]{0,39}", value):
+        raise ValueError("must be 1-40 lowercase letters, digits, - or _")
+    return value
+
+
 def _host_port(value: str) -> str:
     host, sep, port = value.rpartition(":")
     if not sep or not host or not port.isdigit():
@@ -100,6 +107,9 @@ SETTINGS: tuple[Setting, ...] = (
             "Override Stripe's API address (the sandbox: http://127.0.0.1:12111)."),
     Setting("STRIPE_WEBHOOK_SECRET", _text, None, "Signing secret `whsec_…` of the Stripe webhook endpoint.",
             secret=True),
+    Setting("INSTALLATION_ID", _installation_id, "revops",
+            "Names this deployment in Stripe idempotency keys and metadata; unique per database that "
+            "shares a Stripe account (staging vs production)."),
     Setting("STRIPE_MAX_NETWORK_RETRIES", _non_negative_int, "2",
             "SDK-level retries of one Stripe call (same idempotency key)."),
     Setting("STRIPE_SYNC_RATE", _positive_int, "20",
@@ -144,6 +154,7 @@ class Settings:
     stripe_api_key: str
     stripe_api_base: str
     stripe_webhook_secret: str
+    installation_id: str
     stripe_max_network_retries: int
     stripe_sync_rate: int
     pandadoc_api_key: str

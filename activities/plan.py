@@ -65,31 +65,32 @@ def _ts(day: date) -> int:
     return int(datetime.combine(day, time(0, 0), tzinfo=UTC).timestamp())
 
 
-def _key(facts: PlanFacts, step: str) -> str:
-    return idempotency_key(f"plan-{facts.plan_id}", step)
-
-
-def _metadata(facts: PlanFacts, kind: str, **extra: str) -> dict[str, str]:
-    data = {"plan_id": str(facts.plan_id), "revops_kind": kind}
-    if facts.posthog_org_id:
-        data["posthog_org_id"] = facts.posthog_org_id
-    if facts.pandadoc_id:
-        data["pandadoc_id"] = facts.pandadoc_id
-    data.update(extra)
-    return data
-
-
-def _made_by(obj: Any, facts: PlanFacts, kind: str) -> bool:
-    meta = getattr(obj, "metadata", None)
-    if meta is None:
-        return False
-    values = meta.to_dict() if hasattr(meta, "to_dict") else dict(meta)
-    return values.get("plan_id") == str(facts.plan_id) and values.get("revops_kind") == kind
-
-
 class PlanActivities:
     def __init__(self, settings: Settings) -> None:
         self.settings = settings
+
+    # Keys and metadata name this installation as well as the row: row ids restart with a new
+    # database, and two deployments may share a Stripe account; neither may adopt the other's objects.
+    def _key(self, facts: PlanFacts, step: str) -> str:
+        return idempotency_key(self.settings.installation_id, f"plan-{facts.plan_id}", step)
+
+    def _metadata(self, facts: PlanFacts, kind: str, **extra: str) -> dict[str, str]:
+        data = {"plan_id": str(facts.plan_id), "revops_kind": kind,
+                "revops_installation": self.settings.installation_id}
+        if facts.posthog_org_id:
+            data["posthog_org_id"] = facts.posthog_org_id
+        if facts.pandadoc_id:
+            data["pandadoc_id"] = facts.pandadoc_id
+        data.update(extra)
+        return data
+
+    def _made_by(self, obj: Any, facts: PlanFacts, kind: str) -> bool:
+        meta = getattr(obj, "metadata", None)
+        if meta is None:
+            return False
+        values = meta.to_dict() if hasattr(meta, "to_dict") else dict(meta)
+        return (values.get("plan_id") == str(facts.plan_id) and values.get("revops_kind") == kind
+                and values.get("revops_installation") == self.settings.installation_id)
 
     @property
     def client(self) -> stripe.StripeClient:
@@ -113,12 +114,12 @@ class PlanActivities:
 
     def _find_or_create_customer(self, facts: PlanFacts, kind: str, extra: dict[str, str]) -> tuple[str, bool]:
         for found in self.client.v1.customers.list({"email": facts.customer_email, "limit": 100}).auto_paging_iter():
-            if _made_by(found, facts, kind):
+            if self._made_by(found, facts, kind):
                 return found.id, False
         created = self.client.v1.customers.create(
             {"email": facts.customer_email, "name": facts.company_name,
-             "metadata": _metadata(facts, kind, **extra)},
-            {"idempotency_key": _key(facts, "create-customer")},
+             "metadata": self._metadata(facts, kind, **extra)},
+            {"idempotency_key": self._key(facts, "create-customer")},
         )
         return created.id, True
 
@@ -154,23 +155,23 @@ class PlanActivities:
         end = term_end(facts.start, facts.term_months)
         description = (f"Annual plan: {facts.term_months} months of credits from {facts.start.isoformat()}; credit "
                        f"{display(facts.credit_amount, facts.currency)}, discount {facts.discount}%.")
-        meta = _metadata(facts, "upfront_invoice", credit_amount=str(facts.credit_amount),
+        meta = self._metadata(facts, "upfront_invoice", credit_amount=str(facts.credit_amount),
                          discount_percent=facts.discount)
         with stripe_errors():
             invoice = next((inv for inv in self.client.v1.invoices.list(
                 {"customer": p.customer_id, "limit": 100}).auto_paging_iter()
-                if _made_by(inv, facts, "upfront_invoice") and inv.status != "void"), None)
+                if self._made_by(inv, facts, "upfront_invoice") and inv.status != "void"), None)
             if invoice is None:
                 invoice = self.client.v1.invoices.create(
                     {"customer": p.customer_id, "collection_method": "send_invoice",
                      "due_date": int(end_of_day(due).timestamp()), "auto_advance": False,
                      "currency": facts.currency, "description": description, "metadata": meta,
                      "pending_invoice_items_behavior": "exclude"},
-                    {"idempotency_key": _key(facts, "create-invoice")},
+                    {"idempotency_key": self._key(facts, "create-invoice")},
                 )
             assert invoice.id is not None
             lines = invoice.lines.data if invoice.lines else []
-            if not any(_made_by(line, facts, "upfront_invoice") for line in lines):
+            if not any(self._made_by(line, facts, "upfront_invoice") for line in lines):
                 self.client.v1.invoice_items.create(
                     {"customer": p.customer_id, "invoice": invoice.id, "currency": facts.currency,
                      "price_data": {"currency": facts.currency, "product": config.credit_product,
@@ -178,7 +179,7 @@ class PlanActivities:
                      "quantity": 1,
                      "period": {"start": _ts(facts.start), "end": _ts(end)},
                      "description": description, "metadata": meta},
-                    {"idempotency_key": _key(facts, "create-invoice-item")},
+                    {"idempotency_key": self._key(facts, "create-invoice-item")},
                 )
             checks = self._customer_checks(p.customer_id)
         progress = replace(p, invoice_id=invoice.id, invoice_status="draft", invoice_due_date=due.isoformat(),
@@ -212,10 +213,10 @@ class PlanActivities:
             invoice = self.client.v1.invoices.retrieve(p.invoice_id)
             if invoice.status == "draft":
                 invoice = self.client.v1.invoices.finalize_invoice(
-                    p.invoice_id, {"auto_advance": False}, {"idempotency_key": _key(facts, "finalize-invoice")})
+                    p.invoice_id, {"auto_advance": False}, {"idempotency_key": self._key(facts, "finalize-invoice")})
             if invoice.status == "open":
                 invoice = self.client.v1.invoices.send_invoice(
-                    p.invoice_id, {}, {"idempotency_key": _key(facts, "send-invoice")})
+                    p.invoice_id, {}, {"idempotency_key": self._key(facts, "send-invoice")})
         return StepOutput(replace(p, invoice_status=invoice.status),
                           {"invoice": p.invoice_id, "status": str(invoice.status),
                            "message": f"Invoice {p.invoice_id} was sent."})
@@ -232,14 +233,14 @@ class PlanActivities:
                      description: str, **extra: str) -> str:
         """One balance transaction of −amount (a credit), found by metadata if already made."""
         for txn in self.client.v1.customers.balance_transactions.list(customer_id, {"limit": 100}).auto_paging_iter():
-            if _made_by(txn, facts, kind) and all(
+            if self._made_by(txn, facts, kind) and all(
                     getattr(txn.metadata, k, None) == v for k, v in extra.items()):
                 return txn.id
         txn = self.client.v1.customers.balance_transactions.create(
             customer_id,
             {"amount": -amount, "currency": facts.currency, "description": description,
-             "metadata": _metadata(facts, kind, **extra)},
-            {"idempotency_key": _key(facts, step_key)},
+             "metadata": self._metadata(facts, kind, **extra)},
+            {"idempotency_key": self._key(facts, step_key)},
         )
         return txn.id
 
@@ -318,7 +319,7 @@ class PlanActivities:
                                                                            "subscription": sub.id})
             for found in self.client.v1.subscription_schedules.list(
                     {"customer": p.customer_id, "limit": 100}).auto_paging_iter():
-                if _made_by(found, facts, "plan_schedule"):
+                if self._made_by(found, facts, "plan_schedule"):
                     return StepOutput(replace(p, schedule_id=found.id), {"subscription_schedule": found.id})
             prices = load_billing_config(self.settings.billing_config).prices_for(facts.products)
             years, rest = divmod(facts.term_months, 12)
@@ -333,9 +334,9 @@ class PlanActivities:
                  "phases": [{"items": [{"price": price} for price in prices],
                              "duration": {"interval": duration["interval"],
                                           "interval_count": duration["interval_count"]},
-                             "metadata": _metadata(facts, "plan_schedule")}],
-                 "metadata": _metadata(facts, "plan_schedule")},
-                {"idempotency_key": _key(facts, "schedule-subscription")},
+                             "metadata": self._metadata(facts, "plan_schedule")}],
+                 "metadata": self._metadata(facts, "plan_schedule")},
+                {"idempotency_key": self._key(facts, "schedule-subscription")},
             )
         return StepOutput(replace(p, schedule_id=schedule.id),
                           {"subscription_schedule": schedule.id, "prices": ",".join(prices),
@@ -358,7 +359,7 @@ class PlanActivities:
         split = installments(facts.price, facts.term_months)
         today = datetime.fromisoformat(step.now).date()
         lookup_key = f"plan-{facts.plan_id}-monthly"
-        meta = _metadata(facts, "monthly_subscription")
+        meta = self._metadata(facts, "monthly_subscription")
         end = term_end(facts.start, facts.term_months)
         result: dict[str, str] = {"monthly_amount": display(split.monthly, facts.currency),
                                   "remainder_on_first_invoice": display(split.remainder, facts.currency)}
@@ -368,8 +369,8 @@ class PlanActivities:
             price = found_price or self.client.v1.prices.create(
                 {"product": config.credit_product, "currency": facts.currency, "unit_amount": split.monthly,
                  "recurring": {"interval": "month"}, "nickname": f"Custom - {today.isoformat()}",
-                 "lookup_key": lookup_key, "metadata": _metadata(facts, "monthly_price")},
-                {"idempotency_key": _key(facts, "monthly-price")},
+                 "lookup_key": lookup_key, "metadata": self._metadata(facts, "monthly_price")},
+                {"idempotency_key": self._key(facts, "monthly-price")},
             )
             progress = replace(p, monthly_price_id=price.id)
             result["price"] = price.id
@@ -381,14 +382,14 @@ class PlanActivities:
             first_id = self._first_installment(facts, p.customer_id, split.monthly, split.remainder, result)
             subscription = next((s for s in self.client.v1.subscriptions.list(
                 {"customer": p.customer_id, "status": "all", "limit": 100}).auto_paging_iter()
-                if _made_by(s, facts, "monthly_subscription")), None)
+                if self._made_by(s, facts, "monthly_subscription")), None)
             if subscription is None and facts.term_months > 1:
                 subscription = self.client.v1.subscriptions.create(
                     {"customer": p.customer_id, "items": [{"price": price.id}],
                      "collection_method": "send_invoice", "days_until_due": facts.payment_terms_days,
                      # month 1 is the first installment invoice above; Stripe bills months 2..N
                      "trial_end": _ts(add_months(facts.start, 1)), "cancel_at": _ts(end), "metadata": meta},
-                    {"idempotency_key": _key(facts, "monthly-subscription")},
+                    {"idempotency_key": self._key(facts, "monthly-subscription")},
                 )
             sub_id = subscription.id if subscription is not None else None
             if sub_id:
@@ -403,15 +404,15 @@ class PlanActivities:
         assert facts.start is not None
         invoice = next((inv for inv in self.client.v1.invoices.list(
             {"customer": customer_id, "limit": 100}).auto_paging_iter()
-            if _made_by(inv, facts, "first_installment")), None)
+            if self._made_by(inv, facts, "first_installment")), None)
         if invoice is None:
             invoice = self.client.v1.invoices.create(
                 {"customer": customer_id, "collection_method": "send_invoice",
                  "days_until_due": facts.payment_terms_days, "auto_advance": True, "currency": facts.currency,
                  "pending_invoice_items_behavior": "exclude",
                  "description": f"Installment 1 of {facts.term_months} (row {facts.plan_id}).",
-                 "metadata": _metadata(facts, "first_installment")},
-                {"idempotency_key": _key(facts, "first-installment")},
+                 "metadata": self._metadata(facts, "first_installment")},
+                {"idempotency_key": self._key(facts, "first-installment")},
             )
         assert invoice.id is not None
         period = {"start": _ts(facts.start), "end": _ts(add_months(facts.start, 1))}
@@ -427,14 +428,14 @@ class PlanActivities:
                 {"customer": customer_id, "invoice": invoice.id, "currency": facts.currency,
                  "price_data": {"currency": facts.currency, "product": config.credit_product, "unit_amount": amount},
                  "quantity": 1, "period": {"start": period["start"], "end": period["end"]},
-                 "description": text, "metadata": _metadata(facts, kind)},
-                {"idempotency_key": _key(facts, f"first-installment-{kind}")},
+                 "description": text, "metadata": self._metadata(facts, kind)},
+                {"idempotency_key": self._key(facts, f"first-installment-{kind}")},
             )
         finalize_at = invoice.created + self.settings.monthly_finalize_delay_seconds
         if invoice.status == "draft" and invoice.automatically_finalizes_at != finalize_at:
             self.client.v1.invoices.update(
                 invoice.id, {"auto_advance": True, "automatically_finalizes_at": finalize_at},
-                {"idempotency_key": _key(facts, "first-installment-delay")})
+                {"idempotency_key": self._key(facts, "first-installment-delay")})
         result["first_invoice"] = invoice.id
         result["first_invoice_finalizes_at"] = datetime.fromtimestamp(finalize_at, UTC).isoformat()
         return invoice.id
@@ -445,7 +446,7 @@ class PlanActivities:
         assert facts.start is not None
         found = next((s for s in self.client.v1.subscription_schedules.list(
             {"customer": customer_id, "limit": 100}).auto_paging_iter()
-            if _made_by(s, facts, "monthly_subscription")), None)
+            if self._made_by(s, facts, "monthly_subscription")), None)
         if found is not None:
             return found.id
         if remainder:
@@ -454,8 +455,8 @@ class PlanActivities:
                  "price_data": {"currency": facts.currency, "product": config.credit_product,
                                 "unit_amount": remainder},
                  "quantity": 1, "description": "Rounding remainder, so the installments add up to the price exactly",
-                 "metadata": _metadata(facts, "installment_remainder")},
-                {"idempotency_key": _key(facts, "installment-remainder")},
+                 "metadata": self._metadata(facts, "installment_remainder")},
+                {"idempotency_key": self._key(facts, "installment-remainder")},
             )
         schedule = self.client.v1.subscription_schedules.create(
             {"customer": customer_id, "start_date": _ts(facts.start), "end_behavior": "cancel",
@@ -465,7 +466,7 @@ class PlanActivities:
                          "duration": {"interval": "month", "interval_count": facts.term_months},
                          "metadata": meta}],
              "metadata": meta},
-            {"idempotency_key": _key(facts, "monthly-schedule")},
+            {"idempotency_key": self._key(facts, "monthly-schedule")},
         )
         return schedule.id
 
@@ -496,7 +497,7 @@ class PlanActivities:
         response = requests.post(url, data=body, timeout=10, headers={
             "Content-Type": "application/json",
             "X-Revops-Signature": f"sha256={signature}",
-            "Idempotency-Key": _key(facts, "sync-billing-service"),
+            "Idempotency-Key": self._key(facts, "sync-billing-service"),
         })
         if 400 <= response.status_code < 500 and response.status_code not in (408, 409, 429):
             raise ApplicationError(

@@ -80,6 +80,8 @@ def _dev_secrets(var: Path) -> dict[str, str]:
         "PANDADOC_WEBHOOK_KEY": secrets.token_hex(24),
         "PANDADOC_API_KEY": secrets.token_hex(20),
         "DEMO_PASSWORD": secrets.token_urlsafe(12),
+        # Per checkout: another developer's stack on a shared Stripe test account stays apart.
+        "INSTALLATION_ID": "dev-" + secrets.token_hex(4),
     }
     path.write_text(json.dumps(values, indent=2))
     path.chmod(0o600)

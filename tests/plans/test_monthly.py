@@ -130,7 +130,7 @@ async def test_monthly_path_end_to_end(live_stack_factory, receiver: Receiver) -
         "existing_stripe_customer_id": existing.id, "plan_id": str(pid), "posthog_org_id": "org_inst",
         "stripe_customer_id": new_id, "stripe_subscription_id": subscription.id}]
     assert len(receiver.attempts) == 3 and all(a["signed"] for a in receiver.attempts)
-    assert {a["key"] for a in receiver.attempts} == {f"plan-{pid}:sync-billing-service"}
+    assert {a["key"] for a in receiver.attempts} == {f"{s.settings.installation_id}:plan-{pid}:sync-billing-service"}
     assert plan["workflow"]["billing_mapping"]["stripe_subscription_id"] == subscription.id
     assert plan["state"] == "done"
 
