@@ -76,6 +76,12 @@ def _installation_id(value: str) -> str:
     return value
 
 
+def _recognition(value: str) -> str:
+    if value not in ("consumption", "ratable"):
+        raise ValueError("must be consumption or ratable")
+    return value
+
+
 def _host_port(value: str) -> str:
     host, sep, port = value.rpartition(":")
     if not sep or not host or not port.isdigit():
@@ -133,6 +139,9 @@ SETTINGS: tuple[Setting, ...] = (
     Setting("MONTHLY_FINALIZE_DELAY_SECONDS", _positive_int, "3600",
             "How long the first monthly invoice stays a draft before Stripe finalizes it."),
     Setting("REPORTING_CURRENCY", _text, "usd", "Currency revenue reports are converted to."),
+    Setting("REVENUE_RECOGNITION", _recognition, "consumption",
+            "How a plan's prepaid payment is recognised: `consumption` (as the credit is used, unused "
+            "credit as breakage at the term's end) or `ratable` (over the term by days)."),
     Setting("SECRET_KEY", _text, None, "Signs session cookies and CSRF tokens; long and random.", secret=True),
     Setting("SESSION_MINUTES", _positive_int, "480", "Idle web session lifetime."),
     Setting("SECURE_COOKIES", _bool, "true", "Send session cookies over HTTPS only (false for plain-HTTP dev)."),
@@ -175,6 +184,7 @@ class Settings:
     web_host: str
     web_port: int
     public_url: str
+    revenue_recognition: str = "consumption"
 
     @property
     def stripe_is_live(self) -> bool:
