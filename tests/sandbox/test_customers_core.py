@@ -61,8 +61,12 @@ def test_balance_transactions(client: stripe.StripeClient) -> None:
     assert client.v1.customers.retrieve(cus.id).balance == -2000
     txns = client.v1.customers.balance_transactions.list(cus.id)
     assert [t.amount for t in txns.data] == [500, -2500]  # newest first
-    with pytest.raises(stripe.InvalidRequestError):
-        client.v1.customers.balance_transactions.create(cus.id, {"amount": 1, "currency": "eur"})
+    # A second currency is a second balance; `balance` stays the default currency's.
+    eur = client.v1.customers.balance_transactions.create(cus.id, {"amount": -700, "currency": "eur"})
+    assert eur.currency == "eur" and eur.ending_balance == -700
+    again = client.v1.customers.retrieve(cus.id, {"expand": ["invoice_credit_balance"]})
+    assert again.balance == -2000 and again.currency == "usd"
+    assert again.invoice_credit_balance.to_dict() == {"eur": 700, "usd": 2000}
 
 
 def test_pagination_across_pages(client: stripe.StripeClient) -> None:

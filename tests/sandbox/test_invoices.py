@@ -34,7 +34,9 @@ def test_balance_applies_to_next_finalized_invoice(client: stripe.StripeClient) 
         {"customer": cus.id, "invoice": inv.id, "pricing": {"price": catalog.PRICES["product_analytics"]["default"]}}
     )
     draft = client.v1.invoices.retrieve(inv.id)
-    assert draft.status == "draft" and draft.total == 45000 and draft.starting_balance == 0
+    # A draft shows the balance it will use; nothing is applied before finalization.
+    assert draft.status == "draft" and draft.total == 45000 and draft.starting_balance == -30000
+    assert draft.amount_due == 15000 and client.v1.customers.retrieve(cus.id).balance == -30000
 
     inv = client.v1.invoices.finalize_invoice(inv.id)
     assert inv.status == "open" and inv.number
@@ -98,11 +100,16 @@ def test_lifecycle_send_pay_charge_and_events(client: stripe.StripeClient) -> No
     client.v1.invoice_items.create({"customer": cus.id, "invoice": inv.id, "amount": 2000, "currency": "usd"})
     client.v1.invoices.finalize_invoice(inv.id)
     client.v1.invoices.send_invoice(inv.id)
-    paid = client.v1.invoices.pay(inv.id, {"expand": ["payments"]})
+    # The customer has no card: paying needs one (a test token makes and attaches a real one).
+    paid = client.v1.invoices.pay(inv.id, {"payment_method": "pm_card_visa", "expand": ["payments"]})
     assert paid.status == "paid" and paid.amount_paid == 2000 and paid.amount_remaining == 0
-    charge_id = paid.payments.data[0].payment.charge
-    charge = client.v1.charges.retrieve(charge_id, {"expand": ["balance_transaction"]})
+    payment = paid.payments.data[0]
+    assert payment.payment.type == "payment_intent" and payment.status == "paid" and payment.amount_paid == 2000
+    intent = client.v1.payment_intents.retrieve(payment.payment.payment_intent)
+    assert intent.status == "succeeded" and intent.amount_received == 2000
+    charge = client.v1.charges.retrieve(intent.latest_charge, {"expand": ["balance_transaction"]})
     assert charge.status == "succeeded" and charge.amount == 2000 and charge.customer == cus.id
+    assert charge.payment_intent == intent.id and charge.payment_method == intent.payment_method
     assert charge.balance_transaction.id.startswith("txn_") and charge.balance_transaction.fee == 88
     events = client.v1.events.list({"types": ["invoice.finalized", "invoice.sent", "invoice.paid"], "limit": 100})
     mine = [e.type for e in events.data if e.data.object.id == inv.id]
@@ -117,8 +124,11 @@ def test_paid_out_of_band_makes_no_charge(client: stripe.StripeClient) -> None:
     client.v1.invoice_items.create({"customer": cus.id, "invoice": inv.id, "amount": 5000, "currency": "usd"})
     client.v1.invoices.finalize_invoice(inv.id)
     inv = client.v1.invoices.pay(inv.id, {"paid_out_of_band": True, "expand": ["payments"]})
-    assert inv.status == "paid" and inv.payments.data == []
+    assert inv.status == "paid" and inv.amount_paid_off_stripe == 5000
+    [payment] = inv.payments.data
+    assert payment.payment.type == "out_of_band_payment" and payment.amount_paid == 5000 and payment.is_default
     assert client.v1.charges.list({"customer": cus.id}).data == []
+    assert client.v1.payment_intents.list({"customer": cus.id}).data == []
 
 
 def test_mark_uncollectible_delete_draft_and_filters(client: stripe.StripeClient) -> None:

@@ -18,11 +18,18 @@ def client(stripe_sandbox: StripeSandbox) -> stripe.StripeClient:
 
 
 def _paid_invoice(client: stripe.StripeClient, amount: int = 10000) -> tuple[stripe.Customer, stripe.Invoice, str]:
-    cus = client.v1.customers.create({"email": f"{uuid.uuid4().hex[:8]}@example.com"})
+    cus = client.v1.customers.create(
+        {
+            "email": f"{uuid.uuid4().hex[:8]}@example.com",
+            "payment_method": "pm_card_visa",
+            "invoice_settings": {"default_payment_method": "pm_card_visa"},
+        }
+    )
     inv = client.v1.invoices.create({"customer": cus.id, "collection_method": "send_invoice", "days_until_due": 30})
     client.v1.invoice_items.create({"customer": cus.id, "invoice": inv.id, "amount": amount, "currency": "usd"})
-    inv = client.v1.invoices.pay(inv.id, {"expand": ["payments"]})  # draft -> finalized -> paid
-    return cus, inv, inv.payments.data[0].payment.charge
+    inv = client.v1.invoices.pay(inv.id, {"expand": ["payments"]})  # draft -> finalized -> paid by the card
+    intent = client.v1.payment_intents.retrieve(inv.payments.data[0].payment.payment_intent)
+    return cus, inv, intent.latest_charge
 
 
 def test_charge_and_refund(client: stripe.StripeClient) -> None:

@@ -16,6 +16,13 @@ SR = catalog.PRICES["session_replay"]["default"]
 FF = catalog.PRICES["feature_flags"]["default"]
 
 
+def _carded(client: stripe.StripeClient, email: str, card: str = "pm_card_visa") -> stripe.Customer:
+    """A customer with a default card: a customer made through the API has none."""
+    return client.v1.customers.create(
+        {"email": email, "payment_method": card, "invoice_settings": {"default_payment_method": card}}
+    )
+
+
 def _types(client: stripe.StripeClient, obj_id: str) -> list[str]:
     events = client.v1.events.list({"limit": 100}).auto_paging_iter()
     return [e.type for e in reversed(list(events)) if e.data.object.id == obj_id]
@@ -24,7 +31,7 @@ def _types(client: stripe.StripeClient, obj_id: str) -> list[str]:
 def test_subscription_create_renew_and_item_periods(fresh_stripe_sandbox: StripeSandbox) -> None:
     sb = fresh_stripe_sandbox
     client = sb.client()
-    cus = client.v1.customers.create({"email": "s@example.com"})
+    cus = _carded(client, "s@example.com")
     sub = client.v1.subscriptions.create(
         {"customer": cus.id, "items": [{"price": PA}, {"price": SR, "quantity": 2}], "metadata": {"deal": "x"}}
     )
@@ -45,7 +52,7 @@ def test_subscription_create_renew_and_item_periods(fresh_stripe_sandbox: Stripe
     assert renewal.automatically_finalizes_at == end + 3600
     sb.advance(3600)
     renewal = client.v1.invoices.retrieve(renewal.id)
-    assert renewal.status == "paid"  # charge_automatically: paid by the fake default card
+    assert renewal.status == "paid"  # charge_automatically: paid by the customer's default card
     sub = client.v1.subscriptions.retrieve(sub.id)
     assert sub["items"].data[0].current_period_start == end
     assert [i.id for i in client.v1.invoices.list({"subscription": sub.id}).data] == [renewal.id, first.id]
@@ -71,7 +78,7 @@ def test_send_invoice_subscription_goes_overdue(fresh_stripe_sandbox: StripeSand
 def test_update_cancel_at_trial_and_cancel(fresh_stripe_sandbox: StripeSandbox) -> None:
     sb = fresh_stripe_sandbox
     client = sb.client()
-    cus = client.v1.customers.create({"email": "c@example.com"})
+    cus = _carded(client, "c@example.com")
     coupon = client.v1.coupons.create({"amount_off": 5000, "currency": "usd", "duration": "forever"})
     trial = client.v1.subscriptions.create(
         {
@@ -108,7 +115,7 @@ def test_update_cancel_at_trial_and_cancel(fresh_stripe_sandbox: StripeSandbox) 
 def test_schedule_future_start_phases_and_cancel_end(fresh_stripe_sandbox: StripeSandbox) -> None:
     sb = fresh_stripe_sandbox
     client = sb.client()
-    cus = client.v1.customers.create({"email": "sch@example.com"})
+    cus = _carded(client, "sch@example.com")
     start = sb.now() + 10 * DAY
     sched = client.v1.subscription_schedules.create(
         {
@@ -150,7 +157,7 @@ def test_schedule_future_start_phases_and_cancel_end(fresh_stripe_sandbox: Strip
 def test_schedule_release_at_end_and_explicit_release_cancel(fresh_stripe_sandbox: StripeSandbox) -> None:
     sb = fresh_stripe_sandbox
     client = sb.client()
-    cus = client.v1.customers.create({"email": "rel@example.com"})
+    cus = _carded(client, "rel@example.com")
     sched = client.v1.subscription_schedules.create(
         {
             "customer": cus.id,
@@ -232,9 +239,12 @@ def test_clock_controls_over_http(fresh_stripe_sandbox: StripeSandbox) -> None:
 def test_declined_card_402_retries_and_past_due(fresh_stripe_sandbox: StripeSandbox) -> None:
     sb = fresh_stripe_sandbox
     client = sb.client()
-    cus = client.v1.customers.create({"email": "d@example.com"})
+    cus = _carded(client, "d@example.com")
+    good = cus.invoice_settings.default_payment_method
     sub = client.v1.subscriptions.create({"customer": cus.id, "items": [{"price": PA}]})
-    client.v1.customers.update(cus.id, {"metadata": {"sandbox_card": "decline"}})
+    # This card attaches but every charge on it declines.
+    failing = client.v1.payment_methods.attach("pm_card_chargeCustomerFail", {"customer": cus.id})
+    client.v1.customers.update(cus.id, {"invoice_settings": {"default_payment_method": failing.id}})
     end = sub["items"].data[0].current_period_end
     sb.advance(end - sb.now() + 3601)  # renewal drafted, finalized an hour later, payment declined
     sub = client.v1.subscriptions.retrieve(sub.id)
@@ -248,7 +258,7 @@ def test_declined_card_402_retries_and_past_due(fresh_stripe_sandbox: StripeSand
         client.v1.invoices.pay(inv.id)
     assert exc.value.http_status == 402 and exc.value.code == "card_declined"
 
-    client.v1.customers.update(cus.id, {"metadata": {"sandbox_card": ""}})
+    client.v1.customers.update(cus.id, {"invoice_settings": {"default_payment_method": good}})
     sb.advance(3 * DAY)  # the automatic retry now succeeds
     assert client.v1.invoices.retrieve(inv.id).status == "paid"
     assert client.v1.subscriptions.retrieve(sub.id).status == "active"

@@ -61,3 +61,14 @@ def decimal_str(value: Any) -> str:
     d = Decimal(value)
     text = format(d.normalize(), "f") if d != d.to_integral() else str(int(d))
     return text
+
+
+INVALID_FUTURE_TIMESTAMP = "Invalid timestamp: must be an integer Unix timestamp in the future."
+
+
+def future_timestamp(value: Any, now: int, param: str) -> None:
+    """Stripe refuses these timestamps unless they are after "now" (the sandbox clock)."""
+    if isinstance(value, bool) or not isinstance(value, int):
+        return  # absent, "" (unset) or a keyword such as "now": not a timestamp to check
+    if value <= now:
+        raise invalid(INVALID_FUTURE_TIMESTAMP, param=param)

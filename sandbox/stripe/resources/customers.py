@@ -6,12 +6,15 @@ from typing import Any
 
 from .. import store
 from ..core import Sandbox
-from ..errors import invalid
+from ..errors import invalid, no_such
 from ..router import Req, route
 from ..store import Obj
 from .common import created_filter, currency, require, set_fields, set_metadata
 
 SIMPLE_FIELDS = ("email", "name", "description", "phone", "address", "shipping", "preferred_locales", "tax_exempt")
+
+# Stripe returns a customer's multi-currency balances only when asked (`expand[]=invoice_credit_balance`).
+store.INCLUDABLE["customer"] = frozenset({"invoice_credit_balance"})
 
 
 def get_customer(sb: Sandbox, customer_id: Any, param: str = "customer") -> Obj:
@@ -33,6 +36,7 @@ def create(sb: Sandbox, req: Req) -> Obj:
         "description": None,
         "discount": None,
         "email": None,
+        "invoice_credit_balance": {},
         "invoice_prefix": store.random_token(8).upper(),
         "invoice_settings": {
             "custom_fields": None,
@@ -49,18 +53,91 @@ def create(sb: Sandbox, req: Req) -> Obj:
         "shipping": None,
         "tax_exempt": "none",
         "test_clock": None,
+        "_other_balances": {},  # currency -> balance, for currencies other than `currency`
     }
     set_fields(cus, p, SIMPLE_FIELDS)
     set_metadata(cus, p)
     if p.get("invoice_prefix"):
         cus["invoice_prefix"] = p["invoice_prefix"]
-    if isinstance(p.get("invoice_settings"), dict):
-        cus["invoice_settings"].update({k: v for k, v in p["invoice_settings"].items() if k in cus["invoice_settings"]})
+    settings = dict(p["invoice_settings"]) if isinstance(p.get("invoice_settings"), dict) else {}
+    default_pm = settings.pop("default_payment_method", None)
+    cus["invoice_settings"].update({k: v for k, v in settings.items() if k in cus["invoice_settings"]})
     if p.get("balance"):
         cus["balance"] = p["balance"]
     sb.state.add(cus)
+    attached = None
+    if p.get("payment_method"):
+        from .payments import attach_payment_method
+
+        # `payment_method` on create attaches; it becomes the default only when also named in
+        # `invoice_settings[default_payment_method]` (a test token there means the one just attached).
+        attached = attach_payment_method(sb, p["payment_method"], cus, param="payment_method", emit=False)
+    if default_pm:
+        if attached is not None and default_pm == p["payment_method"]:
+            default_pm = attached["id"]
+        cus["invoice_settings"]["default_payment_method"] = check_default_payment_method(sb, cus, default_pm)
     sb.emit("customer.created", cus)
+    if attached is not None:
+        sb.emit("payment_method.attached", attached)
     return cus
+
+
+def check_default_payment_method(
+    sb: Sandbox, cus: Obj, value: Any, param: str = "invoice_settings[default_payment_method]"
+) -> str | None:
+    """A default payment method must be a payment method attached to this customer."""
+    if value in (None, ""):
+        return None
+    pm = sb.state.find(value)
+    if pm is None or pm.get("object") != "payment_method":
+        raise no_such("PaymentMethod", str(value), param)
+    if pm["customer"] != cus["id"]:
+        raise invalid(
+            f"The customer does not have a payment method with the ID {value}. The payment method must be attached "
+            "to the customer.",
+            param=param,
+        )
+    return str(value)
+
+
+def default_payment_method(sb: Sandbox, cus: Obj) -> Obj | None:
+    """The customer's `invoice_settings.default_payment_method`, if it is still attached."""
+    pm_id = (cus.get("invoice_settings") or {}).get("default_payment_method")
+    pm = sb.state.find(pm_id)
+    if pm is None or pm.get("customer") != cus["id"]:
+        return None
+    return pm
+
+
+# ---- per-currency balances ---------------------------------------------------------------------------
+# `balance` is the balance in the customer's default `currency` (negative = credit the customer can
+# spend); balances in other currencies live beside it. `invoice_credit_balance` shows them all with
+# Stripe's opposite sign there (positive = credit).
+
+
+def balance_in(cus: Obj, cur: str) -> int:
+    """The customer's balance in `cur` (negative = credit). Before the customer has a currency, its
+    `balance` belongs to whichever currency it is first billed in."""
+    if cus.get("currency") in (None, cur):
+        return int(cus.get("balance") or 0)
+    return int((cus.get("_other_balances") or {}).get(cur, 0))
+
+
+def _set_balance(cus: Obj, cur: str, value: int) -> None:
+    if cus.get("currency") is None:
+        cus["currency"] = cur
+    if cus["currency"] == cur:
+        cus["balance"] = value
+    else:
+        cus.setdefault("_other_balances", {})[cur] = value
+    _refresh_credit_balance(cus)
+
+
+def _refresh_credit_balance(cus: Obj) -> None:
+    balances = dict(cus.get("_other_balances") or {})
+    if cus.get("currency"):
+        balances[cus["currency"]] = int(cus.get("balance") or 0)
+    cus["invoice_credit_balance"] = {c: -v for c, v in sorted(balances.items()) if v}
 
 
 @route("GET", "/v1/customers/<id>", "CustomerRetrieveParams")
@@ -80,10 +157,14 @@ def update(sb: Sandbox, req: Req, id: str) -> Obj:  # noqa: A002
         set_metadata(cus, p)
         if "balance" in p:
             cus["balance"] = p["balance"]
+            _refresh_credit_balance(cus)
         if isinstance(p.get("invoice_settings"), dict):
-            cus["invoice_settings"].update(
-                {k: v for k, v in p["invoice_settings"].items() if k in cus["invoice_settings"]}
-            )
+            settings = dict(p["invoice_settings"])
+            if "default_payment_method" in settings:
+                settings["default_payment_method"] = check_default_payment_method(
+                    sb, cus, settings["default_payment_method"]
+                )
+            cus["invoice_settings"].update({k: v for k, v in settings.items() if k in cus["invoice_settings"]})
     return cus
 
 
@@ -129,15 +210,19 @@ def add_balance_transaction(
     invoice: str | None = None,
     credit_note: str | None = None,
 ) -> Obj:
-    """Move the customer's balance (negative = credit the customer can spend) and record it."""
-    if cus.get("currency") and cus["currency"] != cur:
-        raise invalid(
-            f"Customer {cus['id']} has a balance in {cus['currency']}; this transaction is in {cur}.",
-            param="currency",
-        )
-    with sb.tracking(cus, "customer.updated"):
-        cus["currency"] = cur
-        cus["balance"] += amount
+    """Move the customer's balance in `cur` (negative = credit the customer can spend) and record it.
+
+    Stripe has no event for the transaction itself: the change arrives as `customer.updated` with the
+    old `balance` (default currency) or `invoice_credit_balance` (any currency) in `previous_attributes`.
+    """
+    before = {k: cus.get(k) for k in ("balance", "currency")}
+    before_credit = dict(cus.get("invoice_credit_balance") or {})
+    _set_balance(cus, cur, balance_in(cus, cur) + amount)
+    previous: dict[str, Any] = {k: v for k, v in before.items() if cus.get(k) != v}
+    if cus["invoice_credit_balance"] != before_credit:
+        previous["invoice_credit_balance"] = before_credit
+    if previous:
+        sb.emit("customer.updated", cus, previous)
     txn = sb.state.add(
         {
             "id": store.new_id("cbtxn_"),
@@ -149,14 +234,13 @@ def add_balance_transaction(
             "currency": cur,
             "customer": cus["id"],
             "description": description,
-            "ending_balance": cus["balance"],
+            "ending_balance": balance_in(cus, cur),
             "invoice": invoice,
             "livemode": False,
             "metadata": metadata or {},
             "type": type_,
         }
     )
-    sb.emit("customer_balance_transaction.created", txn)
     return txn
 
 

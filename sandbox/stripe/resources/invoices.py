@@ -7,12 +7,12 @@ from typing import Any
 
 from .. import billing, store
 from ..core import Sandbox, timer
-from ..errors import card_declined, invalid, missing_param, state_error
+from ..errors import invalid, missing_param, state_error
 from ..router import Req, route
 from ..store import Obj, State
 from .catalog import make_discounts, new_price
-from .common import created_filter, currency, decimal_str, require, set_fields, set_metadata
-from .customers import add_balance_transaction, get_customer
+from .common import created_filter, currency, decimal_str, future_timestamp, require, set_fields, set_metadata
+from .customers import add_balance_transaction, balance_in, check_default_payment_method, get_customer
 
 AUTO_FINALIZE_DELAY = 3600  # Stripe finalizes auto-advancing drafts about an hour after creation
 MAX_ITEMS_PER_INVOICE = 250
@@ -24,11 +24,24 @@ MAX_ITEMS_PER_INVOICE = 250
 @store.renderer("invoice")
 def _render_invoice(state: State, inv: Obj) -> Obj:
     out = store.public(inv)
+    if inv["status"] == "draft":
+        # A draft shows the customer's balance as it is now; finalizing applies it for real.
+        cus = state.objects.get(inv["customer"])
+        starting = balance_in(cus, inv["currency"]) if cus and not cus.get("deleted") else 0
+        out["starting_balance"] = starting
+        out["amount_due"] = out["amount_remaining"] = net_due(inv["total"], starting)
     lines = [store.public(state.objects[i]) for i in inv["_line_ids"] if i in state.objects]
     out["lines"] = store.list_object(lines, f"/v1/invoices/{inv['id']}/lines")
     payments = [store.public(state.objects[i]) for i in inv["_payments"] if i in state.objects]
     out["payments"] = store.list_object(payments, f"/v1/invoice_payments?invoice={inv['id']}")
     return out
+
+
+def net_due(total: int, balance: int) -> int:
+    """What is left to pay of `total` after the customer's `balance` (negative = credit); never below 0."""
+    if total <= 0:
+        return 0
+    return max(total + balance, 0)
 
 
 # ---- creation ----------------------------------------------------------------------------------------
@@ -288,7 +301,9 @@ def recalc(sb: Sandbox, inv: Obj) -> None:
     inv["total"] = inv["total_excluding_tax"] = total
     inv["total_discount_amounts"] = [{"amount": a, "discount": d} for d, a in per_discount.items()]
     if inv["status"] == "draft":
-        inv["amount_due"] = max(total, 0)
+        cus = sb.state.objects[inv["customer"]]
+        inv["starting_balance"] = balance_in(cus, cur) if not cus.get("deleted") else 0
+        inv["amount_due"] = net_due(total, inv["starting_balance"])
         inv["amount_remaining"] = inv["amount_due"]
 
 
@@ -337,7 +352,9 @@ def attach_item(sb: Sandbox, inv: Obj, ii: Obj) -> None:
 # ---- lifecycle -------------------------------------------------------------------------------------
 
 
-def finalize(sb: Sandbox, inv: Obj, *, auto: bool = False) -> None:
+def finalize(sb: Sandbox, inv: Obj, *, auto: bool = False, collect: bool = True) -> None:
+    """Draft -> open, applying the customer's balance in the invoice currency. `collect`: then let an
+    auto-advancing invoice charge (charge_automatically) or send itself (send_invoice)."""
     if inv["status"] != "draft":
         raise state_error(f"Invoice {inv['id']} is already finalized.")
     cus = sb.state.objects[inv["customer"]]
@@ -350,7 +367,7 @@ def finalize(sb: Sandbox, inv: Obj, *, auto: bool = False) -> None:
         cus["next_invoice_sequence"] = seq + 1
         inv["number"] = f"{cus['invoice_prefix']}-{seq:04d}"
         total = inv["total"]
-        starting = cus["balance"] if cus.get("currency") in (None, inv["currency"]) else 0
+        starting = balance_in(cus, inv["currency"])
         inv["starting_balance"] = starting
         # The customer balance pays (credit, negative) or adds to (debit, positive) this invoice.
         if total < 0:
@@ -372,7 +389,7 @@ def finalize(sb: Sandbox, inv: Obj, *, auto: bool = False) -> None:
                 invoice=inv["id"],
             )
         inv["_applied_balance"] = applied
-        inv["ending_balance"] = cus["balance"]
+        inv["ending_balance"] = balance_in(cus, inv["currency"])
         inv["amount_due"] = amount_due
         inv["amount_remaining"] = amount_due
         inv["status"] = "open"
@@ -391,10 +408,10 @@ def finalize(sb: Sandbox, inv: Obj, *, auto: bool = False) -> None:
             sb.state.objects[line["_invoice_item"]]["_locked"] = True
     sb.emit("invoice.finalized", inv)
     if amount_due == 0:
-        _mark_paid(sb, inv, out_of_band=False, charge=None)
+        _mark_paid(sb, inv, payment=None)  # the balance covered it: no card needed
         return
     sb.watch(inv)
-    if inv["auto_advance"]:
+    if inv["auto_advance"] and collect:
         if inv["collection_method"] == "charge_automatically":
             pay(sb, inv, automatic=True)
         else:
@@ -405,57 +422,82 @@ MAX_PAYMENT_ATTEMPTS = 4
 RETRY_DELAY = 3 * 86400  # between automatic payment attempts after a decline
 
 
-def card_declines(sb: Sandbox, customer_id: str) -> bool:
-    """Sandbox switch: a customer with metadata `sandbox_card=decline` has a card that declines."""
-    cus = sb.state.objects.get(customer_id) or {}
-    return (cus.get("metadata") or {}).get("sandbox_card") == "decline"
+def payment_method_for(sb: Sandbox, inv: Obj) -> Obj | None:
+    """What Stripe charges: the invoice's default payment method, else the subscription's, else the
+    customer's `invoice_settings.default_payment_method`. A customer made through the API has none."""
+    from .customers import default_payment_method
+
+    cus = sb.state.objects[inv["customer"]]
+    sub = sb.state.objects.get(inv["_subscription"]) if inv["_subscription"] else None
+    for candidate in (inv.get("default_payment_method"), (sub or {}).get("default_payment_method")):
+        pm = sb.state.find(candidate)
+        if pm is not None and pm.get("customer") == cus["id"]:
+            return pm
+    return default_payment_method(sb, cus)
 
 
-def pay(sb: Sandbox, inv: Obj, *, paid_out_of_band: bool = False, automatic: bool = False) -> None:
-    """Pay an open invoice (finalizing a draft first). `automatic`: Stripe's own collection attempt."""
-    from .payments import create_charge
+def pay(
+    sb: Sandbox,
+    inv: Obj,
+    *,
+    paid_out_of_band: bool = False,
+    automatic: bool = False,
+    payment_method: str | None = None,
+) -> None:
+    """Pay an open invoice (finalizing a draft first). `automatic`: Stripe's own collection attempt,
+    which leaves the invoice open on failure; a requested payment (`/pay`) answers the error."""
+    from .payments import collect_by_card, declined_error, record_out_of_band, resolve_payment_method
 
     if inv["status"] == "draft":
-        finalize(sb, inv)
+        finalize(sb, inv, collect=False)
         if inv["status"] == "paid":
             return
     if inv["status"] == "paid":
-        raise state_error("Invoice is already paid.")
+        raise state_error(f"Invoice {inv['id']} is already paid.")
     if inv["status"] == "void":
-        raise state_error("This invoice has been voided and can no longer be paid.")
-    if inv["amount_remaining"] == 0:
-        _mark_paid(sb, inv, out_of_band=paid_out_of_band, charge=None)
+        raise state_error(f"Invoice {inv['id']} has been voided and can no longer be paid.")
+    amount = inv["amount_remaining"]
+    if amount == 0:
+        _mark_paid(sb, inv, payment=None)
         return
-    charge = None
-    if not paid_out_of_band:
-        description = (
-            "Subscription creation" if inv["billing_reason"] == "subscription_create" else "Payment for Invoice"
+    if paid_out_of_band:
+        _mark_paid(sb, inv, payment=record_out_of_band(sb, inv, amount))
+        return
+    if payment_method is not None:
+        pm: Obj | None = resolve_payment_method(sb, payment_method, "payment_method")
+        if pm is not None and pm["customer"] is None:
+            pm["customer"] = inv["customer"]  # paying with a new card attaches it to the customer
+        elif pm is not None and pm["customer"] != inv["customer"]:
+            raise invalid(
+                f"The payment method {payment_method} belongs to another customer than invoice {inv['id']}.",
+                param="payment_method",
+            )
+    else:
+        pm = payment_method_for(sb, inv)
+    attempt = collect_by_card(sb, inv, pm, amount)
+    if attempt.error is None:
+        _mark_paid(sb, inv, payment=attempt.invoice_payment)
+        return
+    _payment_failed(sb, inv, automatic=automatic)
+    if automatic:
+        return
+    if attempt.charge is None:
+        raise state_error(
+            f"Invoice {inv['id']} cannot be paid: customer {inv['customer']} has no attached payment source or "
+            "default payment method. Attach one (or pass `payment_method`), or pay it out of band."
         )
-        declined = card_declines(sb, inv["customer"])
-        charge = create_charge(
-            sb,
-            customer=inv["customer"],
-            amount=inv["amount_remaining"],
-            cur=inv["currency"],
-            description=description,
-            declined=declined,
-        )
-        if declined:
-            _payment_failed(sb, inv, charge, automatic=automatic)
-            if not automatic:
-                raise card_declined()
-            return
-    _mark_paid(sb, inv, out_of_band=paid_out_of_band, charge=charge)
+    raise declined_error(attempt.error, charge=attempt.charge["id"])
 
 
-def _payment_failed(sb: Sandbox, inv: Obj, charge: Obj, *, automatic: bool) -> None:
+def _payment_failed(sb: Sandbox, inv: Obj, *, automatic: bool) -> None:
     now = sb.now()
     with sb.tracking(inv, None):
         inv["attempted"] = True
         inv["attempt_count"] += 1
-        # A manual attempt leaves Stripe's automatic retry schedule as it was.
+        # A manual attempt leaves Stripe's automatic retry schedule as it was. A new subscription's
+        # first invoice is not retried: the subscription stays incomplete until it is paid.
         if automatic and inv["collection_method"] == "charge_automatically":
-            more = inv["attempt_count"] < MAX_PAYMENT_ATTEMPTS
+            more = inv["attempt_count"] < MAX_PAYMENT_ATTEMPTS and inv["billing_reason"] != "subscription_create"
             inv["next_payment_attempt"] = now + RETRY_DELAY if more else None
         inv["last_finalization_error"] = None
     if inv["next_payment_attempt"]:
@@ -467,8 +509,11 @@ def _payment_failed(sb: Sandbox, inv: Obj, charge: Obj, *, automatic: bool) -> N
         on_payment_failed(sb, inv, final=inv["next_payment_attempt"] is None and automatic)
 
 
-def _mark_paid(sb: Sandbox, inv: Obj, *, out_of_band: bool, charge: Obj | None) -> None:
+def _mark_paid(sb: Sandbox, inv: Obj, *, payment: Obj | None) -> None:
+    """Mark `inv` paid by `payment` (an invoice_payment), or by its balance/credit notes when None."""
     now = sb.now()
+    out_of_band = payment is not None and payment["payment"]["type"] == "out_of_band_payment"
+    by_card = payment is not None and not out_of_band
     with sb.tracking(inv, None):
         amount = inv["amount_remaining"]
         inv["amount_paid"] += amount
@@ -478,30 +523,12 @@ def _mark_paid(sb: Sandbox, inv: Obj, *, out_of_band: bool, charge: Obj | None) 
         inv["status"] = "paid"
         inv["status_transitions"]["paid_at"] = now
         inv["next_payment_attempt"] = None
-        if charge is not None:
+        if by_card:
             inv["attempted"] = True
             inv["attempt_count"] += 1
-            payment = sb.state.add(
-                {
-                    "id": store.new_id("inpay_"),
-                    "object": "invoice_payment",
-                    "amount_paid": amount,
-                    "amount_requested": amount,
-                    "created": now,
-                    "currency": inv["currency"],
-                    "invoice": inv["id"],
-                    "is_default": True,
-                    "livemode": False,
-                    "payment": {"charge": charge["id"], "type": "charge"},
-                    "status": "paid",
-                    "status_transitions": {"canceled_at": None, "paid_at": now},
-                }
-            )
-            inv["_payments"].append(payment["id"])
-            charge["_invoice"] = inv["id"]
     sb.state.watch.discard(inv["id"])
     sb.emit("invoice.paid", inv)
-    if charge is not None:
+    if by_card:
         sb.emit("invoice.payment_succeeded", inv)
     if inv["_subscription"]:
         from .subscriptions import on_invoice_paid
@@ -593,6 +620,9 @@ def create(sb: Sandbox, req: Req) -> Obj:
     if p.get("subscription"):
         raise invalid("Use the subscription's own billing to invoice a subscription.", param="subscription")
     cur = currency(p["currency"]) if p.get("currency") else (cus.get("currency") or "usd")
+    now = sb.now()
+    future_timestamp(p.get("due_date"), now, "due_date")
+    future_timestamp(p.get("automatically_finalizes_at"), now, "automatically_finalizes_at")
     inv = new_invoice(
         sb,
         cus,
@@ -607,6 +637,10 @@ def create(sb: Sandbox, req: Req) -> Obj:
     )
     inv["discounts"] = make_discounts(sb, p.get("discounts"), "discounts", customer=cus["id"], invoice=inv["id"])
     set_fields(inv, p, ("footer", "statement_descriptor", "custom_fields", "rendering"))
+    if p.get("default_payment_method"):
+        inv["default_payment_method"] = check_default_payment_method(
+            sb, cus, p["default_payment_method"], "default_payment_method"
+        )
     if p.get("pending_invoice_items_behavior") == "include":
         include_pending_items(sb, inv)
     recalc(sb, inv)
@@ -635,6 +669,8 @@ def update(sb: Sandbox, req: Req, id: str) -> Obj:  # noqa: A002
         bad = sorted(draft_only & set(p))
         if bad:
             raise state_error(f"Finalized invoices can't be updated in this way ({bad[0]}).", param=bad[0])
+    future_timestamp(p.get("due_date"), sb.now(), "due_date")
+    future_timestamp(p.get("automatically_finalizes_at"), sb.now(), "automatically_finalizes_at")
     with sb.tracking(inv, "invoice.updated"):
         set_fields(inv, p, ("description", "footer", "statement_descriptor", "custom_fields"))
         set_metadata(inv, p)
@@ -652,6 +688,11 @@ def update(sb: Sandbox, req: Req, id: str) -> Obj:  # noqa: A002
             inv["automatically_finalizes_at"] = p["automatically_finalizes_at"]
         if "collection_method" in p:
             inv["collection_method"] = p["collection_method"]
+        if "default_payment_method" in p:
+            cus = sb.state.objects[inv["customer"]]
+            inv["default_payment_method"] = check_default_payment_method(
+                sb, cus, p["default_payment_method"], "default_payment_method"
+            )
         if "days_until_due" in p:
             inv["_days_until_due"] = p["days_until_due"]
             inv["due_date"] = sb.now() + p["days_until_due"] * 86400
@@ -726,7 +767,7 @@ def send_route(sb: Sandbox, req: Req, id: str) -> Obj:  # noqa: A002
 @route("POST", "/v1/invoices/<id>/pay", "InvoicePayParams")
 def pay_route(sb: Sandbox, req: Req, id: str) -> Obj:  # noqa: A002
     inv = _get(sb, id, "invoice")
-    pay(sb, inv, paid_out_of_band=bool(req.get("paid_out_of_band", False)))
+    pay(sb, inv, paid_out_of_band=bool(req.get("paid_out_of_band", False)), payment_method=req.get("payment_method"))
     return inv
 
 
@@ -841,7 +882,8 @@ def update_item(sb: Sandbox, req: Req, id: str) -> Obj:  # noqa: A002
     if ii.get("_locked"):
         raise state_error("This invoice item is on a finalized invoice and can no longer be changed.")
     p = req.params
-    with sb.tracking(ii, "invoiceitem.updated"):
+    # Stripe has no `invoiceitem.updated` event: an item change shows on its draft invoice only.
+    with sb.tracking(ii, None):
         set_fields(ii, p, ("description", "discountable"))
         set_metadata(ii, p)
         if "period" in p:

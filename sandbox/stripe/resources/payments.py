@@ -1,28 +1,19 @@
-"""Money movement the revenue sync reads: charges, balance transactions, refunds, credit notes, disputes."""
+"""Money movement: payment methods, PaymentIntents, invoice payments, charges, balance transactions,
+refunds, credit notes and disputes (what the revenue sync reads)."""
 
 from __future__ import annotations
 
+from dataclasses import dataclass
 from typing import Any
 
 from .. import billing, store
 from ..core import Sandbox
-from ..errors import invalid, missing_param, no_such, state_error
+from ..errors import StripeError, invalid, missing_param, no_such, state_error
 from ..router import Req, route
 from ..store import Obj, State
 from .common import created_filter, set_fields, set_metadata
 from .customers import add_balance_transaction
 
-CARD = {
-    "brand": "visa",
-    "checks": {"address_line1_check": None, "address_postal_code_check": None, "cvc_check": "pass"},
-    "country": "US",
-    "exp_month": 12,
-    "exp_year": 2034,
-    "fingerprint": "sandboxFingerprint",
-    "funding": "credit",
-    "last4": "4242",
-    "network": "visa",
-}
 DISPUTE_FEE = 1500
 
 
@@ -77,11 +68,20 @@ def _render_charge(state: State, ch: Obj) -> Obj:
 
 
 def create_charge(
-    sb: Sandbox, *, customer: str, amount: int, cur: str, description: str | None, declined: bool = False
+    sb: Sandbox,
+    *,
+    customer: str,
+    amount: int,
+    cur: str,
+    description: str | None,
+    payment_method: Obj,
+    payment_intent: str | None = None,
 ) -> Obj:
-    """A card charge on the sandbox's fake default payment method (succeeded, or failed if `declined`)."""
+    """A card charge on `payment_method`: succeeded, or failed when the card declines charges."""
     now = sb.now()
     ch_id = store.new_id("ch_")
+    decline = payment_method.get("_decline")
+    declined = decline is not None
     txn = None
     if not declined:
         txn = _balance_transaction(
@@ -95,6 +95,7 @@ def create_charge(
             description=description,
         )
     cus = sb.state.objects.get(customer, {})
+    card = payment_method["card"]
     charge = sb.state.add(
         {
             "id": ch_id,
@@ -122,7 +123,7 @@ def create_charge(
             "disputed": False,
             "failure_balance_transaction": None,
             "failure_code": "card_declined" if declined else None,
-            "failure_message": "Your card was declined." if declined else None,
+            "failure_message": DECLINE_MESSAGES.get(decline or "") if declined else None,
             "fraud_details": {},
             "livemode": False,
             "metadata": {},
@@ -132,7 +133,7 @@ def create_charge(
                 "network_advice_code": None,
                 "network_decline_code": None,
                 "network_status": "declined_by_network" if declined else "approved_by_network",
-                "reason": "generic_decline" if declined else None,
+                "reason": decline,
                 "risk_level": "normal",
                 "risk_score": 12,
                 "seller_message": "The bank did not return any further details with this decline."
@@ -141,9 +142,22 @@ def create_charge(
                 "type": "issuer_declined" if declined else "authorized",
             },
             "paid": not declined,
-            "payment_intent": None,
-            "payment_method": "pm_card_visa",
-            "payment_method_details": {"card": dict(CARD), "type": "card"},
+            "payment_intent": payment_intent,
+            "payment_method": payment_method["id"],
+            "payment_method_details": {
+                "card": {
+                    "brand": card["brand"],
+                    "checks": dict(card["checks"]),
+                    "country": card["country"],
+                    "exp_month": card["exp_month"],
+                    "exp_year": card["exp_year"],
+                    "fingerprint": card["fingerprint"],
+                    "funding": card["funding"],
+                    "last4": card["last4"],
+                    "network": card["brand"],
+                },
+                "type": "card",
+            },
             "receipt_email": cus.get("email"),
             "receipt_number": None,
             "receipt_url": f"https://pay.stripe.com/receipts/sandbox/{ch_id}",
@@ -250,7 +264,7 @@ def refund_charge(
                 "type": "card",
             },
             "metadata": dict(metadata or {}),
-            "payment_intent": None,
+            "payment_intent": ch["payment_intent"],
             "reason": reason,
             "receipt_number": None,
             "source_transfer_reversal": None,
@@ -270,10 +284,17 @@ def refund_charge(
 def create_refund(sb: Sandbox, req: Req) -> Obj:
     p = req.params
     if p.get("payment_intent"):
-        raise invalid("Payment intents are not emulated by the sandbox; refund the `charge`.", param="payment_intent")
-    if not p.get("charge"):
+        pi = sb.state.get(p["payment_intent"], "payment_intent", param="payment_intent")
+        if pi["status"] != "succeeded" or not pi["latest_charge"]:
+            raise invalid(
+                f"PaymentIntent {pi['id']} has no successful charge to refund (its status is {pi['status']}).",
+                param="payment_intent",
+            )
+        ch = sb.state.objects[pi["latest_charge"]]
+    elif p.get("charge"):
+        ch = sb.state.get(p["charge"], "charge", param="charge")
+    else:
         raise missing_param("charge")
-    ch = sb.state.get(p["charge"], "charge", param="charge")
     return refund_charge(sb, ch, p.get("amount"), reason=p.get("reason"), metadata=p.get("metadata"))
 
 
@@ -491,15 +512,19 @@ def create_credit_note(sb: Sandbox, req: Req) -> Obj:
     if pre and inv["amount_remaining"] == 0 and inv["status"] == "open":
         from .invoices import _mark_paid
 
-        _mark_paid(sb, inv, out_of_band=False, charge=None)
+        _mark_paid(sb, inv, payment=None)
     return cn
 
 
 def _invoice_charge(sb: Sandbox, inv: Obj) -> str | None:
+    """The successful charge that paid `inv` (through its PaymentIntent), if a card paid it."""
     for pay_id in inv["_payments"]:
         payment = sb.state.objects.get(pay_id)
-        if payment and payment["payment"].get("charge"):
-            return str(payment["payment"]["charge"])
+        if payment is None or payment["status"] != "paid":
+            continue
+        pi = sb.state.objects.get(payment["payment"].get("payment_intent") or "")
+        if pi is not None and pi["latest_charge"]:
+            return str(pi["latest_charge"])
     return None
 
 
@@ -571,7 +596,7 @@ def create_dispute(sb: Sandbox, charge_id: str, *, amount: int | None, reason: s
             "livemode": False,
             "metadata": {},
             "network_reason_code": "10.4",
-            "payment_intent": None,
+            "payment_intent": ch["payment_intent"],
             "payment_method_details": {
                 "card": {"brand": "visa", "case_type": "chargeback", "network_reason_code": "10.4"},
                 "type": "card",
@@ -599,3 +624,388 @@ def list_disputes(sb: Sandbox, req: Req) -> Obj:
         items = [d for d in items if d["charge"] == p["charge"]]
     items = created_filter(items, p.get("created"))
     return store.paginate(sb.state, items, p, "/v1/disputes", req.expand)
+
+
+# ---- payment methods ---------------------------------------------------------------------------------
+# Test mode's card tokens. Using one (attach, `customers.create(payment_method=…)`, `invoices.pay`)
+# makes a new `pm_…` object, as Stripe does. A card whose decline happens "on attach" cannot be
+# attached to a customer (Stripe verifies the card then); `pm_card_chargeCustomerFail` attaches but
+# every charge on it declines, which is how a customer ends up with a default card that fails.
+
+DECLINE_MESSAGES = {
+    "generic_decline": "Your card was declined.",
+    "insufficient_funds": "Your card has insufficient funds.",
+}
+
+
+@dataclass(frozen=True)
+class TestCard:
+    brand: str
+    last4: str
+    decline: str | None = None  # decline_code of every charge on this card
+    declines_on_attach: bool = False
+
+
+TEST_CARDS: dict[str, TestCard] = {
+    "pm_card_visa": TestCard("visa", "4242"),
+    "pm_card_mastercard": TestCard("mastercard", "4444"),
+    "pm_card_amex": TestCard("amex", "8431"),
+    "pm_card_chargeCustomerFail": TestCard("visa", "0341", "generic_decline"),
+    "pm_card_chargeDeclined": TestCard("visa", "0002", "generic_decline", declines_on_attach=True),
+    "pm_card_visa_chargeDeclined": TestCard("visa", "0002", "generic_decline", declines_on_attach=True),
+    "pm_card_chargeDeclinedInsufficientFunds": TestCard("visa", "9995", "insufficient_funds", declines_on_attach=True),
+    "pm_card_visa_chargeDeclinedInsufficientFunds": TestCard(
+        "visa", "9995", "insufficient_funds", declines_on_attach=True
+    ),
+}
+
+
+def declined_error(decline: str, *, param: str | None = None, charge: str | None = None) -> StripeError:
+    """Stripe's 402 `card_error` for a declined card, with its `decline_code`."""
+    extra: dict[str, Any] = {"decline_code": decline}
+    if charge is not None:
+        extra["charge"] = charge
+    message = DECLINE_MESSAGES.get(decline, DECLINE_MESSAGES["generic_decline"])
+    return StripeError(402, message, type="card_error", code="card_declined", param=param, extra=extra)
+
+
+def _new_payment_method(sb: Sandbox, token: str, card: TestCard) -> Obj:
+    return sb.state.add(
+        {
+            "id": store.new_id("pm_"),
+            "object": "payment_method",
+            "allow_redisplay": "unspecified",
+            "billing_details": {
+                "address": {
+                    "city": None,
+                    "country": None,
+                    "line1": None,
+                    "line2": None,
+                    "postal_code": None,
+                    "state": None,
+                },
+                "email": None,
+                "name": None,
+                "phone": None,
+                "tax_id": None,
+            },
+            "card": {
+                "brand": card.brand,
+                "checks": {"address_line1_check": None, "address_postal_code_check": None, "cvc_check": "pass"},
+                "country": "US",
+                "display_brand": card.brand,
+                "exp_month": 12,
+                "exp_year": 2034,
+                "fingerprint": f"sandbox{card.brand}{card.last4}",
+                "funding": "credit",
+                "generated_from": None,
+                "last4": card.last4,
+                "networks": {"available": [card.brand], "preferred": None},
+                "regulated_status": "unregulated",
+                "three_d_secure_usage": {"supported": True},
+                "wallet": None,
+            },
+            "created": sb.now(),
+            "customer": None,
+            "customer_account": None,
+            "livemode": False,
+            "metadata": {},
+            "type": "card",
+            "_decline": card.decline,
+            "_token": token,
+        }
+    )
+
+
+def resolve_payment_method(sb: Sandbox, value: Any, param: str) -> Obj:
+    """A stored `pm_…`, or a new one made from a test token."""
+    card = TEST_CARDS.get(value) if isinstance(value, str) else None
+    if card is not None:
+        return _new_payment_method(sb, value, card)
+    pm = sb.state.find(value)
+    if pm is None or pm.get("object") != "payment_method":
+        raise no_such("PaymentMethod", str(value), param)
+    return pm
+
+
+def attach_payment_method(sb: Sandbox, value: Any, cus: Obj, *, param: str = "id", emit: bool = True) -> Obj:
+    if isinstance(value, str) and TEST_CARDS.get(value, TestCard("", "")).declines_on_attach:
+        raise declined_error(TEST_CARDS[value].decline or "generic_decline", param=param)
+    pm = resolve_payment_method(sb, value, param)
+    if pm["customer"] not in (None, cus["id"]):
+        raise invalid(
+            f"The payment method you provided ({pm['id']}) has already been attached to another customer.",
+            param=param,
+        )
+    if pm["customer"] == cus["id"]:
+        return pm
+    pm["customer"] = cus["id"]
+    if emit:
+        sb.emit("payment_method.attached", pm)
+    return pm
+
+
+@route("GET", "/v1/payment_methods/<id>", "PaymentMethodRetrieveParams")
+def retrieve_payment_method(sb: Sandbox, req: Req, id: str) -> Obj:  # noqa: A002
+    return sb.state.get(id, "payment_method")
+
+
+@route("POST", "/v1/payment_methods/<id>", "PaymentMethodUpdateParams")
+def update_payment_method(sb: Sandbox, req: Req, id: str) -> Obj:  # noqa: A002
+    pm = sb.state.get(id, "payment_method")
+    with sb.tracking(pm, "payment_method.updated"):
+        set_metadata(pm, req.params)
+        if isinstance(req.get("billing_details"), dict):
+            pm["billing_details"].update(req.params["billing_details"])
+        if "allow_redisplay" in req.params:
+            pm["allow_redisplay"] = req.params["allow_redisplay"]
+    return pm
+
+
+@route("GET", "/v1/payment_methods", "PaymentMethodListParams")
+def list_payment_methods(sb: Sandbox, req: Req) -> Obj:
+    p = req.params
+    items = [pm for pm in sb.state.all("payment_method") if pm["customer"] is not None]
+    if "customer" in p:
+        customer = sb.state.get(p["customer"], "customer", param="customer")
+        items = [pm for pm in items if pm["customer"] == customer["id"]]
+    if "type" in p:
+        items = [pm for pm in items if pm["type"] == p["type"]]
+    return store.paginate(sb.state, items, p, "/v1/payment_methods", req.expand)
+
+
+@route("GET", "/v1/customers/<customer>/payment_methods", "CustomerListPaymentMethodsParams")
+def list_customer_payment_methods(sb: Sandbox, req: Req, customer: str) -> Obj:
+    cus = sb.state.get(customer, "customer", param="customer")
+    items = [pm for pm in sb.state.all("payment_method") if pm["customer"] == cus["id"]]
+    if "type" in req.params:
+        items = [pm for pm in items if pm["type"] == req.params["type"]]
+    return store.paginate(sb.state, items, req.params, f"/v1/customers/{cus['id']}/payment_methods", req.expand)
+
+
+@route("POST", "/v1/payment_methods/<id>/attach", "PaymentMethodAttachParams")
+def attach_route(sb: Sandbox, req: Req, id: str) -> Obj:  # noqa: A002
+    if not req.get("customer"):
+        raise missing_param("customer")
+    cus = sb.state.get(req.params["customer"], "customer", param="customer")
+    return attach_payment_method(sb, id, cus)
+
+
+@route("POST", "/v1/payment_methods/<id>/detach", "PaymentMethodDetachParams")
+def detach_route(sb: Sandbox, req: Req, id: str) -> Obj:  # noqa: A002
+    pm = sb.state.get(id, "payment_method")
+    if pm["customer"] is None:
+        raise invalid(f"The payment method {pm['id']} is not attached to a customer.", param="payment_method")
+    cus = sb.state.objects.get(pm["customer"])
+    if cus is not None and (cus.get("invoice_settings") or {}).get("default_payment_method") == pm["id"]:
+        # Detaching the default leaves the customer with no default, as on Stripe.
+        with sb.tracking(cus, "customer.updated"):
+            cus["invoice_settings"]["default_payment_method"] = None
+    pm["customer"] = None
+    sb.emit("payment_method.detached", pm, {"customer": cus["id"] if cus else None})
+    return pm
+
+
+# ---- payment intents and invoice payments ------------------------------------------------------------
+# An invoice collected by card gets one PaymentIntent (reused by every attempt) and one default
+# `invoice_payment` pointing at it; paying out of band records an `out_of_band_payment` instead.
+
+
+def _new_payment_intent(sb: Sandbox, inv: Obj, amount: int) -> Obj:
+    pi_id = store.new_id("pi_")
+    pi = sb.state.add(
+        {
+            "id": pi_id,
+            "object": "payment_intent",
+            "allowed_payment_method_types": None,
+            "amount": amount,
+            "amount_capturable": 0,
+            "amount_details": {"tip": {}},
+            "amount_received": 0,
+            "application": None,
+            "application_fee_amount": None,
+            "automatic_payment_methods": None,
+            "canceled_at": None,
+            "cancellation_reason": None,
+            "capture_method": "automatic",
+            "client_secret": f"{pi_id}_secret_{store.random_token(25)}",
+            "confirmation_method": "automatic",
+            "created": sb.now(),
+            "currency": inv["currency"],
+            "customer": inv["customer"],
+            "customer_account": None,
+            "description": "Subscription creation"
+            if inv["billing_reason"] == "subscription_create"
+            else "Payment for Invoice",
+            "excluded_payment_method_types": None,
+            "last_payment_error": None,
+            "latest_charge": None,
+            "livemode": False,
+            "metadata": {},
+            "next_action": None,
+            "on_behalf_of": None,
+            "payment_method": None,
+            "payment_method_configuration_details": None,
+            "payment_method_options": {"card": {"request_three_d_secure": "automatic"}},
+            "payment_method_types": ["card"],
+            "processing": None,
+            "receipt_email": None,
+            "review": None,
+            "setup_future_usage": None,
+            "shipping": None,
+            "source": None,
+            "statement_descriptor": None,
+            "statement_descriptor_suffix": None,
+            "status": "requires_payment_method",
+            "transfer_data": None,
+            "transfer_group": None,
+        }
+    )
+    sb.emit("payment_intent.created", pi)
+    return pi
+
+
+def _new_invoice_payment(sb: Sandbox, inv: Obj, payment: dict[str, Any], amount: int, *, is_default: bool) -> Obj:
+    ip = sb.state.add(
+        {
+            "id": store.new_id("inpay_"),
+            "object": "invoice_payment",
+            "amount_paid": None,
+            "amount_requested": amount,
+            "created": sb.now(),
+            "currency": inv["currency"],
+            "invoice": inv["id"],
+            "is_default": is_default,
+            "livemode": False,
+            "payment": payment,
+            "status": "open",
+            "status_transitions": {"canceled_at": None, "paid_at": None},
+        }
+    )
+    inv["_payments"].append(ip["id"])
+    return ip
+
+
+def _open_default_payment(sb: Sandbox, inv: Obj) -> Obj | None:
+    for ip_id in inv["_payments"]:
+        ip = sb.state.objects.get(ip_id)
+        if ip is not None and ip["is_default"] and ip["status"] == "open":
+            return ip
+    return None
+
+
+def _settle(sb: Sandbox, ip: Obj, amount: int) -> None:
+    now = sb.now()
+    ip["status"] = "paid"
+    ip["amount_paid"] = amount
+    ip["status_transitions"]["paid_at"] = now
+    sb.emit("invoice_payment.paid", ip)
+
+
+@dataclass
+class Attempt:
+    """The outcome of collecting an invoice by card."""
+
+    invoice_payment: Obj
+    charge: Obj | None  # None: there was no payment method to charge
+    error: str | None  # None: paid; else the decline code, or "no_payment_method"
+
+
+def collect_by_card(sb: Sandbox, inv: Obj, pm: Obj | None, amount: int) -> Attempt:
+    """Charge `amount` of `inv` to `pm` through the invoice's PaymentIntent."""
+    ip = _open_default_payment(sb, inv)
+    if ip is None:
+        pi = _new_payment_intent(sb, inv, amount)
+        payment = {"payment_intent": pi["id"], "type": "payment_intent"}
+        ip = _new_invoice_payment(sb, inv, payment, amount, is_default=True)
+    pi = sb.state.objects[ip["payment"]["payment_intent"]]
+    if pi["amount"] != amount:
+        pi["amount"] = ip["amount_requested"] = amount
+    if pm is None:
+        return Attempt(ip, None, "no_payment_method")
+    charge = create_charge(
+        sb,
+        customer=inv["customer"],
+        amount=amount,
+        cur=inv["currency"],
+        description=pi["description"],
+        payment_method=pm,
+        payment_intent=pi["id"],
+    )
+    pi["payment_method"] = pm["id"]
+    pi["latest_charge"] = charge["id"]
+    if charge["status"] != "succeeded":
+        decline = str(charge["outcome"]["reason"] or "generic_decline")
+        pi["status"] = "requires_payment_method"
+        pi["last_payment_error"] = {
+            "charge": charge["id"],
+            "code": "card_declined",
+            "decline_code": decline,
+            "doc_url": "https://stripe.com/docs/error-codes/card-declined",
+            "message": DECLINE_MESSAGES.get(decline, DECLINE_MESSAGES["generic_decline"]),
+            "payment_method": store.public(pm),
+            "type": "card_error",
+        }
+        sb.emit("payment_intent.payment_failed", pi)
+        return Attempt(ip, charge, decline)
+    pi["status"] = "succeeded"
+    pi["amount_received"] = amount
+    pi["last_payment_error"] = None
+    charge["_invoice"] = inv["id"]
+    sb.emit("payment_intent.succeeded", pi)
+    _settle(sb, ip, amount)
+    return Attempt(ip, charge, None)
+
+
+def record_out_of_band(sb: Sandbox, inv: Obj, amount: int) -> Obj:
+    """`paid_out_of_band=true`: an open card payment is canceled, an out-of-band payment recorded."""
+    now = sb.now()
+    open_ip = _open_default_payment(sb, inv)
+    if open_ip is not None:
+        open_ip["status"] = "canceled"
+        open_ip["is_default"] = False
+        open_ip["status_transitions"]["canceled_at"] = now
+        pi = sb.state.objects.get(open_ip["payment"].get("payment_intent") or "")
+        if pi is not None and pi["status"] != "succeeded":
+            pi["status"] = "canceled"
+            pi["canceled_at"] = now
+            sb.emit("payment_intent.canceled", pi)
+    ip = _new_invoice_payment(sb, inv, {"type": "out_of_band_payment"}, amount, is_default=True)
+    _settle(sb, ip, amount)
+    return ip
+
+
+@route("GET", "/v1/payment_intents/<id>", "PaymentIntentRetrieveParams")
+def retrieve_payment_intent(sb: Sandbox, req: Req, id: str) -> Obj:  # noqa: A002
+    return sb.state.get(id, "payment_intent")
+
+
+@route("GET", "/v1/payment_intents", "PaymentIntentListParams")
+def list_payment_intents(sb: Sandbox, req: Req) -> Obj:
+    p = req.params
+    items = sb.state.all("payment_intent")
+    if "customer" in p:
+        items = [pi for pi in items if pi["customer"] == p["customer"]]
+    items = created_filter(items, p.get("created"))
+    return store.paginate(sb.state, items, p, "/v1/payment_intents", req.expand)
+
+
+@route("GET", "/v1/invoice_payments/<id>", "InvoicePaymentRetrieveParams")
+def retrieve_invoice_payment(sb: Sandbox, req: Req, id: str) -> Obj:  # noqa: A002
+    return sb.state.get(id, "invoice_payment")
+
+
+@route("GET", "/v1/invoice_payments", "InvoicePaymentListParams")
+def list_invoice_payments(sb: Sandbox, req: Req) -> Obj:
+    p = req.params
+    items = sb.state.all("invoice_payment")
+    if "invoice" in p:
+        items = [ip for ip in items if ip["invoice"] == p["invoice"]]
+    if "status" in p:
+        items = [ip for ip in items if ip["status"] == p["status"]]
+    if isinstance(p.get("payment"), dict):
+        want = p["payment"]
+        items = [ip for ip in items if all(ip["payment"].get(k) == v for k, v in want.items())]
+    items = created_filter(items, p.get("created"))
+    url = "/v1/invoice_payments"
+    return store.paginate(sb.state, items, p, url, req.expand)

@@ -20,6 +20,7 @@ from .customers import get_customer
 from .subscriptions import (
     _check_items,
     apply_item_changes,
+    billing_mode,
     create_subscription,
     end_subscription,
     reset_anchor,
@@ -134,6 +135,7 @@ def _start(sb: Sandbox, sched: Obj) -> None:
             description=phase["description"],
             schedule=sched["id"],
             items_param="phases[0][items]",
+            mode=store.public(sched["billing_mode"]),
         )
         sched["subscription"] = sub["id"]
         sched["status"] = "active"
@@ -239,7 +241,7 @@ def create(sb: Sandbox, req: Req) -> Obj:
         "id": store.new_id("sub_sched_"),
         "object": "subscription_schedule",
         "application": None,
-        "billing_mode": {"flexible": None, "type": "classic", "updated_at": None},
+        "billing_mode": billing_mode(p.get("billing_mode"), now),
         "canceled_at": None,
         "completed_at": None,
         "created": now,

@@ -16,11 +16,27 @@ from ..errors import invalid, missing_param, state_error
 from ..router import Req, route
 from ..store import Obj, State
 from .catalog import make_discounts
-from .common import created_filter, require, set_fields, set_metadata
-from .customers import get_customer
-from .invoices import add_line, finalize, include_pending_items, new_invoice, recalc
+from .common import INVALID_FUTURE_TIMESTAMP, created_filter, future_timestamp, require, set_fields, set_metadata
+from .customers import check_default_payment_method, get_customer
+from .invoices import add_line, finalize, include_pending_items, new_invoice, recalc, void
 
 LIVE_STATUSES = ("active", "trialing", "past_due", "unpaid", "incomplete")
+# A new subscription whose first invoice is not paid within 23 hours expires (`incomplete_expired`).
+INCOMPLETE_EXPIRY = 23 * 3600
+
+
+def billing_mode(value: Any, now: int) -> Obj:
+    """`billing_mode` as Stripe shows it: API-made subscriptions and schedules are `flexible` unless
+    `{type: classic}` is asked for (the default since 2025-09-30.clover)."""
+    value = value if isinstance(value, dict) else {}
+    if value.get("type", "flexible") == "classic":
+        return {"flexible": None, "type": "classic", "updated_at": None}
+    flexible = value.get("flexible") or {}
+    return {
+        "flexible": {"proration_discounts": flexible.get("proration_discounts", "included")},
+        "type": "flexible",
+        "updated_at": now,
+    }
 
 
 @store.renderer("subscription")
@@ -138,6 +154,8 @@ def create_subscription(
     description: str | None = None,
     schedule: str | None = None,
     items_param: str = "items",
+    mode: Obj | None = None,
+    default_payment_method: str | None = None,
 ) -> Obj:
     prices = _check_items(sb, items, items_param)
     now = sb.now()
@@ -146,7 +164,7 @@ def create_subscription(
     if collection_method != "send_invoice" and days_until_due is not None:
         raise invalid("`days_until_due` is only for `collection_method=send_invoice`.", param="days_until_due")
     if cancel_at is not None and cancel_at <= now:
-        raise invalid("`cancel_at` must be in the future.", param="cancel_at")
+        raise invalid(INVALID_FUTURE_TIMESTAMP, param="cancel_at")
     rec = prices[0]["recurring"]
     trialing = trial_end is not None and trial_end > now
     sub_id = store.new_id("sub_")
@@ -158,7 +176,7 @@ def create_subscription(
         "automatic_tax": {"disabled_reason": None, "enabled": False, "liability": None},
         "billing_cycle_anchor": trial_end if trialing else now,
         "billing_cycle_anchor_config": None,
-        "billing_mode": {"flexible": None, "type": "classic", "updated_at": None},
+        "billing_mode": mode or billing_mode(None, now),
         "billing_thresholds": None,
         "cancel_at": cancel_at,
         "cancel_at_period_end": cancel_at_period_end,
@@ -169,7 +187,7 @@ def create_subscription(
         "currency": prices[0]["currency"],
         "customer": cus["id"],
         "days_until_due": days_until_due,
-        "default_payment_method": None,
+        "default_payment_method": default_payment_method,
         "default_source": None,
         "default_tax_rates": [],
         "description": description,
@@ -202,6 +220,7 @@ def create_subscription(
         "_anchor": trial_end if trialing else now,
         "_interval": [rec["interval"], rec["interval_count"]],
         "_period_index": 0,
+        "_creating": True,
     }
     sb.state.add(sub)
     start = now
@@ -211,8 +230,13 @@ def create_subscription(
         sub["_item_ids"].append(si["id"])
     sub["discounts"] = make_discounts(sb, discounts, "discounts", customer=cus["id"], subscription=sub_id)
     sb.watch(sub)
+    first = invoice_subscription(sb, sub, "subscription_create", start, end, immediate=True, zero=trialing)
+    # A subscription charged automatically is `incomplete` until its first invoice is paid (no card,
+    # a declining card); the created event shows the status the first payment attempt left.
+    if collection_method == "charge_automatically" and first["status"] != "paid":
+        sub["status"] = "incomplete"
+    del sub["_creating"]
     sb.emit("customer.subscription.created", sub)
-    invoice_subscription(sb, sub, "subscription_create", start, end, immediate=True, zero=trialing)
     return sub
 
 
@@ -297,7 +321,9 @@ def end_subscription(sb: Sandbox, sub: Obj, *, reason: str = "cancellation_reque
 
 def on_invoice_paid(sb: Sandbox, inv: Obj) -> None:
     sub = sb.state.objects.get(inv["_subscription"])
-    if sub is not None and sub["status"] in ("past_due", "incomplete", "unpaid"):
+    if sub is None or sub.get("_creating"):
+        return  # create_subscription sets the first status itself
+    if sub["status"] in ("past_due", "incomplete", "unpaid"):
         with sb.tracking(sub, "customer.subscription.updated"):
             sub["status"] = "active"
 
@@ -306,7 +332,7 @@ def on_payment_failed(sb: Sandbox, inv: Obj, *, final: bool) -> None:
     """A declined payment: a new subscription stays `incomplete`, a renewal goes `past_due`, and
     after the last automatic retry the subscription is `unpaid`."""
     sub = sb.state.objects.get(inv["_subscription"])
-    if sub is None or sub["status"] in ("canceled", "incomplete_expired"):
+    if sub is None or sub.get("_creating") or sub["status"] in ("canceled", "incomplete_expired"):
         return
     if inv["billing_reason"] == "subscription_create":
         status = "incomplete"
@@ -333,6 +359,8 @@ def _period_end(sb: Sandbox, sub: Obj) -> int | None:
 
 
 def _subscription_due(sb: Sandbox, sub: Obj) -> int | None:
+    if sub["status"] == "incomplete":
+        return int(sub["created"]) + INCOMPLETE_EXPIRY
     if sub["status"] not in LIVE_STATUSES:
         return None
     candidates = [sub["cancel_at"], _period_end(sb, sub)]
@@ -341,6 +369,9 @@ def _subscription_due(sb: Sandbox, sub: Obj) -> int | None:
 
 @timer("subscription", 20, _subscription_due)
 def _subscription_tick(sb: Sandbox, sub: Obj, now: int) -> None:
+    if sub["status"] == "incomplete":
+        _expire_incomplete(sb, sub)
+        return
     if sub["cancel_at"] is not None and sub["cancel_at"] <= now:
         end_subscription(sb, sub, reason="cancellation_requested")
         return
@@ -367,11 +398,31 @@ def _subscription_tick(sb: Sandbox, sub: Obj, now: int) -> None:
     invoice_subscription(sb, sub, "subscription_cycle", start, new_end, immediate=False)
 
 
+def _expire_incomplete(sb: Sandbox, sub: Obj) -> None:
+    """23 hours without a paid first invoice: the subscription ends `incomplete_expired` and its open
+    first invoice is voided (it will never bill)."""
+    with sb.tracking(sub, None):
+        sub["status"] = "incomplete_expired"
+        sub["ended_at"] = sb.now()
+    sb.state.watch.discard(sub["id"])
+    inv = sb.state.objects.get(sub["latest_invoice"] or "")
+    if inv is not None and inv["status"] == "open":
+        void(sb, inv)
+    sb.emit("customer.subscription.deleted", sub)
+
+
 # ---- routes ------------------------------------------------------------------------------------------
+
+
+def _cancel_at(value: Any) -> int | None:
+    if isinstance(value, str) and value:
+        raise invalid(f"`cancel_at={value}` is not emulated by the sandbox; pass a Unix timestamp.", param="cancel_at")
+    return int(value) if value else None
 
 
 def _trial_end(p: dict[str, Any], now: int) -> int | None:
     value = p.get("trial_end")
+    future_timestamp(value, now, "trial_end")
     if value is None:
         if p.get("trial_period_days"):
             return now + int(p["trial_period_days"]) * 86400
@@ -384,16 +435,21 @@ def create(sb: Sandbox, req: Req) -> Obj:
     p = req.params
     require(p, "customer")
     cus = get_customer(sb, p["customer"])
+    now = sb.now()
+    future_timestamp(p.get("billing_cycle_anchor"), now, "billing_cycle_anchor")
+    pm = p.get("default_payment_method")
     return create_subscription(
         sb,
         cus,
         p.get("items") or [],
+        mode=billing_mode(p.get("billing_mode"), now),
+        default_payment_method=check_default_payment_method(sb, cus, pm, "default_payment_method") if pm else None,
         collection_method=p.get("collection_method", "charge_automatically"),
         days_until_due=p.get("days_until_due"),
         metadata=p.get("metadata") or {},
         discounts=p.get("discounts"),
         trial_end=_trial_end(p, sb.now()),
-        cancel_at=p.get("cancel_at") or None,
+        cancel_at=_cancel_at(p.get("cancel_at")),
         cancel_at_period_end=p.get("cancel_at_period_end", False),
         description=p.get("description"),
     )
@@ -416,8 +472,7 @@ def update(sb: Sandbox, req: Req, id: str) -> Obj:  # noqa: A002
         set_metadata(sub, p)
         if "cancel_at" in p:
             value = p["cancel_at"] or None
-            if value is not None and value <= now:
-                raise invalid("`cancel_at` must be in the future.", param="cancel_at")
+            future_timestamp(value, now, "cancel_at")
             sub["cancel_at"] = value
             if value is not None:
                 sub["cancel_at_period_end"] = False
@@ -437,7 +492,13 @@ def update(sb: Sandbox, req: Req, id: str) -> Obj:  # noqa: A002
             sub["discounts"] = make_discounts(
                 sb, p["discounts"], "discounts", customer=sub["customer"], subscription=id
             )
+        if "default_payment_method" in p:
+            cus = sb.state.objects[sub["customer"]]
+            sub["default_payment_method"] = check_default_payment_method(
+                sb, cus, p["default_payment_method"], "default_payment_method"
+            )
         if "trial_end" in p:
+            future_timestamp(p["trial_end"], now, "trial_end")
             te = now if p["trial_end"] == "now" else p["trial_end"]
             if sub["status"] == "trialing":
                 sub["trial_end"] = te
