@@ -11,6 +11,9 @@
   DELETE /_sandbox/faults                   -> clears
   POST /_sandbox/disputes                   {"charge": "ch_...", "amount"?: n, "reason"?: "fraudulent"} -> dispute
   GET  /_sandbox/catalog                    -> the demo catalog ids (catalog.py)
+  GET  /_sandbox/account                    -> {"id": "acct_...", "default_api_version": "..."}
+  POST /_sandbox/account                    {"default_api_version": "2024-06-20"} -> the same
+      the version events are rendered in from now on (Stripe's account setting; see versions.py)
 Bodies may be JSON or form-encoded.
 """
 
@@ -72,6 +75,15 @@ def register_webhook(sb: Sandbox, url: str, secret: str | None = None) -> dict[s
         return {**store.render(sb.state, we), "secret": we["_secret"]}
 
 
+def set_default_api_version(sb: Sandbox, version: str) -> None:
+    from .versions import check_account_version
+
+    checked = check_account_version(version)
+    with sb.lock:
+        sb.state.default_api_version = checked
+        sb.save()
+
+
 def handle_control(sb: Sandbox, request: Request) -> Result:
     path = request.path.rstrip("/")
     method = request.method
@@ -120,4 +132,10 @@ def handle_control(sb: Sandbox, request: Request) -> Result:
             return 200, store.render(sb.state, dispute)
     if path == "/_sandbox/catalog" and method == "GET":
         return 200, catalog.as_dict()
+    if path == "/_sandbox/account" and method in ("GET", "POST"):
+        if method == "POST" and "default_api_version" in body:
+            set_default_api_version(sb, str(body["default_api_version"]))
+        from .resources.accounts import ACCOUNT_ID
+
+        return 200, {"id": ACCOUNT_ID, "default_api_version": sb.state.default_api_version}
     raise StripeError(404, f"Unrecognized sandbox control ({method}: {path}).")

@@ -7,28 +7,26 @@ throughput (and it is what makes "exactly one object after a lost response" easy
 from __future__ import annotations
 
 import contextlib
-import json
 import logging
-import os
-import tempfile
+import sqlite3
 import threading
 from collections.abc import Callable, Iterator
-from decimal import Decimal
 from pathlib import Path
 from typing import Any
 
 import stripe
 
-from . import store
+from . import store, versions
 from .clock import Clock
 from .faults import Faults
-from .store import Obj, State
+from .store import Disk, Obj, State
 from .webhooks import Dispatcher, event_payload, matches
 
 log = logging.getLogger(__name__)
 
 API_VERSION: str = stripe.api_version
 EVENT_RETENTION = 30 * 86400
+IDEMPOTENCY_TTL = 24 * 3600
 
 DueFn = Callable[["Sandbox", Obj], int | None]
 ProcessFn = Callable[["Sandbox", Obj, int], None]
@@ -52,6 +50,7 @@ class Sandbox:
         self.lock = threading.RLock()
         self.state_file = Path(state_file) if state_file else None
         self.seed_catalog = seed_catalog
+        self.disk = Disk(self.state_file) if self.state_file else None
         self.state = self._load() or State()
         self.clock = Clock(self.state.clock_offset)
         self.faults = Faults()
@@ -85,7 +84,8 @@ class Sandbox:
     def _due(self) -> list[tuple[int, int, int, str]]:
         out = []
         for obj_id in list(self.state.watch):
-            obj = self.state.objects.get(obj_id)
+            # A read-only scan: `peek` keeps every watched object out of the next save.
+            obj = self.state.objects.peek(obj_id)
             timer_ = _timers.get(obj["object"]) if obj else None
             when = timer_[1](self, obj) if timer_ and obj else None
             if when is None or timer_ is None or obj is None:
@@ -124,7 +124,7 @@ class Sandbox:
         ids = self.state.order.get("event", [])
         cutoff = now - EVENT_RETENTION
         n = 0
-        while n < len(ids) and self.state.objects[ids[n]]["created"] < cutoff:
+        while n < len(ids) and self.state.objects.peek(ids[n])["created"] < cutoff:  # type: ignore[index]
             n += 1
         if n:
             for eid in ids[:n]:
@@ -134,6 +134,7 @@ class Sandbox:
     # ---- events -------------------------------------------------------------------------------
 
     def emit(self, event_type: str, obj: Obj, previous: dict[str, Any] | None = None) -> Obj:
+        # Stored in the current shape; rendered in older versions when read (versions.py).
         data: dict[str, Any] = {"object": store.render(self.state, obj)}
         if previous is not None:
             data["previous_attributes"] = previous
@@ -147,7 +148,8 @@ class Sandbox:
             {
                 "id": store.new_id("evt_"),
                 "object": "event",
-                "api_version": API_VERSION,
+                # The account's default version now: the version this event renders in.
+                "api_version": self.state.default_api_version,
                 "created": self.now(),
                 "data": data,
                 "livemode": False,
@@ -178,11 +180,13 @@ class Sandbox:
 
     def _delivery_lookup(self, endpoint_id: str, event_id: str) -> tuple[str, str, str, int] | None:
         with self.lock:
-            we = self.state.objects.get(endpoint_id)
-            ev = self.state.objects.get(event_id)
+            we = self.state.objects.peek(endpoint_id)
+            ev = self.state.objects.peek(event_id)
             if we is None or ev is None or we.get("deleted"):
                 return None
-            return we["url"], we["_secret"], event_payload(store.public(ev)), ev["created"]
+            # An endpoint without its own api_version gets the event's (the account default then).
+            payload = versions.render_event(self.state, ev, we.get("api_version"))
+            return we["url"], we["_secret"], event_payload(payload), ev["created"]
 
     def _delivery_done(self, event_id: str, ok: bool) -> None:
         with self.lock:
@@ -193,29 +197,35 @@ class Sandbox:
     # ---- persistence & lifecycle -----------------------------------------------------------------
 
     def _load(self) -> State | None:
-        if self.state_file is None or not self.state_file.exists():
+        if self.disk is None:
             return None
         try:
-            return State.from_json(json.loads(self.state_file.read_text()))
-        except (OSError, ValueError, KeyError, TypeError) as e:
-            log.warning("ignoring unreadable sandbox state file %s: %s", self.state_file, e)
+            state = self.disk.load()
+        except (sqlite3.DatabaseError, ValueError, KeyError, TypeError) as e:
+            log.warning("ignoring unreadable sandbox state file %s: %s", self.disk.path, e)
             return None
+        if state is not None:
+            self._forget_expired_keys(state)
+        return state
+
+    def _forget_expired_keys(self, state: State) -> None:
+        # Stripe may forget keys after 24 h; dropping them on start keeps the table from growing.
+        now = Clock(state.clock_offset).now()
+        expired = [k for k, v in state.idempotency.items() if v["at"] + IDEMPOTENCY_TTL < now]
+        for key in expired:
+            del state.idempotency[key]
+        if expired and self.disk is not None:
+            self.disk.forget_idempotency(expired)
 
     def save(self) -> None:
-        """Snapshot the state as JSON, atomically (temp file + rename), after every write."""
-        if self.state_file is None:
+        """Write what this request changed (one SQLite transaction); see store.Disk."""
+        if self.disk is None:
+            self.state.objects.touched.clear()
+            self.state.objects.removed.clear()
+            self.state.idempotency.added.clear()
             return
         self.state.clock_offset = self.clock.offset
-        self.state_file.parent.mkdir(parents=True, exist_ok=True)
-        fd, tmp = tempfile.mkstemp(dir=self.state_file.parent, prefix=".stripe-sandbox-", suffix=".tmp")
-        try:
-            with os.fdopen(fd, "w") as f:
-                json.dump(self.state.to_json(), f, default=_json_default, separators=(",", ":"))
-            os.replace(tmp, self.state_file)  # a crash leaves the previous snapshot intact
-        except BaseException:
-            with contextlib.suppress(OSError):
-                os.unlink(tmp)
-            raise
+        self.disk.save(self.state)
 
     def _seed(self) -> None:
         from .seed import load_catalog
@@ -230,6 +240,8 @@ class Sandbox:
             self.state = State()
             self.clock = Clock(0)
             self.faults.clear()
+            if self.disk is not None:
+                self.disk.replace(self.state)
             if self.seed_catalog:
                 self._seed()
             self.save()
@@ -238,14 +250,9 @@ class Sandbox:
         self.dispatcher.stop()
         with self.lock:
             self.save()
-
-
-def _json_default(value: Any) -> Any:
-    if isinstance(value, Decimal):
-        return str(value)
-    if isinstance(value, set | tuple):
-        return list(value)
-    raise TypeError(f"cannot store {type(value).__name__} in the sandbox state file")
+            if self.disk is not None:
+                self.disk.close()
+                self.disk = None
 
 
 def diff(before: Any, after: Any) -> dict[str, Any]:

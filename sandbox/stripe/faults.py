@@ -1,7 +1,13 @@
 """Seeded, reproducible fault injection (`POST /_sandbox/faults`).
 
 Rules (JSON), each optionally scoped by `method` (exact) and `path` (prefix) or `path_regex`:
-  {"error_rate": 0.5, "status": 500}          fail before the write happens (nothing stored)
+  {"error_rate": 0.5, "status": 500}          fail before the request runs (nothing stored, so a
+                                              same-key retry runs it); optional "should_retry"
+                                              true/false sets `Stripe-Should-Retry`
+  {"server_error": "first" | 0.3}             the request began executing and failed: nothing is
+                                              written, the 500 is stored as the Idempotency-Key's
+                                              first response and replayed to every same-key retry,
+                                              with `Stripe-Should-Retry: false` (or "should_retry")
   {"rate_limit": true, "retry_after": 1}      429 rate_limit with Retry-After (optional "rate")
   {"latency_ms": 200}                         delay the response (optional "rate")
   {"lost_response": "first" | 0.3, "mode": "500" | "drop"}
@@ -40,6 +46,8 @@ class Rule:
     rate: float = 1.0
     lost_response: str | float | None = None
     mode: str = "500"
+    server_error: str | float | None = None
+    should_retry: bool | None = None
 
     def applies(self, method: str, path: str) -> bool:
         if self.method and self.method.upper() != method:
@@ -60,8 +68,10 @@ class Rule:
         rule = cls(**data)
         if rule.mode not in ("500", "drop"):
             raise FaultConfigError("mode must be '500' or 'drop'")
-        if isinstance(rule.lost_response, str) and rule.lost_response != "first":
-            raise FaultConfigError("lost_response must be 'first' or a rate between 0 and 1")
+        for name in ("lost_response", "server_error"):
+            value = getattr(rule, name)
+            if isinstance(value, str) and value != "first":
+                raise FaultConfigError(f"{name} must be 'first' or a rate between 0 and 1, not {value!r}")
         return rule
 
 
@@ -71,6 +81,7 @@ class Decision:
     rate_limit: Rule | None = None
     error: Rule | None = None
     lose: Rule | None = None
+    server_error: Rule | None = None
 
 
 @dataclass
@@ -112,20 +123,29 @@ class Faults:
                     d.rate_limit = rule
                 if rule.error_rate and d.error is None and self._hit(rule.error_rate):
                     d.error = rule
-            # Only a request that will actually run can have its response lost.
+            # Only a request that will actually run can fail while running or have its response lost.
             for rule in self.rules if not (d.rate_limit or d.error) else ():
-                if not rule.applies(method, path):
+                if not rule.applies(method, path) or method not in WRITE_METHODS:
                     continue
-                if rule.lost_response is not None and method in WRITE_METHODS and d.lose is None:
-                    if rule.lost_response == "first":
-                        if write_key is not None and write_key not in self._seen_writes:
-                            self._seen_writes.add(write_key)
-                            d.lose = rule
-                    elif self._hit(float(rule.lost_response)):
+                if rule.server_error is not None and d.server_error is None:
+                    if self._draw(rule.server_error, write_key, "server_error"):
+                        d.server_error = rule
+                if rule.lost_response is not None and d.lose is None and d.server_error is None:
+                    if self._draw(rule.lost_response, write_key, "lost_response"):
                         d.lose = rule
-            if d.rate_limit or d.error or d.lose:
+            if d.rate_limit or d.error or d.lose or d.server_error:
                 self.injected += 1
         return d
+
+    def _draw(self, value: str | float, write_key: str | None, kind: str) -> bool:
+        """"first": the first attempt of each distinct write (per key and fault kind); else a rate."""
+        if value == "first":
+            seen = f"{kind}:{write_key}"
+            if write_key is None or seen in self._seen_writes:
+                return False
+            self._seen_writes.add(seen)
+            return True
+        return self._hit(float(value))
 
     def _hit(self, rate: float) -> bool:
         return rate >= 1.0 or self._rng.random() < rate

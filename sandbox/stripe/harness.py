@@ -59,6 +59,12 @@ class StripeSandbox:
         """Block until queued deliveries were attempted (retries scheduled later are not awaited)."""
         return bool(self.engine.dispatcher.wait_idle(timeout))
 
+    def set_default_api_version(self, version: str) -> None:
+        """The account's default API version: events created from now on render in it."""
+        from .controls import set_default_api_version
+
+        set_default_api_version(self.engine, version)
+
     def reset(self) -> None:
         self.engine.reset()
 

@@ -13,6 +13,7 @@ import json
 import logging
 import socket
 import sys
+import threading
 import time
 from collections.abc import Iterable, Mapping
 from pathlib import Path
@@ -22,10 +23,11 @@ from werkzeug.exceptions import MethodNotAllowed, NotFound
 from werkzeug.routing import Map, Rule
 from werkzeug.wrappers import Request, Response
 
-from . import forms, params, resources, store
+from . import forms, params, resources, store, versions
 from .core import API_VERSION, Sandbox
 from .errors import StripeError, api_error, invalid, rate_limited
 from .faults import FaultConfigError
+from .faults import Rule as FaultRule
 from .harness import StripeSandbox
 from .httpserver import DROPPED, SandboxHTTPServer
 from .router import ROUTES, Req, Route
@@ -38,6 +40,7 @@ WRITE_METHODS = frozenset({"POST", "DELETE"})
 __all__ = ["StripeSandbox", "SandboxApp", "create_app", "serve", "start_in_thread"]
 
 resources.load()
+from .resources import accounts as _accounts  # noqa: E402,F401 - registers /v1/account(s)
 
 
 def _json(status: int, body: Any, headers: dict[str, str] | None = None) -> Response:
@@ -53,6 +56,10 @@ class SandboxApp:
     def __init__(self, sandbox: Sandbox) -> None:
         self.sandbox = sandbox
         self.url_map = Map([Rule(r.path, endpoint=i, methods=[r.method]) for i, r in enumerate(ROUTES)])
+        # (api key, Idempotency-Key) of writes being processed: Stripe answers a second request with
+        # the same key while the first is still running with a 409, not a wait.
+        self._inflight: set[tuple[str, str]] = set()
+        self._inflight_lock = threading.Lock()
 
     def __call__(self, environ: dict[str, Any], start_response: Any) -> Iterable[bytes]:
         request = Request(environ)
@@ -69,6 +76,7 @@ class SandboxApp:
         try:
             self._authenticate(request)
             self._check_version(request)
+            self._check_account(request)
         except StripeError as e:
             return self._error(e, request_id)
 
@@ -79,18 +87,28 @@ class SandboxApp:
             return self._error(
                 invalid("Idempotency keys can be at most 255 characters long.", param="Idempotency-Key"), request_id
             )
-        write_key = None
-        if method in WRITE_METHODS:
-            write_key = idem_key or hashlib.sha256(f"{method} {path} {body}".encode()).hexdigest()
-        decision = self.sandbox.faults.decide(method, path, write_key)
-        if decision.latency_ms:
-            time.sleep(decision.latency_ms / 1000)
-        if decision.rate_limit is not None:
-            return self._error(rate_limited(decision.rate_limit.retry_after), request_id)
-        if decision.error is not None:
-            return self._error(self._fault_error(decision.error.status, decision.error.error), request_id)
+        inflight = (self._api_key(request) or "", idem_key) if idem_key is not None else None
+        if inflight is not None and not self._begin(inflight):
+            return self._error(concurrent_key(idem_key or ""), request_id)
+        try:
+            write_key = None
+            if method in WRITE_METHODS:
+                write_key = idem_key or hashlib.sha256(f"{method} {path} {body}".encode()).hexdigest()
+            decision = self.sandbox.faults.decide(method, path, write_key)
+            if decision.latency_ms:
+                time.sleep(decision.latency_ms / 1000)
+            if decision.rate_limit is not None:
+                return self._error(rate_limited(decision.rate_limit.retry_after), request_id)
+            if decision.error is not None:
+                err = self._fault_error(decision.error.status, decision.error.error)
+                if decision.error.should_retry is not None:
+                    err.headers["Stripe-Should-Retry"] = "true" if decision.error.should_retry else "false"
+                return self._error(err, request_id)
 
-        response = self._execute(request, request_id, body, idem_key)
+            response = self._execute(request, request_id, body, idem_key, decision.server_error)
+        finally:
+            if inflight is not None:
+                self._end(inflight)
 
         lose = decision.lose
         if lose is not None:
@@ -107,7 +125,21 @@ class SandboxApp:
             return self._error(api_error(500), request_id)
         return response
 
-    def _execute(self, request: Request, request_id: str, body: str, idem_key: str | None) -> Response:
+    def _begin(self, key: tuple[str, str]) -> bool:
+        """Claim an idempotency key for this request; False if another request holds it now."""
+        with self._inflight_lock:
+            if key in self._inflight:
+                return False
+            self._inflight.add(key)
+            return True
+
+    def _end(self, key: tuple[str, str]) -> None:
+        with self._inflight_lock:
+            self._inflight.discard(key)
+
+    def _execute(
+        self, request: Request, request_id: str, body: str, idem_key: str | None, server_error: FaultRule | None = None
+    ) -> Response:
         sb = self.sandbox
         method, path = request.method, request.path
         try:
@@ -146,13 +178,25 @@ class SandboxApp:
                     return Response(cached["body"], status=cached["status"], headers=headers)
             sb.ctx.request_id = request_id
             sb.ctx.idempotency_key = idem_key
+            sb.ctx.api_key = api_key
             try:
                 sb.catch_up()
-                status, payload, executed = self._run(route, request, args, body)
+                if server_error is not None:
+                    # The request began executing and failed inside Stripe: nothing is written, but
+                    # the 500 is the key's first response and is what every same-key retry gets.
+                    status, payload, executed = 500, api_error(500).body(request_id), True
+                else:
+                    status, payload, executed = self._run(route, request, args, body)
             finally:
                 sb.ctx.request_id = None
                 sb.ctx.idempotency_key = None
+                sb.ctx.api_key = None
             headers = {"Request-Id": request_id, "Stripe-Version": API_VERSION}
+            if status >= 500:
+                # Stripe marks a 500 from a request that ran as not worth retrying: the stored
+                # response is all a same-key retry would get back.
+                should_retry = server_error.should_retry if server_error is not None else None
+                headers["Stripe-Should-Retry"] = "true" if should_retry else "false"
             if idem_key is not None:
                 headers["Idempotency-Key"] = idem_key
             text = json.dumps(payload)
@@ -178,6 +222,9 @@ class SandboxApp:
             return e.status, e.body(sb.ctx.request_id), False
         expand = validated.pop("expand", []) if isinstance(validated.get("expand"), list) else []
         req = Req(request.method, request.path, validated, expand)
+        # Reads change nothing: objects they look at need not be compared at the next save.
+        tracking = sb.state.objects.tracking
+        sb.state.objects.tracking = request.method in WRITE_METHODS
         try:
             result = route.handler(sb, req, **args)
             status, obj = result if isinstance(result, tuple) else (200, result)
@@ -188,6 +235,8 @@ class SandboxApp:
         except Exception:  # a sandbox bug must still answer in Stripe's shape
             log.exception("Stripe sandbox error on %s %s", request.method, request.path)
             return 500, api_error(500).body(sb.ctx.request_id), True
+        finally:
+            sb.state.objects.tracking = tracking
         return status, obj, True
 
     # ---- auth & version ----------------------------------------------------------------------
@@ -225,13 +274,19 @@ class SandboxApp:
 
     @staticmethod
     def _check_version(request: Request) -> None:
+        # Stripe answers every published version; the sandbox serves them all in the one shape it
+        # emulates (API_VERSION) and refuses only what is not a version at all.
         version = request.headers.get("Stripe-Version")
-        if version and version != API_VERSION:
-            raise invalid(
-                f"Invalid Stripe API version: {version}. This sandbox emulates API version {API_VERSION} only "
-                "(the version the installed stripe SDK pins).",
-                param="Stripe-Version",
-            )
+        if version is not None:
+            versions.check_request_version(version)
+
+    def _check_account(self, request: Request) -> None:
+        account = request.headers.get("Stripe-Account")
+        if account is None:
+            return
+        from .resources.accounts import check_access
+
+        check_access(self.sandbox, account, self._api_key(request) or "")
 
     @staticmethod
     def _fault_error(status: int, override: dict[str, Any] | None) -> StripeError:
@@ -267,6 +322,16 @@ class SandboxApp:
         except (FaultConfigError, ValueError) as e:
             return _json(400, {"error": {"type": "invalid_request_error", "message": str(e)}})
         return _json(status, body)
+
+
+def concurrent_key(key: str) -> StripeError:
+    return StripeError(
+        409,
+        "There is currently another in-progress request using this Idempotent Key (that probably means you "
+        f"submitted twice, and the other request is still going through): {key}. Please try again later.",
+        type="idempotency_error",
+        headers={"Stripe-Should-Retry": "true"},
+    )
 
 
 def create_app(*, state_file: Path | None = None, seed_catalog: bool = True) -> SandboxApp:

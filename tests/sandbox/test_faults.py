@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import threading
 import time
 import uuid
 from collections.abc import Iterator
@@ -119,9 +120,10 @@ def test_lost_response_sdk_retry_replays_the_one_object(fresh_stripe_sandbox: St
     listed = client.v1.customers.list({"email": email}).data
     assert [c.id for c in listed] == [cus.id]
     # The same holds for a whole flow: every first write lost, every object exists exactly once.
+    pm = client.v1.payment_methods.attach("pm_card_visa", {"customer": cus.id})
     inv = client.v1.invoices.create({"customer": cus.id, "collection_method": "send_invoice", "days_until_due": 3})
     client.v1.invoice_items.create({"customer": cus.id, "invoice": inv.id, "amount": 100, "currency": "usd"})
-    paid = client.v1.invoices.pay(inv.id)
+    paid = client.v1.invoices.pay(inv.id, {"payment_method": pm.id})
     assert paid.status == "paid"
     assert len(client.v1.invoices.list({"customer": cus.id}).data) == 1
     assert len(client.v1.invoices.line_items.list(inv.id).data) == 1
@@ -142,3 +144,103 @@ def test_lost_response_without_idempotency_key_duplicates_like_stripe(fresh_stri
 def test_fault_config_errors(fresh_stripe_sandbox: StripeSandbox) -> None:
     r = requests.post(fresh_stripe_sandbox.url + "/_sandbox/faults", json={"rules": [{"bogus": 1}]}, timeout=5)
     assert r.status_code == 400 and "unknown fault rule keys" in r.json()["error"]["message"]
+
+
+def _post(sb: StripeSandbox, path: str, data: dict[str, str], key: str) -> requests.Response:
+    return requests.post(sb.url + path, data=data, headers={**AUTH, "Idempotency-Key": key}, timeout=10)
+
+
+def test_a_500_from_a_request_that_ran_is_replayed_for_its_key(fresh_stripe_sandbox: StripeSandbox) -> None:
+    sb = fresh_stripe_sandbox
+    sb.set_faults({"rules": [{"method": "POST", "path": "/v1/customers", "server_error": "first"}]})
+    client = sb.client(max_network_retries=3)
+    email = _email()
+    key = f"cus-{uuid.uuid4().hex}"
+    with pytest.raises(stripe.APIError) as exc:
+        client.v1.customers.create({"email": email}, {"idempotency_key": key})
+    # Stripe-Should-Retry: false stops the SDK after one attempt; the retry would get the same 500.
+    assert exc.value.http_status == 500 and exc.value.headers["Stripe-Should-Retry"] == "false"
+    assert "Idempotent-Replayed" not in exc.value.headers
+    first_log = exc.value.json_body["error"]["request_log_url"]
+
+    replay = _post(sb, "/v1/customers", {"email": email}, key)
+    assert replay.status_code == 500 and replay.headers["Idempotent-Replayed"] == "true"
+    assert replay.headers["Stripe-Should-Retry"] == "false"
+    assert replay.json()["error"]["request_log_url"] == first_log  # the stored first response
+    sb.clear_faults()
+    again = _post(sb, "/v1/customers", {"email": email}, key)
+    assert again.status_code == 500 and again.headers["Idempotent-Replayed"] == "true"
+    assert _count(client, email) == 0  # nothing was written
+    # Other parameters with that key are still refused; a new key runs the request.
+    other = _post(sb, "/v1/customers", {"email": "other@example.com"}, key)
+    assert other.status_code == 400 and other.json()["error"]["type"] == "idempotency_error"
+    assert client.v1.customers.create({"email": email}).email == email
+    assert _count(client, email) == 1
+
+
+def test_a_crashing_handler_500_is_stored_too(
+    fresh_stripe_sandbox: StripeSandbox, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    from sandbox.stripe.router import ROUTES
+
+    sb = fresh_stripe_sandbox
+    route = next(r for r in ROUTES if r.method == "POST" and r.path == "/v1/products")
+    calls = []
+
+    def boom(*args: object, **kw: object) -> None:
+        calls.append(1)
+        raise RuntimeError("a sandbox bug")
+
+    monkeypatch.setattr(route, "handler", boom)
+    key = f"prod-{uuid.uuid4().hex}"
+    first = _post(sb, "/v1/products", {"name": "Crash"}, key)
+    second = _post(sb, "/v1/products", {"name": "Crash"}, key)
+    assert first.status_code == second.status_code == 500
+    assert first.json()["error"]["type"] == "api_error" and first.headers["Stripe-Should-Retry"] == "false"
+    assert second.headers["Idempotent-Replayed"] == "true" and second.json() == first.json()
+    assert calls == [1]  # the replay did not run the handler again
+
+
+def test_server_error_rule_can_say_retry(fresh_stripe_sandbox: StripeSandbox) -> None:
+    sb = fresh_stripe_sandbox
+    sb.set_faults({"rules": [{"path": "/v1/customers", "server_error": 1.0, "should_retry": True}]})
+    r = _post(sb, "/v1/customers", {}, f"k-{uuid.uuid4().hex}")
+    assert r.status_code == 500 and r.headers["Stripe-Should-Retry"] == "true"
+    # A fault before the request ran (error_rate) is not stored: the same key then runs the request.
+    sb.set_faults({"rules": [{"path": "/v1/customers", "error_rate": 1.0, "status": 503, "should_retry": True}]})
+    key = f"k-{uuid.uuid4().hex}"
+    r = _post(sb, "/v1/customers", {}, key)
+    assert r.status_code == 503 and r.headers["Stripe-Should-Retry"] == "true"
+    sb.clear_faults()
+    r = _post(sb, "/v1/customers", {}, key)
+    assert r.status_code == 200 and "Idempotent-Replayed" not in r.headers
+
+
+def test_lost_connection_then_same_key_gets_the_stored_success(fresh_stripe_sandbox: StripeSandbox) -> None:
+    sb = fresh_stripe_sandbox
+    sb.set_faults({"rules": [{"method": "POST", "path": "/v1/customers", "lost_response": "first", "mode": "drop"}]})
+    key = f"k-{uuid.uuid4().hex}"
+    with pytest.raises(requests.ConnectionError):
+        _post(sb, "/v1/customers", {"email": "drop@example.com"}, key)
+    r = _post(sb, "/v1/customers", {"email": "drop@example.com"}, key)
+    assert r.status_code == 200 and r.headers["Idempotent-Replayed"] == "true"
+    assert "Stripe-Should-Retry" not in r.headers
+
+
+def test_same_key_concurrently_gets_409(fresh_stripe_sandbox: StripeSandbox) -> None:
+    sb = fresh_stripe_sandbox
+    sb.set_faults({"rules": [{"method": "POST", "path": "/v1/customers", "latency_ms": 600}]})
+    key = f"k-{uuid.uuid4().hex}"
+    first: list[requests.Response] = []
+    slow = threading.Thread(target=lambda: first.append(_post(sb, "/v1/customers", {"email": "c@example.com"}, key)))
+    slow.start()
+    time.sleep(0.2)  # the first request holds the key (it is sleeping in the injected latency)
+    with pytest.raises(stripe.APIError) as exc:  # the SDK maps a 409 to its generic APIError
+        sb.client(max_network_retries=0).v1.customers.create({"email": "c@example.com"}, {"idempotency_key": key})
+    assert exc.value.http_status == 409 and exc.value.error.type == "idempotency_error"
+    assert exc.value.headers["Stripe-Should-Retry"] == "true"
+    slow.join()
+    assert first[0].status_code == 200
+    # Once the first finished, the same key replays its result.
+    r = _post(sb, "/v1/customers", {"email": "c@example.com"}, key)
+    assert r.headers["Idempotent-Replayed"] == "true" and r.json()["id"] == first[0].json()["id"]

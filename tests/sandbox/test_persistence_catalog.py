@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import json
 import socket
+import sqlite3
 from pathlib import Path
 
 import pytest
@@ -17,7 +18,7 @@ from .helpers import control
 
 
 def test_state_file_survives_restart(tmp_path: Path) -> None:
-    state = tmp_path / "stripe-sandbox.json"
+    state = tmp_path / "stripe-sandbox.sqlite3"
     first = start_in_thread(state_file=state)
     try:
         client = first.client()
@@ -27,7 +28,9 @@ def test_state_file_survives_restart(tmp_path: Path) -> None:
         moved_now = first.now()
     finally:
         first.stop()
-    assert json.loads(state.read_text())["objects"][cus.id]["email"] == "keep@example.com"
+    with sqlite3.connect(state) as db:  # one row per object
+        (body,) = db.execute("SELECT body FROM objects WHERE id = ?", (cus.id,)).fetchone()
+    assert json.loads(body)["email"] == "keep@example.com"
 
     second = start_in_thread(state_file=state)
     try:
@@ -38,6 +41,50 @@ def test_state_file_survives_restart(tmp_path: Path) -> None:
         assert len(client.v1.products.list({"limit": 100}).data) == len(catalog.PRODUCTS)  # not seeded twice
     finally:
         second.stop()
+
+
+def test_old_json_snapshot_is_imported_once(tmp_path: Path) -> None:
+    """A state file from before the SQLite store (`*.json`) is read and carried over beside it."""
+    from sandbox.stripe.store import State
+
+    old = tmp_path / "stripe-sandbox.json"
+    first = start_in_thread(seed_catalog=False)
+    try:
+        cus = first.client().v1.customers.create({"email": "legacy@example.com"})
+        first.advance(3 * 86400)
+        with first.engine.lock:
+            snapshot = first.engine.state
+            snapshot.clock_offset = first.engine.clock.offset
+            old.write_text(json.dumps(snapshot.to_json()))
+        moved = first.now()
+    finally:
+        first.stop()
+    assert State.from_json(json.loads(old.read_text())).objects[cus.id]["email"] == "legacy@example.com"
+
+    for _ in range(2):  # the second start reads the database, not the snapshot again
+        sb = start_in_thread(state_file=old, seed_catalog=False)
+        try:
+            assert sb.client().v1.customers.retrieve(cus.id).email == "legacy@example.com"
+            assert sb.now() >= moved
+            sb.client().v1.customers.update(cus.id, {"name": "Changed"})
+        finally:
+            sb.stop()
+    assert (tmp_path / "stripe-sandbox.sqlite3").exists()
+    sb = start_in_thread(state_file=old, seed_catalog=False)
+    try:
+        assert sb.client().v1.customers.retrieve(cus.id).name == "Changed"
+    finally:
+        sb.stop()
+
+
+def test_a_state_file_that_is_not_a_database_is_refused_with_its_name(tmp_path: Path) -> None:
+    from sandbox.stripe.store import StateFileError
+
+    bad = tmp_path / "broken.sqlite3"
+    bad.write_bytes(b"not a database at all" * 100)
+    with pytest.raises(StateFileError, match="broken.sqlite3 is not a sandbox database"):
+        start_in_thread(state_file=bad, seed_catalog=False)
+    assert bad.read_bytes() == b"not a database at all" * 100  # left as it was
 
 
 def test_catalog_ids_and_prices(stripe_sandbox: StripeSandbox) -> None:

@@ -4,12 +4,19 @@ from __future__ import annotations
 
 from typing import Any
 
-from .. import store
-from ..core import API_VERSION, Sandbox
+from .. import store, versions
+from ..core import Sandbox
 from ..errors import invalid
 from ..router import Req, route
 from ..store import Obj
 from .common import created_filter, require, set_fields, set_metadata
+
+
+@store.renderer("event")
+def render(state: store.State, event: Obj) -> Obj:
+    # `/v1/events` shows each event in the account's default version when it happened, whatever
+    # the request's Stripe-Version (versions.py has the shapes modelled).
+    return versions.render_event(state, event)
 
 
 @route("GET", "/v1/events/<id>", "EventRetrieveParams")
@@ -41,6 +48,8 @@ def list_(sb: Sandbox, req: Req) -> Obj:
 
 def create_endpoint(sb: Sandbox, p: dict[str, Any], *, secret: str | None = None) -> Obj:
     require(p, "url")
+    if p.get("api_version"):
+        versions.check_account_version(p["api_version"])
     events = p.get("enabled_events") or []
     if not events:
         from ..errors import missing_param
@@ -50,7 +59,8 @@ def create_endpoint(sb: Sandbox, p: dict[str, Any], *, secret: str | None = None
         {
             "id": store.new_id("we_"),
             "object": "webhook_endpoint",
-            "api_version": p.get("api_version") or API_VERSION,
+            # Null unless set, as on Stripe: such an endpoint gets the account's default version.
+            "api_version": p.get("api_version") or None,
             "application": None,
             "created": sb.now(),
             "description": p.get("description"),
