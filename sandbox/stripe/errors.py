@@ -11,6 +11,7 @@ DEFAULT_TYPE_BY_STATUS = {
     400: "invalid_request_error",
     401: "invalid_request_error",
     402: "card_error",
+    403: "invalid_request_error",
     404: "invalid_request_error",
     409: "invalid_request_error",
     429: "invalid_request_error",

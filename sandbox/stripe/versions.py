@@ -1,8 +1,9 @@
 """Stripe API versions: which `Stripe-Version` values are versions at all, and older payload shapes.
 
-Requests: Stripe answers every published version. The sandbox accepts any well-formed version from
-the first one (2011-01-01) up to the one the installed SDK pins, and serves it in the one shape it
-emulates (`API_VERSION`): clients that pin an older version get answers, in the current shape.
+Requests: Stripe answers every published version. The sandbox accepts every version the installed
+SDK lists as published (its webhook endpoint `api_version` values, 2011-01-01 to the pinned one,
+optionally with preview flags `; feature=v1`), and serves it in the one shape it emulates
+(`API_VERSION`): clients that pin an older version get answers, in the current shape.
 
 Events: Stripe renders an event in the account's default API version at the time of the event (a
 webhook endpoint with its own `api_version` gets that one instead). The sandbox stores each event's
@@ -25,7 +26,6 @@ is not modelled.
 
 from __future__ import annotations
 
-import datetime as dt
 import re
 from collections.abc import Callable
 from typing import Any
@@ -36,7 +36,6 @@ from . import store
 from .errors import invalid
 
 API_VERSION: str = stripe.api_version
-FIRST_VERSION = "2011-01-01"
 BASIL = "2025-03-31.basil"
 CLOVER = "2025-09-30.clover"
 
@@ -50,18 +49,24 @@ def version_date(version: str) -> str:
     return version.split(".", 1)[0].split(";", 1)[0].strip()
 
 
+def published() -> frozenset[str]:
+    """Every version Stripe published up to the SDK's, from the SDK's own list (webhook endpoints)."""
+    from .params import Enum, schema
+
+    node = schema("WebhookEndpointCreateParams").fields["api_version"]
+    values = node.values if isinstance(node, Enum) else ()
+    return frozenset(values) | {API_VERSION}
+
+
 def check_request_version(version: str) -> None:
     """Refuse a `Stripe-Version` that is not a published version, as Stripe does (400)."""
     match = _VERSION.match(version.strip())
-    message = f"Invalid Stripe API version: {version}"
-    if match is None:
-        raise invalid(message)
-    try:
-        dt.date.fromisoformat(match.group(1))
-    except ValueError:
-        raise invalid(message) from None
-    if not FIRST_VERSION <= match.group(1) <= version_date(API_VERSION):
-        raise invalid(message)
+    base = version.strip().split(";", 1)[0].strip()
+    if match is None or base not in _PUBLISHED:
+        raise invalid(f"Invalid Stripe API version: {version}")
+
+
+_PUBLISHED = published()
 
 
 def check_account_version(version: str) -> str:
@@ -88,7 +93,7 @@ def _walk(value: Any, version: str, lookup: Lookup) -> Any:
     if not isinstance(value, dict):
         return value
     out = {k: _walk(v, version, lookup) for k, v in value.items()}
-    kind = out.get("object")
+    kind = out.get("object") if isinstance(out.get("object"), str) else None  # `data` holds an "object" too
     if before(version, BASIL):
         shaper = _PRE_BASIL.get(kind or "")
         if shaper is not None:
@@ -117,8 +122,9 @@ def _invoice(inv: dict[str, Any], version: str, lookup: Lookup) -> None:
     for pay_id in (stored or {}).get("_payments", []):
         payment = lookup(pay_id) or {}
         details = payment.get("payment") or {}
-        inv["charge"] = details.get("charge")
         inv["payment_intent"] = details.get("payment_intent")
+        intent = lookup(details["payment_intent"]) if details.get("payment_intent") else None
+        inv["charge"] = details.get("charge") or (intent or {}).get("latest_charge")
         break
     inv.pop("payments", None)
 
