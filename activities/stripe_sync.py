@@ -40,6 +40,7 @@ from store.warehouse import (
     RevenueSyncRun,
     StripeCharge,
     StripeCustomer,
+    created_of,
     row_for,
     upsert,
 )
@@ -414,8 +415,8 @@ def full_sync(settings: Settings, *, rate: float | None = -1, workers: int = 8, 
                 if not page.has_more or not page.objects:
                     cp.done = True
                 elif windows.someone_idle() and not call.bucket.binding():
-                    oldest = int(page.objects[-1]["created"])
-                    span = max(int(page.objects[0]["created"]) - oldest, 1)
+                    oldest = created_of(page.objects[-1]) or gte
+                    span = max((created_of(page.objects[0]) or oldest) - oldest, 1)
                     split = max(gte + 1, oldest - 4 * span)
                     if gte < split <= oldest:
                         # The older part [gte, split) goes to an idle worker; this one keeps

@@ -445,9 +445,17 @@ TABLES: dict[str, tuple[type[StripeObject], Extractor]] = {
 }
 
 
+def created_of(obj: Mapping[str, Any]) -> int | None:
+    """When Stripe made the object (unix seconds). Invoice items carry `date`, not `created`."""
+    value = obj.get("created")
+    if value is None and obj.get("object") == "invoiceitem":
+        value = obj.get("date")
+    return None if value is None or value == "" else int(value)
+
+
 def row_for(obj: dict[str, Any], *, event_created: int | None = None, **extra: Any) -> dict[str, Any]:
     model, extract = TABLES[obj["object"]]
-    row = {"id": obj["id"], "created": ts(obj.get("created")), "raw": obj, "synced_at": utcnow(),
+    row = {"id": obj["id"], "created": ts(created_of(obj)), "raw": obj, "synced_at": utcnow(),
            "deleted_at": ts(event_created) if obj.get("deleted") else None, **extract(obj), **extra}
     if event_created is not None:
         row["event_created"] = event_created
