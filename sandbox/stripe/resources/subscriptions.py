@@ -506,6 +506,8 @@ def update(sb: Sandbox, req: Req, id: str) -> Obj:  # noqa: A002
                     sb.state.objects[si_id]["current_period_end"] = te
         if "items" in p:
             apply_item_changes(sb, sub, p["items"], "items")
+    if sub["status"] == "trialing" and sub["trial_end"] is not None and sub["trial_end"] <= now:
+        _subscription_tick(sb, sub, now)  # `trial_end=now` ends the trial in this request, as on Stripe
     if "billing_cycle_anchor" in p and p["billing_cycle_anchor"] == "now":
         reset_anchor(sb, sub, "subscription_update")
     return sub
