@@ -1,7 +1,8 @@
 """Intake activities: turn a PandaDoc document into a plan row, once.
 
-The row is keyed by its PandaDoc id (unique column), so a retried activity, a replayed webhook,
-the daily reconcile or a CSV import of the same document never makes a second row.
+The row is made by `plans.service` (the one door into plan rows: the same validation and
+uniqueness as the API and the table), keyed by its PandaDoc id, so a retried activity, a replayed
+webhook, the daily reconcile or a CSV import of the same document never makes a second row.
 """
 
 from __future__ import annotations
@@ -11,15 +12,13 @@ from dataclasses import dataclass, field
 from typing import Any
 
 from sqlalchemy import select
-from sqlalchemy.exc import IntegrityError
 from temporalio import activity
 
-from domain.billing_config import load_billing_config
 from domain.pandadoc_mapping import load_field_map, map_details
+from plans.service import DocumentTaken, Keep, PlanService
 from settings import Settings
 from store.db import unit_of_work
 from store.models import Plan
-from store.plans import create_plan
 
 
 @dataclass
@@ -38,8 +37,9 @@ class RowResult:
 
 
 class IntakeActivities:
-    def __init__(self, settings: Settings) -> None:
+    def __init__(self, settings: Settings, plans: PlanService | None = None) -> None:
         self._settings = settings
+        self._plans = plans or PlanService.for_settings(settings)
 
     @activity.defn(name="intake.create_row_from_document")
     def create_row_from_document(self, row: DocumentRow) -> RowResult:
@@ -48,22 +48,18 @@ class IntakeActivities:
             return existing
         data = map_details(row.details, load_field_map(self._settings.pandadoc_field_map))
         data["pandadoc_id"] = row.document_id
-        known = set(load_billing_config(self._settings.billing_config).products)
         try:
-            with unit_of_work(self._settings.database_url) as session:
-                plan, _ = create_plan(session, data, actor="pandadoc", source="pandadoc", keep_invalid=True,
-                                      pandadoc_details=row.details, known_products=known)
-                assert plan is not None  # keep_invalid always stores the row
-                # The id is the row's identity even if a template change made it fail validation.
-                plan.pandadoc_id = row.document_id
-                session.flush()
-                return RowResult(plan.id, True, plan.state, _visible(plan.errors))
-        except IntegrityError:
+            # Keep.EVERYTHING: a signed document is never dropped; a row that does not validate
+            # waits in "needs review" with its errors, keyed on the document all the same.
+            plan = self._plans.create(data, actor="pandadoc", source="pandadoc", keep=Keep.EVERYTHING,
+                                      pandadoc_details=row.details)
+        except DocumentTaken:
             # Another path (a CSV import, a concurrent retry) stored the document first.
             found = self._existing(row.document_id)
             if found is None:
                 raise
             return found
+        return RowResult(int(plan["id"]), True, str(plan["state"]), _visible(plan["errors"]))
 
     @activity.defn(name="intake.documents_without_rows")
     def documents_without_rows(self, document_ids: list[str]) -> list[str]:

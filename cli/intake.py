@@ -20,17 +20,18 @@ SHEET_MIRROR_WORKFLOW_ID = "sheet-mirror"
 def cmd_import_csv(args: argparse.Namespace) -> None:
     from cli import CliError, _db_settings
     from domain.billing_config import BillingConfigError, load_billing_config
+    from plans.service import PlanService
     from store.csv_import import CsvImportError, import_csv
-    from store.db import unit_of_work
 
     settings = _db_settings()
+    known: set[str] | None
     try:
         known = set(load_billing_config(settings.billing_config).products)
     except BillingConfigError:
-        known = None
+        known = None  # no billing config here: product keys are checked when a row is worked on
     try:
-        with unit_of_work(settings.database_url) as session:
-            report = import_csv(session, args.file, known_products=known)
+        # The CLI is its own composition root: rows go through the plan service, no Temporal needed.
+        report = import_csv(PlanService.for_settings(settings), args.file, known_products=known)
     except CsvImportError as exc:
         raise CliError(str(exc)) from None
     print(f"{args.file}: {report.imported} imported, {report.unchanged} unchanged, {len(report.invalid)} invalid.")

@@ -1,4 +1,8 @@
-"""Users, roles, passwords and API tokens."""
+"""Users, roles, passwords, API tokens, browser sessions and the sign-in throttle.
+
+Sessions and failed sign-ins live in the database, not in a process: every web process sees the
+same revocations and counts the same failures.
+"""
 
 from __future__ import annotations
 
@@ -6,13 +10,14 @@ import hashlib
 import re
 import secrets
 from dataclasses import dataclass
+from datetime import UTC, datetime, timedelta
 
 from argon2 import PasswordHasher
 from argon2.exceptions import InvalidHashError, VerificationError
-from sqlalchemy import select
+from sqlalchemy import delete, func, select, update
 from sqlalchemy.orm import Session
 
-from store.models import ApiToken, User, utcnow
+from store.models import ApiToken, LoginFailure, User, WebSession, utcnow
 
 ROLES = ("viewer", "operator", "admin")
 _RANK = {role: rank for rank, role in enumerate(ROLES)}
@@ -102,3 +107,106 @@ def revoke_token(session: Session, token_id: int) -> None:
 
 def _digest(token: str) -> str:
     return hashlib.sha256(token.encode()).hexdigest()
+
+
+# --- browser sessions -------------------------------------------------------------------------
+
+# A session's "last seen" is written at most this often: a write per page view buys nothing.
+SEEN_EVERY = timedelta(minutes=1)
+
+
+def open_web_session(session: Session, user_id: int, address: str | None) -> str:
+    """Record a new signed-in session; returns its token (for the cookie), stored only as a hash."""
+    token = secrets.token_urlsafe(32)
+    session.add(WebSession(token_hash=_digest(token), user_id=user_id, address=(address or "")[:64] or None))
+    session.flush()
+    return token
+
+
+def principal_for_web_session(session: Session, token: str, now: datetime | None = None) -> Principal | None:
+    """Who a session cookie belongs to, or None once the session is revoked or its user deactivated."""
+    row = session.scalar(select(WebSession).where(WebSession.token_hash == _digest(token)))
+    if row is None or row.revoked_at is not None or not row.user.active:
+        return None
+    now = now or utcnow()
+    if now - _aware(row.last_seen_at) > SEEN_EVERY:
+        row.last_seen_at = now
+    return Principal(row.user.id, row.user.email, row.user.role)
+
+
+def revoke_web_session(session: Session, token: str) -> None:
+    session.execute(update(WebSession).where(WebSession.token_hash == _digest(token),
+                                             WebSession.revoked_at.is_(None)).values(revoked_at=utcnow()))
+
+
+def revoke_user_sessions(session: Session, user_id: int) -> int:
+    """End every session of the user (an admin's "sign out everywhere"); returns how many."""
+    result = session.execute(update(WebSession).where(WebSession.user_id == user_id,
+                                                      WebSession.revoked_at.is_(None)).values(revoked_at=utcnow()))
+    return int(getattr(result, "rowcount", 0) or 0)
+
+
+def active_session_counts(session: Session) -> dict[int, int]:
+    """Open sessions per user id, for the admin page."""
+    rows = session.execute(select(WebSession.user_id, func.count()).where(WebSession.revoked_at.is_(None))
+                           .group_by(WebSession.user_id)).all()
+    return {user_id: int(count) for user_id, count in rows}
+
+
+# --- the sign-in throttle ---------------------------------------------------------------------
+
+@dataclass(frozen=True)
+class LoginLimit:
+    """At most `failures` failed sign-ins within `window` for the same key."""
+
+    key: str  # "address+email" | "email" | "address"
+    failures: int
+    window: timedelta
+
+
+LOGIN_LIMITS = (
+    # Guessing at one account from one address.
+    LoginLimit("address+email", 5, timedelta(minutes=5)),
+    # Guessing at one account from many addresses: the per-address limit alone would not see it.
+    LoginLimit("email", 10, timedelta(minutes=15)),
+    # Trying many accounts from one address.
+    LoginLimit("address", 50, timedelta(minutes=15)),
+)
+_KEEP_FAILURES = max(limit.window for limit in LOGIN_LIMITS)
+
+
+def login_wait_seconds(session: Session, address: str, email: str, now: datetime | None = None) -> int:
+    """Seconds until this address may try this email again (0: now), by the strictest limit."""
+    now = now or utcnow()
+    email, address = email.strip().lower(), address[:64]
+    wait = 0.0
+    for limit in LOGIN_LIMITS:
+        query = select(LoginFailure.at).where(LoginFailure.at > now - limit.window)
+        if "email" in limit.key:
+            query = query.where(LoginFailure.email == email)
+        if "address" in limit.key:
+            query = query.where(LoginFailure.address == address)
+        # The failure that must age out of the window before another attempt fits the limit.
+        blocking = session.scalar(query.order_by(LoginFailure.at.desc()).offset(limit.failures - 1).limit(1))
+        if blocking is not None:
+            wait = max(wait, (limit.window - (now - _aware(blocking))).total_seconds())
+    return int(wait) + 1 if wait > 0 else 0
+
+
+def record_login_failure(session: Session, address: str, email: str, now: datetime | None = None) -> None:
+    now = now or utcnow()
+    session.add(LoginFailure(email=email.strip().lower(), address=address[:64], at=now))
+    # Failures older than every window count for nothing: drop them as we go.
+    session.execute(delete(LoginFailure).where(LoginFailure.at < now - _KEEP_FAILURES))
+    session.flush()
+
+
+def clear_login_failures(session: Session, address: str, email: str) -> None:
+    """After a good sign-in from this address. Failures from other addresses stay counted."""
+    session.execute(delete(LoginFailure).where(LoginFailure.email == email.strip().lower(),
+                                               LoginFailure.address == address[:64]))
+
+
+def _aware(value: datetime) -> datetime:
+    # SQLite hands back naive datetimes; we only ever store UTC.
+    return value.replace(tzinfo=UTC) if value.tzinfo is None else value

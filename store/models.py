@@ -1,4 +1,5 @@
-"""The operational tables: plan rows, their audit timeline, users, API tokens, the webhook inbox.
+"""The operational tables: plan rows, their audit timeline, users, API tokens, browser sessions,
+failed sign-ins, the webhook inbox.
 
 Money columns are integer minor units beside a currency; see `domain.money`.
 The warehouse tables of the revenue sync live in `store.warehouse`.
@@ -141,6 +142,40 @@ class ApiToken(Base):
     revoked_at: Mapped[datetime | None]
 
     user: Mapped[User] = relationship(back_populates="tokens")
+
+
+class WebSession(Base):
+    """A signed-in browser session. The cookie carries only its random token (stored here as a
+    SHA-256), so logging out, an admin, or deactivating the user ends it even for a copied cookie."""
+
+    __tablename__ = "web_sessions"
+
+    id: Mapped[int] = mapped_column(primary_key=True)
+    token_hash: Mapped[str] = mapped_column(String(64), unique=True)
+    user_id: Mapped[int] = mapped_column(ForeignKey("users.id"), index=True)
+    created_at: Mapped[datetime] = mapped_column(default=utcnow)
+    last_seen_at: Mapped[datetime] = mapped_column(default=utcnow)
+    revoked_at: Mapped[datetime | None]
+    address: Mapped[str | None] = mapped_column(String(64))  # where it signed in from, for the admin page
+
+    user: Mapped[User] = relationship()
+
+
+class LoginFailure(Base):
+    """A failed sign-in. In the database, not in one process's memory, so every web process
+    counts the same failures: per address and email, per email, and per address."""
+
+    __tablename__ = "login_failures"
+
+    id: Mapped[int] = mapped_column(primary_key=True)
+    email: Mapped[str] = mapped_column(String(254))
+    address: Mapped[str] = mapped_column(String(64))
+    at: Mapped[datetime] = mapped_column(default=utcnow, index=True)
+
+    __table_args__ = (
+        Index("ix_login_failures_email_at", "email", "at"),
+        Index("ix_login_failures_address_at", "address", "at"),
+    )
 
 
 class InboundEvent(Base):

@@ -1,7 +1,6 @@
-"""Plan rows: create, change and show them as the plan JSON of SPEC §9.
-
-The API, the web table, PandaDoc intake and CSV import all go through here, so a row is
-validated and serialized one way only.
+"""Plan rows in the database: store them, append to their timeline, show them as the plan JSON
+of SPEC §9. Deciding whether a change is allowed (validation, locks, uniqueness) is
+`plans.service`'s job; every door into a row goes through it.
 """
 
 from __future__ import annotations
@@ -11,10 +10,11 @@ from datetime import UTC, date, datetime
 from decimal import Decimal
 from typing import Any
 
+from sqlalchemy import select
 from sqlalchemy.orm import Session
 
 from domain.money import format_amount
-from domain.plan_input import INPUT_FIELDS, PlanInput, validate_plan
+from domain.plan_input import INPUT_FIELDS, PlanInput
 from store.models import AuditEntry, Plan
 
 NEEDS_REVIEW = "needs_review"
@@ -29,7 +29,7 @@ def plan_to_json(plan: Plan) -> dict[str, Any]:
         "company_name": plan.company_name,
         "customer_email": plan.customer_email,
         "credit_amount": format_amount(plan.credit_amount, plan.currency),
-        "discount": _percent(plan.discount),
+        "discount": percent_text(plan.discount),
         "price": format_amount(plan.price, plan.currency),
         "currency": plan.currency,
         "start_date": plan.start_date.isoformat() if plan.start_date else None,
@@ -63,6 +63,66 @@ def plan_input_values(plan: Plan) -> dict[str, Any]:
     return {name: getattr(plan, name) for name in INPUT_FIELDS}
 
 
+def plan_input_text(plan: Plan) -> dict[str, Any]:
+    """The row's input fields as the text a person types (money in major units, ISO dates): what
+    the form shows, and what re-validating a stored row reads."""
+    values: dict[str, Any] = {}
+    for name in INPUT_FIELDS:
+        value = getattr(plan, name)
+        if name in ("credit_amount", "price"):
+            values[name] = format_amount(value, plan.currency) if value else ""
+        elif name == "discount":
+            values[name] = percent_text(value)
+        elif name == "start_date":
+            values[name] = value.isoformat() if value else ""
+        elif name == "products":
+            values[name] = sorted(value or [])
+        else:
+            values[name] = "" if value is None else str(value)
+    return values
+
+
+def insert_plan(
+    session: Session,
+    values: Mapping[str, Any],
+    *,
+    errors: Mapping[str, str],
+    warnings: Mapping[str, str],
+    raw: Mapping[str, Any],
+    source: str,
+    actor: str,
+    pandadoc_details: dict[str, Any] | None = None,
+    pandadoc_id: str | None = None,
+) -> Plan:
+    """Store a row that `plans.service` has checked: with problems it waits in "needs_review",
+    keeping the raw input beside them so nothing a user or a webhook sent is lost."""
+    plan = Plan(source=source, pandadoc_details=pandadoc_details)
+    _assign(plan, values)
+    if pandadoc_id:
+        plan.pandadoc_id = pandadoc_id
+    problems = {**errors, **warnings}
+    plan.errors = {**problems, **({"_raw": _jsonable(dict(raw))} if problems else {})}
+    plan.warnings = dict(warnings)
+    plan.state = NEEDS_REVIEW if problems else NEW
+    session.add(plan)
+    session.flush()
+    record(session, plan.id, actor=actor, action="create_row", outcome="ok",
+           input=_jsonable(dict(raw)), result={"state": plan.state, "source": source})
+    return plan
+
+
+def apply_values(session: Session, plan: Plan, values: Mapping[str, Any], *, actor: str,
+                 raw: Mapping[str, Any], leaves_review: bool = False) -> None:
+    """Write a checked change and its timeline entry; `leaves_review` when the whole row now validates."""
+    _assign(plan, values)
+    plan.warnings = {}
+    if plan.state == NEEDS_REVIEW and leaves_review:
+        plan.errors = {}
+        plan.state = NEW
+    record(session, plan.id, actor=actor, action="edit_row", outcome="ok",
+           input=_jsonable(dict(raw)), result={"state": plan.state})
+
+
 def create_plan(
     session: Session,
     data: Mapping[str, Any],
@@ -73,24 +133,17 @@ def create_plan(
     keep_invalid: bool = False,
     pandadoc_details: dict[str, Any] | None = None,
 ) -> tuple[Plan | None, PlanInput]:
-    """Validate and insert a row. Invalid input is refused, or with `keep_invalid` stored in
-    "needs_review" with its errors and the raw values (intake must never lose a document)."""
-    checked = validate_plan(data, known_products=known_products)
-    if checked.errors and not keep_invalid:
-        return None, checked
-    if checked.warnings and not keep_invalid and not data.get("accept_warnings"):
-        return None, checked
-    plan = Plan(source=source, pandadoc_details=pandadoc_details)
-    _assign(plan, checked.values)
-    problems = {**checked.errors, **checked.warnings}
-    plan.errors = {**problems, **({"_raw": _jsonable(dict(data))} if problems else {})}
-    plan.warnings = dict(checked.warnings)
-    plan.state = NEEDS_REVIEW if problems else NEW
-    session.add(plan)
-    session.flush()
-    record(session, plan.id, actor=actor, action="create_row", outcome="ok",
-           input=_jsonable(dict(data)), result={"state": plan.state, "source": source})
-    return plan, checked
+    """For tests and scripts that seed rows inside their own session: `plans.service` on it, so
+    the rules are the service's. Returns (row or None, what was refused)."""
+    from plans.service import Keep, PlanRejected, PlanRows
+
+    try:
+        plan = PlanRows(session, known_products).create(
+            data, actor=actor, source=source, keep=Keep.EVERYTHING if keep_invalid else Keep.NOTHING,
+            pandadoc_details=pandadoc_details)
+    except PlanRejected as refused:
+        return None, PlanInput(errors=refused.errors, warnings=refused.warnings)
+    return plan, PlanInput(errors=dict(plan.errors or {}), warnings=dict(plan.warnings or {}))
 
 
 def update_plan(
@@ -101,21 +154,14 @@ def update_plan(
     actor: str,
     known_products: Collection[str] | None = None,
 ) -> PlanInput:
-    """Apply a change after validating it against the merged row; nothing is written on error."""
-    checked = validate_plan(data, known_products=known_products, existing=plan_input_values(plan))
-    if checked.errors or (checked.warnings and not data.get("accept_warnings")):
-        return checked
-    _assign(plan, checked.values)
-    plan.warnings = {}
-    if plan.state == NEEDS_REVIEW:
-        # Every field now validates: the row can be worked on.
-        full = validate_plan(plan_input_values(plan), existing={}, accept_warnings=True)
-        if not full.errors:
-            plan.errors = {}
-            plan.state = NEW
-    record(session, plan.id, actor=actor, action="edit_row", outcome="ok",
-           input=_jsonable(dict(data)), result={"state": plan.state})
-    return checked
+    """For tests and scripts, like `create_plan`: the service's edit on this session."""
+    from plans.service import PlanRejected, PlanRows
+
+    try:
+        PlanRows(session, known_products).edit(plan, data, actor=actor)
+    except PlanRejected as refused:
+        return PlanInput(errors=refused.errors, warnings=refused.warnings)
+    return PlanInput()
 
 
 def record(
@@ -133,8 +179,6 @@ def record(
     """Append to the row's timeline. With a `dedupe_key`, a second write of the same entry
     (an activity retried after a crash) is skipped."""
     if dedupe_key is not None:
-        from sqlalchemy import select
-
         if session.scalar(select(AuditEntry.id).where(AuditEntry.dedupe_key == dedupe_key)):
             return None
     entry = AuditEntry(plan_id=plan_id, actor=actor, action=action, outcome=outcome,
@@ -157,7 +201,7 @@ def _assign(plan: Plan, values: Mapping[str, Any]) -> None:
         setattr(plan, name, value)
 
 
-def _percent(value: Decimal | None) -> str:
+def percent_text(value: Decimal | None) -> str:
     if value is None:
         return "0"
     text = format(value, "f")

@@ -29,11 +29,16 @@ def create_app(settings: Settings | None = None, *, temporal: Any = None) -> Fla
 
         temporal = TemporalBridge(lambda: connect(settings))
     app.extensions["revops.temporal"] = temporal
+    # The composition root of the web process: one plan service over this database and bridge.
+    from plans.service import PlanService
+
+    app.extensions["revops.plans"] = PlanService.for_settings(settings, temporal)
 
     from web import (
         admin,
         api,
         auth,
+        errors,
         health,
         pandadoc_webhooks,
         revenue,
@@ -44,4 +49,5 @@ def create_app(settings: Settings | None = None, *, temporal: Any = None) -> Fla
     for module in (health, auth, admin, api, table, stripe_webhooks, pandadoc_webhooks, revenue):
         app.register_blueprint(module.bp)
     auth.install(app)
+    errors.install(app)
     return app

@@ -1,4 +1,5 @@
-"""Users and API tokens: add users, change roles, deactivate, create and revoke tokens. Admins only."""
+"""Users, API tokens and sessions: add users, change roles, deactivate, create and revoke tokens,
+sign a user out everywhere. Admins only."""
 
 from __future__ import annotations
 
@@ -8,7 +9,16 @@ from flask import Blueprint, abort, flash, redirect, render_template, request, u
 from sqlalchemy import select
 from sqlalchemy.orm import selectinload
 
-from store.accounts import ROLES, AccountError, add_user, check_role, create_token, revoke_token
+from store.accounts import (
+    ROLES,
+    AccountError,
+    active_session_counts,
+    add_user,
+    check_role,
+    create_token,
+    revoke_token,
+    revoke_user_sessions,
+)
 from store.models import ApiToken, User
 from web.auth import current_principal, requires
 from web.context import db
@@ -20,8 +30,10 @@ def _page(status: int = 200, *, new_token: tuple[str, str] | None = None, form: 
           error: str | None = None) -> Any:
     with db() as s:
         users = s.scalars(select(User).options(selectinload(User.tokens)).order_by(User.email)).all()
+        sessions = active_session_counts(s)
         rows = [
             {"id": u.id, "email": u.email, "role": u.role, "active": u.active, "created_at": u.created_at,
+             "sessions": sessions.get(u.id, 0),
              "tokens": [{"id": t.id, "prefix": t.prefix, "created_at": t.created_at, "last_used_at": t.last_used_at,
                          "revoked_at": t.revoked_at} for t in sorted(u.tokens, key=lambda t: t.id)]}
             for u in users
@@ -91,9 +103,22 @@ def set_active(user_id: int) -> Any:
             user = _user(s, user_id)
             user.active = active
             email = user.email
+            if not active:
+                revoke_user_sessions(s, user_id)
     except AccountError as exc:
         return _page(422, error=str(exc))
     flash(f"{email} {'can sign in again' if active else 'is deactivated: sessions and tokens stop working'}.", "ok")
+    return redirect(url_for("admin.index"))
+
+
+@bp.post("/users/<int:user_id>/sessions/revoke")
+@requires("admin")
+def sign_out_everywhere(user_id: int) -> Any:
+    """End every browser session of the user, e.g. after a lost laptop or a leaked cookie."""
+    with db() as s:
+        email = _user(s, user_id).email
+        ended = revoke_user_sessions(s, user_id)
+    flash(f"{email} is signed out everywhere ({ended} session{'s' if ended != 1 else ''} ended).", "ok")
     return redirect(url_for("admin.index"))
 
 

@@ -3,18 +3,21 @@
 Every view is wrapped in `@requires(role)`; viewers read, operators act, admins manage users.
 `install(app)` adds the app-wide hooks: CSRF tokens on every session-authenticated unsafe request,
 and an idle session expiry that only real activity (not the table's live polling) extends.
+
+The session cookie carries a random session token whose record lives in the database
+(`store.accounts`), checked on every request: logging out, an admin's "sign out everywhere" or
+deactivating the user ends the session even for someone holding a copy of the cookie. Failed
+sign-ins are counted in the database too, so every web process enforces the same limits.
 """
 
 from __future__ import annotations
 
 import hmac
 import secrets
-import threading
 import time
 from collections.abc import Callable
 from functools import wraps
 from typing import Any, TypeVar, cast
-from urllib.parse import urlsplit
 
 from flask import (
     Blueprint,
@@ -29,9 +32,19 @@ from flask import (
     url_for,
 )
 
-from store.accounts import Principal, authenticate, principal_for_token
-from store.models import User
+from store.accounts import (
+    Principal,
+    authenticate,
+    clear_login_failures,
+    login_wait_seconds,
+    open_web_session,
+    principal_for_token,
+    principal_for_web_session,
+    record_login_failure,
+    revoke_web_session,
+)
 from web.context import db
+from web.redirects import local_path
 
 bp = Blueprint("auth", __name__)
 F = TypeVar("F", bound=Callable[..., Any])
@@ -42,10 +55,7 @@ CSRF_HEADER = "X-CSRF-Token"
 POLL_HEADER = "X-Revops-Poll"
 SAFE_METHODS = frozenset({"GET", "HEAD", "OPTIONS", "TRACE"})
 
-# Failed sign-ins per (address, email) within the window, kept in this process only: enough to
-# slow down guessing at a login form; a proxy or WAF does the heavy lifting in production.
-LOGIN_FAILURE_LIMIT = 5
-LOGIN_FAILURE_WINDOW = 300.0
+SESSION_KEY = "sid"  # the session record's token in the signed cookie
 
 
 def current_principal() -> Principal | None:
@@ -57,11 +67,11 @@ def current_principal() -> Principal | None:
         with db() as s:
             principal = principal_for_token(s, header.removeprefix("Bearer ").strip())
         g.via_token = True
-    elif "user_id" in session:
+    elif isinstance(session.get(SESSION_KEY), str):
         with db() as s:
-            user = s.get(User, session["user_id"])
-            if user is not None and user.active:
-                principal = Principal(user.id, user.email, user.role)
+            principal = principal_for_web_session(s, session[SESSION_KEY])
+        if principal is None:
+            session.clear()  # revoked, or its user deactivated: the cookie is worth nothing now
     g.principal = principal
     return principal
 
@@ -95,42 +105,10 @@ def requires(role: str) -> Callable[[F], F]:
 
 # --- login and logout -------------------------------------------------------------------------
 
-class _LoginThrottle:
-    def __init__(self) -> None:
-        self._lock = threading.Lock()
-        self._failures: dict[tuple[str, str], list[float]] = {}
-
-    def wait_seconds(self, key: tuple[str, str]) -> int:
-        """Seconds until another attempt is allowed (0: allowed now)."""
-        now = time.monotonic()
-        with self._lock:
-            recent = [t for t in self._failures.get(key, []) if now - t < LOGIN_FAILURE_WINDOW]
-            self._failures[key] = recent
-            if len(recent) < LOGIN_FAILURE_LIMIT:
-                return 0
-            return int(LOGIN_FAILURE_WINDOW - (now - recent[0])) + 1
-
-    def failed(self, key: tuple[str, str]) -> None:
-        with self._lock:
-            self._failures.setdefault(key, []).append(time.monotonic())
-
-    def succeeded(self, key: tuple[str, str]) -> None:
-        with self._lock:
-            self._failures.pop(key, None)
-
-
-def _throttle() -> _LoginThrottle:
-    return cast(_LoginThrottle, current_app.extensions["revops.login_throttle"])
-
-
 def _safe_next(target: str | None) -> str:
     """Only same-site paths: a login link must not bounce the user to another site."""
-    if not target:
-        return url_for("table.index")
-    parts = urlsplit(target)
-    if parts.scheme or parts.netloc or not target.startswith("/") or target.startswith(("//", "/\\")):
-        return url_for("table.index")
-    return target.rstrip("?") or url_for("table.index")
+    path = local_path(target)
+    return (path.rstrip("?") if path else "") or url_for("table.index")
 
 
 @bp.route("/login", methods=["GET", "POST"])
@@ -143,23 +121,27 @@ def login() -> Any:
 
     email = request.form.get("email", "").strip()
     password = request.form.get("password", "")
-    key = (request.remote_addr or "?", email.lower())
-    wait = _throttle().wait_seconds(key)
+    address = request.remote_addr or "?"
+    with db() as s:
+        wait = login_wait_seconds(s, address, email)
     if wait:
         minutes = max(1, round(wait / 60))
         error = f"Too many failed sign-ins for {email}. Wait about {minutes} minute(s) and try again."
         return render_template("auth/login.html", email=email, error=error, next=next_url), 429
     with db() as s:
         principal = authenticate(s, email, password)
+        if principal is None:
+            record_login_failure(s, address, email)
+        else:
+            clear_login_failures(s, address, email)
+            token = open_web_session(s, principal.user_id, address)
     if principal is None:
-        _throttle().failed(key)
         error = "That email and password do not match an active account. Check both and try again."
         return render_template("auth/login.html", email=email, error=error, next=next_url), 401
-    _throttle().succeeded(key)
     # A fresh session on sign-in: nothing from before (a planted session id, an old CSRF token) survives.
     session.clear()
     session.permanent = True
-    session["user_id"] = principal.user_id
+    session[SESSION_KEY] = token
     session["last_active"] = time.time()
     session[CSRF_FIELD] = secrets.token_urlsafe(32)
     return redirect(next_url)
@@ -167,8 +149,17 @@ def login() -> Any:
 
 @bp.post("/logout")
 def logout() -> Any:
-    session.clear()
+    _end_session()
     return redirect(url_for("auth.login"))
+
+
+def _end_session() -> None:
+    """Revoke the session's record (a copy of the cookie stops working too), then forget it."""
+    token = session.get(SESSION_KEY)
+    if isinstance(token, str):
+        with db() as s:
+            revoke_web_session(s, token)
+    session.clear()
 
 
 # --- CSRF and session expiry ------------------------------------------------------------------
@@ -189,7 +180,7 @@ def _needs_csrf_check() -> bool:
         return False  # signed by their senders; no browser session involved
     if request.headers.get("Authorization", "").startswith("Bearer "):
         return False  # scripts with a token: a browser never adds this header by itself
-    if request.path.startswith("/api/") and "user_id" not in session:
+    if request.path.startswith("/api/") and SESSION_KEY not in session:
         return False  # no session to ride on; the API answers 401 itself
     return True
 
@@ -209,13 +200,15 @@ def _check_csrf() -> Any:
 
 
 def _expire_idle_session() -> None:
-    if "user_id" not in session:
+    if SESSION_KEY not in session:
+        if "user_id" in session:
+            session.clear()  # a cookie from before sessions were recorded: sign in again
         return
     lifetime = current_app.permanent_session_lifetime.total_seconds()
     now = time.time()
     last = session.get("last_active")
     if not isinstance(last, (int, float)) or now - last > lifetime:
-        session.clear()
+        _end_session()
         return
     if not request.headers.get(POLL_HEADER):
         session["last_active"] = now
@@ -236,7 +229,6 @@ def _security_headers(response: Any) -> Any:
 
 def install(app: Flask) -> None:
     """App-wide hooks: idle expiry, CSRF on unsafe requests, `csrf_token()` and `principal` in templates."""
-    app.extensions["revops.login_throttle"] = _LoginThrottle()
     app.before_request(_expire_idle_session)
     app.before_request(_check_csrf)
     app.after_request(_security_headers)

@@ -1,9 +1,11 @@
 """The Annual Plan Table RevOps works in: the table, a row page, adding and editing rows, buttons.
 
 Everything shown comes from the `plans` rows (the workflow projects its state into them), so
-rendering never waits on Temporal. Buttons call `web.plan_service.perform_action`, the same
-function the JSON API uses; whether a button is enabled, and why not, comes from
-`web.plan_service.actions_for`, which reads the same rule the workflow's validators use.
+rendering never waits on Temporal. Every change — a new row, the row form, the product
+checkboxes, a button — is one call of `plans.service.PlanService`, the same door the JSON API
+uses, so the table cannot skip a lock the API enforces. Whether a button is enabled, and why not,
+comes from `plans.service.row_view`, which reads the same rule the workflow's validators use and
+never raises: a row that cannot be projected shows its error and the page still renders.
 """
 
 from __future__ import annotations
@@ -22,13 +24,21 @@ from domain.billing_config import BillingConfig, load_billing_config
 from domain.money import format_amount
 from domain.plan_input import CREDIT_RELEASES, CREDIT_STARTS, INPUT_FIELDS, PAYMENT_SCHEDULES
 from domain.plan_rules import ACTION_LABELS, MONTHLY_ACTIONS, STATE_LABELS, UPFRONT_ACTIONS
+from plans.service import (
+    PlanRejected,
+    RowView,
+    audit_to_json,
+    locks_for,
+    percent_text,
+    plan_input_text,
+    row_view,
+)
 from store.accounts import Principal
 from store.models import AuditEntry, Plan
-from store.plans import _percent, audit_to_json, create_plan, update_plan
 from temporal_client import workflow_url
 from web.auth import current_principal, requires
-from web.context import db, settings
-from web.plan_service import ActionRejected, actions_for, perform_action
+from web.context import db, plans, settings
+from web.redirects import local_path
 
 bp = Blueprint("table", __name__)
 
@@ -86,9 +96,9 @@ class Button:
     is_next: bool = False
 
 
-def buttons_for(plan: Plan, principal: Principal | None) -> list[Button]:
+def buttons_for(plan: Plan, principal: Principal | None, view: RowView | None = None) -> list[Button]:
     """The row's buttons in runbook order; a viewer's are all disabled, saying why."""
-    actions = actions_for(plan)
+    actions = (view or row_view(plan)).actions
     names = list(SCHEDULE_ACTIONS.get(plan.payment_schedule, SCHEDULE_ACTIONS["upfront"]))
     if actions.get("retry_step", {}).get("allowed"):
         names.insert(0, "retry_step")
@@ -135,7 +145,27 @@ def version(plan: Plan) -> str:
 
 
 def row_context(plan: Plan, principal: Principal | None) -> dict[str, Any]:
-    return {"plan": plan, "buttons": buttons_for(plan, principal), "version": version(plan)}
+    view = row_view(plan)
+    return {"plan": plan, "buttons": buttons_for(plan, principal, view), "version": version(plan),
+            "row_error": row_error(plan, view), "products_locked": _products_lock(plan)}
+
+
+def row_error(plan: Plan, view: RowView) -> str:
+    """The one line of trouble the table shows under the row's state (empty when there is none)."""
+    if view.problem:
+        return view.problem
+    workflow = plan.workflow_view if isinstance(plan.workflow_view, dict) else {}
+    failure = workflow.get("error")
+    if isinstance(failure, dict) and failure.get("message"):
+        return str(failure["message"])
+    if plan.state == "needs_review" and isinstance(plan.errors, dict):
+        return next((str(message) for name, message in plan.errors.items() if not name.startswith("_")), "")
+    return ""
+
+
+def _products_lock(plan: Plan) -> str:
+    why = locks_for(plan).get("products")
+    return f"Locked: {why}." if why else ""
 
 
 @bp.get("/")
@@ -188,8 +218,7 @@ def live_rows() -> Any:
             if stale:
                 plans = s.scalars(select(Plan).options(defer(Plan.pandadoc_details))
                                   .where(Plan.id.in_(stale)).order_by(Plan.id.desc())).all()
-                back = request.args.get("back", "")
-                back = back if _local_path(back) else url_for("table.index")
+                back = local_path(request.args.get("back")) or url_for("table.index")
                 rows = [row_context(plan, principal) for plan in plans]
                 versions = {str(r["plan"].id): r["version"] for r in rows}
                 html = render_template("table/_rows.html", rows=rows, back=back, **_shared_context())
@@ -201,7 +230,7 @@ def _shared_context() -> dict[str, Any]:
         "labels": STATE_LABELS,
         "products": billing_config().products,
         "money": format_amount,
-        "percent": _percent,
+        "percent": percent_text,
         "dashboard": lambda object_id: dashboard_url(settings(), object_id),
         "schedules": PAYMENT_SCHEDULES,
     }
@@ -217,9 +246,9 @@ def run_action(plan_id: int, action: str) -> Any:
     params = {k: v for k, v in request.form.items() if k not in ("csrf_token", "next")}
     label = ACTION_LABELS.get(action, action)
     try:
-        perform_action(plan_id, action, principal, params)
-    except ActionRejected as exc:
-        flash(f"{label} was not done: {exc}", "error")
+        plans().perform_action(plan_id, action, principal, params)
+    except PlanRejected as exc:
+        flash(f"{label} was not done: {exc.message}", "error")
     else:
         flash(f"{label}: done.", "ok")
     return redirect(_back(plan_id))
@@ -231,49 +260,27 @@ def save_products(plan_id: int) -> Any:
     chosen = request.form.getlist("products")
     principal = current_principal()
     assert principal is not None
-    with db() as s:
-        plan = s.get(Plan, plan_id)
-        if plan is None:
+    try:
+        plans().set_products(plan_id, chosen, actor=principal.email)
+    except PlanRejected as exc:
+        if exc.status == 404:
             abort(404)
-        checked = update_plan(s, plan, {"products": chosen}, actor=principal.email,
-                              known_products=billing_config().products.keys())
-    if checked.errors:
-        flash(f"Products of row {plan_id} were not saved: {checked.errors.get('products', checked.errors)}", "error")
+        problem = exc.errors.get("products") or "; ".join(exc.errors.values()) or exc.message
+        flash(f"Products of row {plan_id} were not saved: {problem}", "error")
     else:
         flash(f"Products of row {plan_id} saved.", "ok")
     return redirect(_back(plan_id))
 
 
-def _local_path(target: str) -> bool:
-    """A path on this site only (browsers read `//x` and `/\\x` as another host)."""
-    return target.startswith("/") and not target.startswith(("//", "/\\")) and "\n" not in target
-
-
 def _back(plan_id: int) -> str:
-    target = request.form.get("next", "")
-    if _local_path(target):
-        return target
-    return url_for("table.show_plan", plan_id=plan_id)
+    return local_path(request.form.get("next")) or url_for("table.show_plan", plan_id=plan_id)
 
 
 # --- adding and editing rows --------------------------------------------------------------------
 
 def form_values(plan: Plan) -> dict[str, Any]:
     """The row's input fields as the text a person typed (money in major units)."""
-    values: dict[str, Any] = {}
-    for name in INPUT_FIELDS:
-        value = getattr(plan, name)
-        if name in ("credit_amount", "price"):
-            values[name] = format_amount(value, plan.currency) if value else ""
-        elif name == "discount":
-            values[name] = _percent(value)
-        elif name == "start_date":
-            values[name] = value.isoformat() if value else ""
-        elif name == "products":
-            values[name] = sorted(value or [])
-        else:
-            values[name] = "" if value is None else str(value)
-    return values
+    return plan_input_text(plan)
 
 
 def submitted_values(form: Mapping[str, Any], fallback: Mapping[str, Any] | None = None) -> dict[str, Any]:
@@ -290,11 +297,12 @@ def submitted_values(form: Mapping[str, Any], fallback: Mapping[str, Any] | None
     return values
 
 
-def _form_context(values: Mapping[str, Any], errors: Mapping[str, str], warnings: Mapping[str, str]) -> dict[str, Any]:
+def _form_context(values: Mapping[str, Any], errors: Mapping[str, str], warnings: Mapping[str, str],
+                  locked: Mapping[str, str] | None = None) -> dict[str, Any]:
     return {
         "values": values, "errors": errors, "warnings": warnings, "labels_for": FIELD_LABELS,
         "hints": FIELD_HINTS, "choices": CHOICES, "products": billing_config().products,
-        "fields": INPUT_FIELDS,
+        "fields": INPUT_FIELDS, "locked": locked or {},
     }
 
 
@@ -309,31 +317,15 @@ def new_plan() -> Any:
     principal = current_principal()
     assert principal is not None
     values = submitted_values(request.form)
-    data = {k: v for k, v in values.items() if v not in ("", [])}
+    data: dict[str, Any] = {k: v for k, v in values.items() if v not in ("", [])}
     if request.form.get("accept_warnings"):
         data["accept_warnings"] = True
-    with db() as s:
-        taken = _pandadoc_taken(s, values["pandadoc_id"], None)
-        plan, checked = (None, None) if taken else create_plan(
-            s, data, actor=principal.email, source="manual", known_products=billing_config().products.keys())
-        plan_id = plan.id if plan is not None else None
-    if plan_id is None:
-        errors = dict(checked.errors) if checked else {}
-        if taken:
-            errors["pandadoc_id"] = taken
-        warnings = dict(checked.warnings) if checked else {}
-        return render_template("table/new.html", **_form_context(values, errors, warnings)), 422
+    try:
+        plan_id = plans().create(data, actor=principal.email, source="manual")["id"]
+    except PlanRejected as exc:
+        return render_template("table/new.html", **_form_context(values, exc.errors, exc.warnings)), 422
     flash(f"Row {plan_id} added.", "ok")
     return redirect(url_for("table.show_plan", plan_id=plan_id))
-
-
-def _pandadoc_taken(session: Any, pandadoc_id: str, own_id: int | None) -> str | None:
-    if not pandadoc_id:
-        return None
-    other = session.scalar(select(Plan.id).where(Plan.pandadoc_id == pandadoc_id))
-    if other is not None and other != own_id:
-        return f"Row {other} already has the PandaDoc order form {pandadoc_id!r}; edit that row instead."
-    return None
 
 
 @bp.get("/plans/<int:plan_id>")
@@ -356,33 +348,36 @@ def edit_plan(plan_id: int) -> Any:
         if plan is None:
             abort(404)
         before = form_values(plan)
-        values = submitted_values(request.form, before)
-        changed = {k: v for k, v in values.items() if v != before[k]}
-        if "currency" in changed:
-            # Amounts are typed in the currency's units: re-read them in the new one.
-            changed.update(credit_amount=values["credit_amount"], price=values["price"])
-        if not changed:
-            flash("Nothing changed.", "ok")
-            return redirect(url_for("table.show_plan", plan_id=plan_id))
-        if request.form.get("accept_warnings"):
-            changed["accept_warnings"] = True
-        taken = _pandadoc_taken(s, values["pandadoc_id"], plan.id) if "pandadoc_id" in changed else None
-        if taken:
-            errors, warnings = {"pandadoc_id": taken}, {}
-        else:
-            checked = update_plan(s, plan, changed, actor=principal.email,
-                                  known_products=billing_config().products.keys())
-            errors, warnings = dict(checked.errors), dict(checked.warnings)
-            if not errors and (not warnings or changed.get("accept_warnings")):
-                flash(f"Row {plan_id} saved.", "ok")
-                return redirect(url_for("table.show_plan", plan_id=plan_id))
-        return render_template("table/plan.html", **_plan_page(s, plan, values, errors, warnings)), 422
+    values = submitted_values(request.form, before)
+    changed: dict[str, Any] = {k: v for k, v in values.items() if v != before[k]}
+    if "currency" in changed:
+        # Amounts are typed in the currency's units: re-read them in the new one.
+        changed.update(credit_amount=values["credit_amount"], price=values["price"])
+    if not changed:
+        flash("Nothing changed.", "ok")
+        return redirect(url_for("table.show_plan", plan_id=plan_id))
+    if request.form.get("accept_warnings"):
+        changed["accept_warnings"] = True
+    try:
+        plans().edit(plan_id, changed, actor=principal.email)
+    except PlanRejected as exc:
+        if exc.status == 404:
+            abort(404)
+        with db() as s:
+            plan = s.get(Plan, plan_id)
+            assert plan is not None
+            page = _plan_page(s, plan, values, exc.errors, exc.warnings)
+            return render_template("table/plan.html", **page), 422
+    flash(f"Row {plan_id} saved.", "ok")
+    return redirect(url_for("table.show_plan", plan_id=plan_id))
 
 
 def _plan_page(s: Any, plan: Plan, values: Mapping[str, Any], errors: Mapping[str, str],
                warnings: Mapping[str, str]) -> dict[str, Any]:
+    # Fields Stripe already holds are shown read-only with the reason: the same sentence the
+    # service answers (and the form shows beside the field) when a change is sent anyway.
     return {
-        **_form_context(values, errors, warnings),
+        **_form_context(values, errors, warnings, locks_for(plan)),
         **_live_context(s, plan),
         **_shared_context(),
     }
@@ -393,11 +388,13 @@ def _live_context(s: Any, plan: Plan) -> dict[str, Any]:
     timeline = s.scalars(select(AuditEntry).where(AuditEntry.plan_id == plan.id).order_by(AuditEntry.id.desc())).all()
     links = [(ID_LABELS[name], value, dashboard_url(settings(), value))
              for name in ID_LABELS if (value := getattr(plan, name))]
+    workflow = plan.workflow_view if isinstance(plan.workflow_view, dict) else {}
+    view = row_view(plan)
     return {
-        "plan": plan, "buttons": buttons_for(plan, principal), "version": version(plan),
+        "plan": plan, "buttons": buttons_for(plan, principal, view), "version": version(plan),
         "timeline": [audit_to_json(entry) for entry in timeline], "stripe_links": links,
         "workflow_link": workflow_url(settings(), plan.workflow_id),
-        "view": {k: v for k, v in (plan.workflow_view or {}).items() if k != "actions"},
+        "view": {k: v for k, v in workflow.items() if k != "actions"}, "row_error": row_error(plan, view),
     }
 
 

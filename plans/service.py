@@ -1,0 +1,558 @@
+"""Every change to a plan row, whichever door it comes through: create, edit, products, actions.
+
+The JSON API, the table's forms, the CSV import and PandaDoc intake all call `PlanService`, so a
+lock, the PandaDoc id's uniqueness or a validation rule cannot be skipped by coming in another way
+(issue 11, defect 5: the row page used to change a price the API refused). No Flask here: the
+service takes a unit of work (a session factory) and the Temporal bridge, wired once by each
+composition root (`web.create_app`, the CLI, the worker's intake activities).
+
+Reads used for every row on a page (`plan_json`, `row_view`) are pure functions of the stored row
+and never raise: a row whose projection cannot be read shows why on itself, and the table and
+the API list stay up for everyone else (issue 11, defect 9).
+"""
+
+from __future__ import annotations
+
+import logging
+from collections.abc import Awaitable, Callable, Collection, Iterator, Mapping
+from contextlib import AbstractContextManager, contextmanager
+from dataclasses import dataclass
+from datetime import UTC, date, datetime
+from enum import StrEnum
+from functools import partial
+from types import EllipsisType
+from typing import TYPE_CHECKING, Any, Protocol, TypeVar
+
+from sqlalchemy import String, select
+from sqlalchemy.exc import IntegrityError
+from sqlalchemy.orm import Session
+
+from domain.billing_config import load_billing_config
+from domain.money import format_amount
+from domain.plan_input import INPUT_FIELDS, PlanInput, validate_plan
+from domain.plan_rules import (
+    ACTIONS,
+    STATE_LABELS,
+    ActionRequest,
+    ActionResult,
+    PlanFacts,
+    Progress,
+    action_states,
+    locked_fields,
+    plan_state,
+    progress_from_view,
+)
+from settings import Settings
+from store.accounts import Principal
+from store.models import AuditEntry, Plan
+from store.plans import (
+    NEEDS_REVIEW,
+    apply_values,
+    audit_to_json,
+    insert_plan,
+    percent_text,
+    plan_input_text,
+    plan_input_values,
+    plan_to_json,
+    record,
+)
+
+if TYPE_CHECKING:  # temporalio itself is imported where a click is sent: imports and CSV stay light
+    from temporalio.client import Client
+
+log = logging.getLogger(__name__)
+T = TypeVar("T")
+
+UPDATE_TIMEOUT_SECONDS = 30.0
+# Money columns are BIGINT: one more digit and the database refuses the row (or SQLite overflows).
+MAX_MINOR_UNITS = 2**63 - 1
+
+UnitOfWork = Callable[[], AbstractContextManager[Session]]
+
+
+class TemporalRunner(Protocol):
+    """What the service needs of `web.temporal_bridge.TemporalBridge`: run a coroutine on a client."""
+
+    def run(self, make: Callable[[Client], Awaitable[T]], timeout: float = ...) -> T: ...
+
+
+class Keep(StrEnum):
+    """What a door does with a row that does not validate."""
+
+    NOTHING = "nothing"  # a person is typing (API, form): refuse errors and unconfirmed warnings
+    WARNINGS = "warnings"  # CSV import: refuse errors, keep a row with warnings for review
+    EVERYTHING = "everything"  # PandaDoc intake: a signed document is never dropped; errors → review
+
+
+class PlanRejected(Exception):
+    """A change or a click that cannot be done: `message` for the person, `status` for HTTP,
+    `errors` and `warnings` per field (the same sentences the form shows beside each field)."""
+
+    def __init__(self, message: str, status: int = 409, *, errors: Mapping[str, str] | None = None,
+                 warnings: Mapping[str, str] | None = None, plan: dict[str, Any] | None = None) -> None:
+        super().__init__(message)
+        self.message = message
+        self.status = status
+        self.errors = dict(errors or {})
+        self.warnings = dict(warnings or {})
+        self.plan = plan
+
+
+# The name the web layer has always used for a refused click.
+ActionRejected = PlanRejected
+
+
+class DocumentTaken(PlanRejected):
+    """The PandaDoc order form already has a row (`existing_id`): intake and CSV import treat it
+    as "already done", people get the sentence on the `pandadoc_id` field."""
+
+    def __init__(self, document_id: str, existing_id: int) -> None:
+        message = (f"Row {existing_id} already has the PandaDoc order form {document_id!r}; "
+                   f"edit that row instead.")
+        super().__init__(message, 422, errors={"pandadoc_id": message})
+        self.document_id = document_id
+        self.existing_id = existing_id
+
+
+def not_found(plan_id: int) -> PlanRejected:
+    return PlanRejected(f"There is no plan with id {plan_id}.", 404)
+
+
+# ------------------------------------------------------------------------------------- validation
+
+def check_input(data: Mapping[str, Any], *, existing: Mapping[str, Any] | None,
+                known_products: Collection[str] | None, accept_warnings: bool = False) -> PlanInput:
+    """`validate_plan`, plus two guarantees every door relies on: an exception of any kind while
+    reading a value becomes a message on the field at fault (never a 500, never a lost document),
+    and a value the database cannot hold is refused here rather than at the INSERT."""
+    try:
+        checked = validate_plan(data, known_products=known_products, existing=existing,
+                                accept_warnings=accept_warnings)
+    except Exception as exc:  # noqa: BLE001 - whatever the parser tripped on, name the field
+        checked = _field_by_field(data, existing, known_products, accept_warnings, exc)
+    _check_storable(checked)
+    return checked
+
+
+def _field_by_field(data: Mapping[str, Any], existing: Mapping[str, Any] | None,
+                    known_products: Collection[str] | None, accept_warnings: bool, exc: Exception) -> PlanInput:
+    faulty: dict[str, str] = {}
+    for name, value in data.items():
+        try:
+            validate_plan({name: value}, known_products=known_products, existing=existing or {})
+        except Exception as field_exc:  # noqa: BLE001
+            faulty[name] = (f"{_shown(value)} cannot be read as {_label(name).lower()} "
+                            f"({type(field_exc).__name__}: {field_exc}); send it as text, e.g. as the form shows it.")
+    if not faulty:
+        log.exception("Validating a plan failed on no single field", exc_info=exc)
+        return PlanInput(errors={"row": f"The row could not be checked ({type(exc).__name__}: {exc}); "
+                                        f"check its values and send it again."})
+    rest = {k: v for k, v in data.items() if k not in faulty}
+    try:
+        checked = validate_plan(rest, known_products=known_products, existing=existing,
+                                accept_warnings=accept_warnings)
+    except Exception:  # noqa: BLE001 - the fields still together trip it: report what we know
+        checked = PlanInput()
+    checked.errors.update(faulty)
+    for name in faulty:
+        checked.values.pop(name, None)
+    return checked
+
+
+def _check_storable(checked: PlanInput) -> None:
+    for name in ("credit_amount", "price"):
+        value = checked.values.get(name)
+        if isinstance(value, int) and not -MAX_MINOR_UNITS <= value <= MAX_MINOR_UNITS:
+            checked.errors[name] = (f"{_label(name)} {value} (minor units) is more than this server can store; "
+                                    f"check the amount.")
+            checked.values.pop(name)
+    for name, value in list(checked.values.items()):
+        column = Plan.__table__.c.get(name)
+        if column is not None and isinstance(column.type, String) and isinstance(value, str):
+            limit = column.type.length
+            if limit is not None and len(value) > limit:
+                checked.errors[name] = f"{_label(name)} is longer than {limit} characters ({len(value)})."
+                checked.values.pop(name)
+
+
+def _shown(value: Any) -> str:
+    text = repr(value)
+    return text if len(text) <= 60 else text[:57] + "..."
+
+
+def _label(name: str) -> str:
+    return name.replace("_", " ").capitalize()
+
+
+# ------------------------------------------------------------------------------ reading a row
+
+def facts_for(plan: Plan) -> PlanFacts:
+    """The row's input fields as the workflow and the rules see them."""
+    problems: list[str] = []
+    if plan.state == NEEDS_REVIEW:
+        problems = [f"{field}: {message}" for field, message in (plan.errors or {}).items()
+                    if not field.startswith("_")] or ["the row needs review."]
+    return PlanFacts(
+        plan_id=plan.id,
+        company_name=plan.company_name,
+        customer_email=plan.customer_email,
+        credit_amount=plan.credit_amount,
+        discount=format(plan.discount.normalize(), "f") if plan.discount is not None else "0",
+        price=plan.price,
+        currency=plan.currency,
+        start_date=plan.start_date.isoformat() if plan.start_date else None,
+        term_months=plan.term_months,
+        posthog_org_id=plan.posthog_org_id,
+        pandadoc_id=plan.pandadoc_id,
+        payment_schedule=plan.payment_schedule,
+        credit_start=plan.credit_start,
+        credit_release=plan.credit_release,
+        payment_terms_days=plan.payment_terms_days,
+        products=list(plan.products or []),
+        stripe_customer_id_existing=plan.stripe_customer_id_existing,
+        input_errors=problems,
+    )
+
+
+def progress_for(plan: Plan) -> Progress:
+    """What the workflow last projected onto the row; raises on a projection that is not a dict."""
+    view = plan.workflow_view
+    if view is not None and not isinstance(view, dict):
+        raise ValueError(f"the stored workflow view is a {type(view).__name__}, not an object")
+    return progress_from_view(view)
+
+
+@dataclass(frozen=True)
+class RowView:
+    """What a page shows of a row: its state, each action with `allowed` and `reason`, and, when
+    the stored projection cannot be read, `problem` (shown on the row; every button says it)."""
+
+    state: str
+    actions: dict[str, dict[str, Any]]
+    problem: str | None = None
+
+    @property
+    def label(self) -> str:
+        return state_label(self.state)
+
+
+def row_view(plan: Plan, today: date | None = None) -> RowView:
+    """The row as of today, by the same rule the workflow's validators use. Never raises."""
+    today = today or datetime.now(UTC).date()
+    stored = plan.state if isinstance(plan.state, str) else "unknown"
+    try:
+        facts, progress = facts_for(plan), progress_for(plan)
+        states = action_states(facts, progress, today)
+        actions = {action: {"allowed": ok, "reason": why} for action, (ok, why) in states.items()}
+        # The stored state, except that an unpaid invoice past its due date reads "overdue"
+        # without waiting for the workflow to write again.
+        state = stored if not plan.workflow_view or stored == NEEDS_REVIEW else plan_state(facts, progress, today)
+    except Exception as exc:  # noqa: BLE001 - one bad row must not take the page down for everyone
+        log.warning("Plan row %s cannot be projected: %r", plan.id, exc)
+        problem = (f"Row {plan.id} cannot be shown as stored ({type(exc).__name__}: {exc}); fix its fields, "
+                   f"or ask an engineer to look at workflow plan-{plan.id} in the Temporal UI.")
+        return RowView(stored, {action: {"allowed": False, "reason": problem} for action in ACTIONS}, problem)
+    if state not in STATE_LABELS:
+        problem = (f"Row {plan.id} is in the state {state!r}, which this server does not know; ask an "
+                   f"engineer to look at workflow plan-{plan.id} in the Temporal UI.")
+        return RowView(state, actions, problem)
+    return RowView(state, actions)
+
+
+def actions_for(plan: Plan) -> dict[str, dict[str, Any]]:
+    """Each action with `allowed` and `reason`, by the same rule the workflow's validators use."""
+    return row_view(plan).actions
+
+
+def state_label(state: str) -> str:
+    return STATE_LABELS.get(state, state.replace("_", " ").capitalize())
+
+
+def current_state(plan: Plan) -> str:
+    return row_view(plan).state
+
+
+def plan_json(plan: Plan) -> dict[str, Any]:
+    """The plan JSON of SPEC §9, with `actions`, a readable state label and, for a row that cannot
+    be projected, `projection_error`. Never raises: the API list answers for every other row."""
+    view = row_view(plan)
+    try:
+        data = plan_to_json(plan)
+    except Exception as exc:  # noqa: BLE001
+        log.warning("Plan row %s cannot be serialized: %r", plan.id, exc)
+        problem = f"Row {plan.id} cannot be shown as stored ({type(exc).__name__}: {exc})."
+        data = {"id": plan.id, "pandadoc_id": plan.pandadoc_id, "company_name": str(plan.company_name),
+                "errors": {}, "workflow": {}}
+        view = RowView(view.state, view.actions, view.problem or problem)
+    data["state"] = view.state
+    data["actions"] = view.actions
+    data["state_label"] = view.label
+    if view.problem:
+        data["projection_error"] = view.problem
+    return data
+
+
+def locks_for(plan: Plan) -> dict[str, str]:
+    """Fields that may no longer change, with the reason, from what Stripe already holds."""
+    try:
+        return locked_fields(facts_for(plan), progress_for(plan))
+    except Exception as exc:  # noqa: BLE001
+        # Without a readable projection we cannot tell what Stripe holds: lock all it could hold.
+        why = f"the row's workflow record cannot be read ({exc}), so it may already be in Stripe"
+        return {name: why for name in locked_fields(PlanFacts(plan_id=plan.id), _everything_made())}
+
+
+def _everything_made() -> Progress:
+    return Progress(customer_id="?", invoice_id="?", credit="applied", schedule_id="?")
+
+
+# ------------------------------------------------------------------------- changing rows
+
+class PlanRows:
+    """The service's rules on one open session: what `PlanService` runs inside a unit of work,
+    and what a batch (the CSV import: one transaction for the file) calls row by row."""
+
+    def __init__(self, session: Session, known_products: Collection[str] | None) -> None:
+        self.session = session
+        self.known_products = known_products
+
+    def create(self, data: Mapping[str, Any], *, actor: str, source: str = "manual",
+               keep: Keep = Keep.NOTHING, pandadoc_details: dict[str, Any] | None = None) -> Plan:
+        """Validate and insert a row; raises `PlanRejected` (422) or `DocumentTaken`."""
+        raw = dict(data)
+        accept = _truthy(raw.pop("accept_warnings", False))
+        checked = check_input(raw, existing=None, known_products=self.known_products, accept_warnings=accept)
+        if checked.errors and keep is not Keep.EVERYTHING:
+            raise PlanRejected("The plan has errors; fix the fields named in `errors`.", 422,
+                               errors=checked.errors, warnings=checked.warnings)
+        if checked.warnings and keep is Keep.NOTHING:
+            raise PlanRejected("Check the fields named in `warnings`, then send the plan again with "
+                               "`accept_warnings`.", 422, errors=checked.errors, warnings=checked.warnings)
+        # Intake keys the row on its document even when the id itself failed validation.
+        document_id = checked.values.get("pandadoc_id")
+        if keep is Keep.EVERYTHING and not document_id and isinstance(raw.get("pandadoc_id"), str):
+            document_id = raw["pandadoc_id"].strip()[:64] or None
+        if document_id:
+            self._claim_document(document_id, None)
+        # A concurrent door storing the same document between this check and the INSERT trips the
+        # unique column: `PlanService.create` turns that IntegrityError into `DocumentTaken`.
+        return insert_plan(self.session, checked.values, errors=checked.errors, warnings=checked.warnings,
+                           raw=raw, source=source, actor=actor, pandadoc_details=pandadoc_details,
+                           pandadoc_id=document_id)
+
+    def edit(self, plan: Plan, data: Mapping[str, Any], *, actor: str) -> Plan:
+        """Change fields after checking locks, uniqueness and validation; nothing is written on error."""
+        raw = dict(data)
+        accept = _truthy(raw.pop("accept_warnings", False))
+        current = plan_input_values(plan)
+        checked = check_input(raw, existing=current, known_products=self.known_products, accept_warnings=accept)
+        locked = locks_for(plan)
+        errors = dict(checked.errors)
+        for name, value in checked.values.items():
+            if name in locked and value != current.get(name):
+                errors[name] = locked_message(name, locked[name])
+        document_id = checked.values.get("pandadoc_id")
+        if document_id and document_id != plan.pandadoc_id and "pandadoc_id" not in errors:
+            try:
+                self._claim_document(document_id, plan.id)
+            except DocumentTaken as taken:
+                errors["pandadoc_id"] = taken.message
+        if errors:
+            raise PlanRejected("The change has errors; fix the fields named in `errors`.", 422,
+                               errors=errors, warnings=checked.warnings)
+        if checked.warnings and not accept:
+            raise PlanRejected("Check the fields named in `warnings`, then send the change again with "
+                               "`accept_warnings`.", 422, warnings=checked.warnings)
+        leaves_review = False
+        if plan.state == NEEDS_REVIEW:
+            # Re-read the whole row as the text a person would type, so the check is the one
+            # every new row passes (typed values need not round-trip through the parser).
+            merged = {**plan_input_text(plan), **{k: v for k, v in raw.items() if k in INPUT_FIELDS}}
+            full = check_input(merged, existing=None, known_products=self.known_products, accept_warnings=True)
+            leaves_review = not full.errors
+        apply_values(self.session, plan, checked.values, actor=actor, raw=raw, leaves_review=leaves_review)
+        return plan
+
+    def _claim_document(self, document_id: str, own_id: int | None) -> None:
+        other = self.session.scalar(select(Plan.id).where(Plan.pandadoc_id == document_id))
+        if other is not None and other != own_id:
+            raise DocumentTaken(document_id, other)
+
+
+def locked_message(name: str, why: str) -> str:
+    """The one sentence for a locked field: the API's 422, the form beside the field, the products form."""
+    return f"{_label(name)} cannot change any more: {why}."
+
+
+def _truthy(value: Any) -> bool:
+    return value is True or (isinstance(value, str) and value.strip().lower() in ("1", "true", "yes", "on"))
+
+
+@dataclass(frozen=True)
+class PlanService:
+    """The one door into plan rows. Wired once per process: `PlanService.for_settings(...)`."""
+
+    settings: Settings
+    unit_of_work: UnitOfWork
+    temporal: TemporalRunner | None = None
+
+    @classmethod
+    def for_settings(cls, settings: Settings, temporal: TemporalRunner | None = None) -> PlanService:
+        from store.db import unit_of_work
+
+        return cls(settings, partial(unit_of_work, settings.database_url), temporal)
+
+    def known_products(self) -> set[str]:
+        return set(load_billing_config(self.settings.billing_config).products)
+
+    @contextmanager
+    def batch(self, known_products: Collection[str] | None | EllipsisType = ...) -> Iterator[PlanRows]:
+        """Several changes in one transaction (a CSV file): each row is still checked on its own.
+        Products are checked against the billing config (`...`), the keys given, or not at all (None)."""
+        known = self.known_products() if known_products is ... else known_products
+        with self.unit_of_work() as session:
+            yield PlanRows(session, known)
+
+    # --- reads
+
+    def get(self, plan_id: int) -> dict[str, Any]:
+        with self.unit_of_work() as session:
+            plan = session.get(Plan, plan_id)
+            if plan is None:
+                raise not_found(plan_id)
+            return plan_json(plan)
+
+    def find_document(self, document_id: str) -> dict[str, Any] | None:
+        with self.unit_of_work() as session:
+            plan = session.scalar(select(Plan).where(Plan.pandadoc_id == document_id))
+            return plan_json(plan) if plan is not None else None
+
+    def timeline(self, plan_id: int) -> list[dict[str, Any]]:
+        with self.unit_of_work() as session:
+            if session.get(Plan, plan_id) is None:
+                raise not_found(plan_id)
+            entries = session.scalars(select(AuditEntry).where(AuditEntry.plan_id == plan_id).order_by(AuditEntry.id))
+            return [audit_to_json(entry) for entry in entries]
+
+    # --- changes
+
+    def create(self, data: Mapping[str, Any], *, actor: str, source: str = "manual", keep: Keep = Keep.NOTHING,
+               pandadoc_details: dict[str, Any] | None = None) -> dict[str, Any]:
+        """A new row; the plan JSON back. Raises `PlanRejected` (422) or `DocumentTaken`."""
+        try:
+            with self.batch() as rows:
+                plan = rows.create(data, actor=actor, source=source, keep=keep, pandadoc_details=pandadoc_details)
+                return plan_json(plan)
+        except IntegrityError:
+            document_id = str(data.get("pandadoc_id") or "").strip()
+            found = self.find_document(document_id) if document_id else None
+            if found is None:
+                raise
+            raise DocumentTaken(document_id, int(found["id"])) from None
+
+    def edit(self, plan_id: int, data: Mapping[str, Any], *, actor: str) -> dict[str, Any]:
+        """Change a row's fields (e.g. before "Retry step"); the plan JSON back."""
+        with self.batch() as rows:
+            plan = rows.session.get(Plan, plan_id)
+            if plan is None:
+                raise not_found(plan_id)
+            rows.edit(plan, data, actor=actor)
+            rows.session.flush()
+            return plan_json(plan)
+
+    def set_products(self, plan_id: int, products: list[str], *, actor: str) -> dict[str, Any]:
+        """The table's product checkboxes: an edit of one field, under the same locks."""
+        return self.edit(plan_id, {"products": products}, actor=actor)
+
+    def perform_action(self, plan_id: int, action: str, principal: Principal,
+                       params: Mapping[str, Any] | None = None) -> dict[str, Any]:
+        """Send one click to the plan's workflow as an update (starting the workflow on the row's
+        first click) and return the updated plan JSON; a refused click raises with the rule's sentence."""
+        if action not in ACTIONS:
+            raise PlanRejected(f"{action!r} is not an action; use one of {', '.join(ACTIONS)}.", 404)
+        if not principal.can("operator"):
+            raise PlanRejected(f"Buttons need the operator role; you are a {principal.role}.", 403)
+        with self.unit_of_work() as session:
+            plan = session.get(Plan, plan_id)
+            if plan is None:
+                raise not_found(plan_id)
+            reason, start = self._may_click(plan, action)
+            if start is None:
+                record(session, plan_id, actor=principal.email, action=action, outcome="rejected", error=reason)
+        if start is None:
+            raise PlanRejected(reason, 409)
+        facts, resume, seq = start
+        request = ActionRequest(actor=principal.email, facts=facts,
+                                params={k: str(v) for k, v in (params or {}).items()})
+        result = self._click(plan_id, action, request, facts, resume, seq, principal)
+        body = self.get(plan_id)
+        if not result.ok:
+            raise PlanRejected(f"The step failed: {result.message} Fix the row, then use \"Retry step\".",
+                               502, plan=body)
+        return body
+
+    @staticmethod
+    def _may_click(plan: Plan, action: str) -> tuple[str, tuple[PlanFacts, Progress | None, int] | None]:
+        """(why not, None) for a click refused without asking the workflow; else ("", what starts it)."""
+        view = row_view(plan)
+        if view.problem:
+            return view.problem, None
+        facts = facts_for(plan)
+        # The projection can lag the workflow by a moment, so only the workflow's validator may
+        # refuse a click for its progress; input problems are refused here without a round trip.
+        if facts.input_errors:
+            return "Fix the row first: " + " ".join(facts.input_errors), None
+        if plan.state == "done":  # the workflow has finished; a click must not start a blank one
+            return str(view.actions[action]["reason"]), None
+        # Should the workflow be gone (finished, or terminated in the Temporal UI), a new one
+        # resumes from what the row shows rather than from nothing.
+        resume = progress_for(plan) if plan.workflow_view else None
+        try:
+            seq = int((plan.workflow_view or {}).get("seq", 0))
+        except (TypeError, ValueError):
+            seq = 0  # a later projection still wins; a junk counter must not block the click
+        return "", (facts, resume, seq)
+
+    def _click(self, plan_id: int, action: str, request: ActionRequest, facts: PlanFacts,
+               resume: Progress | None, seq: int, principal: Principal) -> ActionResult:
+        from temporalio.client import WithStartWorkflowOperation, WorkflowUpdateFailedError
+        from temporalio.common import WorkflowIDConflictPolicy
+        from temporalio.exceptions import ApplicationError
+        from temporalio.service import RPCError
+
+        from workflows.plan import PlanStart, PlanWorkflow
+
+        if self.temporal is None:
+            raise PlanRejected("This process has no connection to Temporal, so buttons cannot run here.", 503)
+        cfg = self.settings
+
+        async def click(client: Client) -> ActionResult:
+            start = WithStartWorkflowOperation(
+                PlanWorkflow.run, PlanStart(plan_id, cfg.invoice_poll_seconds, facts, resume, seq),
+                id=f"plan-{plan_id}", task_queue=cfg.temporal_task_queue,
+                id_conflict_policy=WorkflowIDConflictPolicy.USE_EXISTING,
+            )
+            result: ActionResult = await client.execute_update_with_start_workflow(
+                action, request, start_workflow_operation=start, result_type=ActionResult)
+            return result
+
+        try:
+            return self.temporal.run(click, timeout=UPDATE_TIMEOUT_SECONDS)
+        except WorkflowUpdateFailedError as err:
+            message = err.cause.message if isinstance(err.cause, ApplicationError) else str(err.cause or err)
+            with self.unit_of_work() as session:
+                record(session, plan_id, actor=principal.email, action=action, outcome="rejected", error=message)
+            raise PlanRejected(message, 409) from None
+        except TimeoutError:
+            raise PlanRejected(
+                f"\"{action}\" is still running after {UPDATE_TIMEOUT_SECONDS:.0f} s (Stripe may be slow); it "
+                f"will finish on its own — reload the row to see it.", 504) from None
+        except RPCError as err:
+            raise PlanRejected(f"Temporal could not take the click: {err.message}", 503) from None
+
+
+__all__ = [
+    "ActionRejected", "DocumentTaken", "Keep", "PlanRejected", "PlanRows", "PlanService", "RowView",
+    "actions_for", "audit_to_json", "check_input", "current_state", "facts_for", "format_amount",
+    "locked_message", "locks_for", "percent_text", "plan_input_text", "plan_json", "row_view", "state_label",
+]
