@@ -56,6 +56,13 @@ def _url(value: str) -> str:
     return value.rstrip("/")
 
 
+def _endpoint(value: str) -> str:
+    # Kept as written: a POST to a Django view without its trailing slash is redirected and lost.
+    if not value.startswith(("http://", "https://")):
+        raise ValueError("must start with http:// or https://")
+    return value
+
+
 def _database_url(value: str) -> str:
     if not value.startswith(("sqlite:", "postgresql:", "postgresql+psycopg:")):
         raise ValueError("must be a sqlite:/// or postgresql+psycopg:// URL")
@@ -129,9 +136,11 @@ SETTINGS: tuple[Setting, ...] = (
     Setting("GOOGLE_SHEET_KEY", _text, "", "Key of the Google Sheet that mirrors the table (off when empty)."),
     Setting("GOOGLE_SERVICE_ACCOUNT_FILE", _text, "", "Service-account JSON file for the sheet mirror.",
             secret=True),
-    Setting("BILLING_SERVICE_URL", _text, "",
+    Setting("BILLING_SERVICE_URL", _endpoint, "",
             "Where the monthly org → customer → subscription mapping is POSTed (off when empty)."),
-    Setting("BILLING_SERVICE_SECRET", _text, "", "HMAC-SHA256 key signing billing-service posts.", secret=True),
+    Setting("BILLING_SERVICE_SECRET", _text, "",
+            "HMAC-SHA256 key signing billing-service posts; required when BILLING_SERVICE_URL is set.",
+            secret=True),
     Setting("BILLING_CONFIG", _text, str(PROJECT_ROOT / "config" / "billing.toml"),
             "Billing config: product keys → default Stripe price ids, the credit product."),
     Setting("INVOICE_POLL_SECONDS", _positive_int, "3600",
@@ -210,6 +219,10 @@ class Settings:
             except ValueError as exc:
                 shown = "(hidden)" if setting.secret else repr(raw)
                 raise ConfigError(f"{setting.name} is malformed {shown}: {exc}") from None
+        if values["billing_service_url"] and not values["billing_service_secret"]:
+            # Posts signed with an empty key prove nothing: anyone could forge the mapping.
+            raise ConfigError("BILLING_SERVICE_SECRET is not set: BILLING_SERVICE_URL is set, and its posts must "
+                              "be signed with a key the billing service shares (or unset BILLING_SERVICE_URL).")
         return cls(**values)
 
     def as_env(self) -> dict[str, str]:

@@ -60,3 +60,23 @@ def test_cli_prints_one_line_not_a_traceback(tmp_path: Path) -> None:
     assert result.stderr.strip().splitlines() == [result.stderr.strip()]
     assert "STRIPE_API_KEY is not set" in result.stderr
     assert "Traceback" not in result.stderr
+
+
+def test_billing_service_url_without_a_secret_refuses_to_start() -> None:
+    # Posts signed with an empty key could be forged by anyone who can reach the billing service.
+    with pytest.raises(ConfigError) as info:
+        Settings.load({**BASE_ENV, "BILLING_SERVICE_URL": "https://billing.internal/mapping/"}, env_file=NO_FILE)
+    message = str(info.value)
+    assert message.startswith("BILLING_SERVICE_SECRET is not set") and "BILLING_SERVICE_URL" in message
+    assert "\n" not in message
+    signed = Settings.load({**BASE_ENV, "BILLING_SERVICE_URL": "https://billing.internal/mapping/",
+                            "BILLING_SERVICE_SECRET": "shared-key"}, env_file=NO_FILE)
+    assert signed.billing_service_url == "https://billing.internal/mapping/"  # the trailing slash is kept
+    assert Settings.load(BASE_ENV, env_file=NO_FILE).billing_service_url == ""  # off: no secret needed
+
+
+def test_billing_service_url_must_be_http() -> None:
+    with pytest.raises(ConfigError) as info:
+        Settings.load({**BASE_ENV, "BILLING_SERVICE_URL": "billing.internal", "BILLING_SERVICE_SECRET": "k"},
+                      env_file=NO_FILE)
+    assert str(info.value).startswith("BILLING_SERVICE_URL is malformed")
