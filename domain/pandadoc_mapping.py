@@ -3,10 +3,16 @@
 Where each plan field is found in a document is configuration (`config/pandadoc_field_map.toml`,
 setting `PANDADOC_FIELD_MAP`), because sales edits the order-form template, not the code. The
 mapping only picks text out of the details; `domain.plan_input` validates it like any other row.
+
+The mapping never decides money: it hands over the text as written (a JSON number as its exact
+decimal text), the form's locale if the document names one, and every pricing line other than
+the credit line, so validation can refuse or flag what it cannot read for certain.
 """
 
 from __future__ import annotations
 
+import json
+import math
 import tomllib
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
@@ -14,7 +20,7 @@ from functools import lru_cache
 from pathlib import Path
 from typing import Any
 
-from domain.plan_input import INPUT_FIELDS
+from domain.plan_input import INPUT_FIELDS, INTAKE_FAILURE_KEY, LOCALE_KEY, OTHER_LINES_KEY
 
 COMPLETED_EVENT = "document_state_changed"
 COMPLETED_STATUS = "document.completed"
@@ -48,6 +54,11 @@ class FieldMap:
     fields: dict[str, tuple[str, ...]]
     products: dict[str, str] = field(default_factory=dict)
     pricing_item_sku: str | None = None
+    # The credit line among several pricing lines: by SKU, else by a word in its name.
+    pricing_item_name: str | None = None
+    # Where the form says its locale ("de-DE"), which settles "1.234" and "01/12/2026".
+    locale_sources: tuple[str, ...] = ()
+    default_locale: str | None = None
 
 
 def read_delivery(payload: Any) -> list[DocumentEvent]:
@@ -84,8 +95,17 @@ def parse_field_map(data: Mapping[str, Any], origin: str = "field map") -> Field
     products = {str(k): str(v) for k, v in (data.get("products") or {}).items()}
     for source in products.values():
         _check_source(source, origin)
-    sku = (data.get("pricing") or {}).get("item_sku")
-    return FieldMap(fields=fields, products=products, pricing_item_sku=str(sku) if sku else None)
+    pricing = data.get("pricing") or {}
+    sku, name = pricing.get("item_sku"), pricing.get("item_name")
+    form = data.get("form") or {}
+    locale_sources = form.get("locale") or ()
+    locale_sources = (locale_sources,) if isinstance(locale_sources, str) else tuple(locale_sources)
+    for source in locale_sources:
+        _check_source(source, origin)
+    default_locale = form.get("default_locale")
+    return FieldMap(fields=fields, products=products, pricing_item_sku=str(sku) if sku else None,
+                    pricing_item_name=str(name).lower() if name else None, locale_sources=locale_sources,
+                    default_locale=str(default_locale) if default_locale else None)
 
 
 @lru_cache(maxsize=4)
@@ -98,18 +118,44 @@ def load_field_map(path: str) -> FieldMap:
 
 
 def map_details(details: Mapping[str, Any], field_map: FieldMap) -> dict[str, Any]:
-    """Plan input (loose text, as a person would type it) from a document's details."""
+    """Plan input (loose text, as a person would type it) from a document's details.
+
+    Beside the plan fields: `_locale` when the form names its locale, `_other_lines` when the
+    pricing has lines other than the credit line (never added into the price), and
+    `_intake_failure` for the stand-in details of a document that could not be read.
+    """
     data: dict[str, Any] = {"pandadoc_id": str(details.get("id") or "")}
+    if INTAKE_FAILURE_KEY in details:
+        data[INTAKE_FAILURE_KEY] = str(details[INTAKE_FAILURE_KEY])
+        return data
     for name, sources in field_map.fields.items():
         for source in sources:
             value = lookup(details, source, field_map)
             if not _blank(value):
-                data[name] = value.strip() if isinstance(value, str) else value
+                data[name] = _as_text(value)
                 break
     if field_map.products:
         data["products"] = sorted(key for key, source in field_map.products.items()
                                   if _checked(lookup(details, source, field_map)))
+    locale = next((value for value in (lookup(details, s, field_map) for s in field_map.locale_sources)
+                   if isinstance(value, str) and value.strip()), field_map.default_locale)
+    if locale:
+        data[LOCALE_KEY] = locale.strip()
+    items = _pricing_items(details)
+    if len(items) > 1:
+        credit = _credit_line(items, field_map)
+        data[OTHER_LINES_KEY] = [_line_summary(item) for item in items if item is not credit]
     return data
+
+
+def failed_intake_details(document_id: str, details: Any, error: str) -> dict[str, Any]:
+    """Stand-in details for a document whose intake kept failing the same way: a row is still
+    made (in needs review, with the error), and the original details are kept on it for a person."""
+    try:
+        original = json.loads(json.dumps(details, default=str, allow_nan=False))
+    except (TypeError, ValueError):
+        original = repr(details)[:100_000]
+    return {"id": document_id, INTAKE_FAILURE_KEY: error[:2000], "original_details": original}
 
 
 def lookup(details: Mapping[str, Any], source: str, field_map: FieldMap) -> Any:
@@ -130,24 +176,63 @@ def lookup(details: Mapping[str, Any], source: str, field_map: FieldMap) -> Any:
         signers = [r for r in recipients if r.get("recipient_type", "signer") == "signer"] or recipients
         return signers[0].get(name) if signers else None
     if kind == "pricing":
-        item = _pricing_item(details, field_map.pricing_item_sku)
+        item = _credit_line(_pricing_items(details), field_map)
         return _path(item, name) if item is not None else None
     if kind == "grand_total":
         total = details.get("grand_total")
+        if name == "amount" and len(_pricing_items(details)) > 1:
+            # The grand total adds every line (credit + platform fee …): it is the credit's price
+            # only when the credit is the only line.
+            return None
         if isinstance(total, dict):
             return total.get(name)
         return total if name == "amount" else None
     return None
 
 
-def _pricing_item(details: Mapping[str, Any], sku: str | None) -> Mapping[str, Any] | None:
+def _pricing_items(details: Mapping[str, Any]) -> list[Mapping[str, Any]]:
     pricing = details.get("pricing")
     tables = pricing.get("tables") if isinstance(pricing, dict) else None
-    items = [item for table in tables or [] if isinstance(table, dict)
-             for item in table.get("items") or [] if isinstance(item, dict)]
-    if sku is not None:
-        items = [item for item in items if item.get("sku") == sku]
-    return items[0] if items else None
+    if not isinstance(tables, list):
+        return []
+    items: list[Mapping[str, Any]] = []
+    for table in tables:
+        rows = table.get("items") if isinstance(table, dict) else None
+        items.extend(item for item in rows or [] if isinstance(item, dict))
+    return items
+
+
+def _credit_line(items: list[Mapping[str, Any]], field_map: FieldMap) -> Mapping[str, Any] | None:
+    """The one pricing line that carries the credit, or None when it cannot be told for certain."""
+    candidates = items
+    if field_map.pricing_item_sku is not None:
+        candidates = [item for item in items if item.get("sku") == field_map.pricing_item_sku]
+    if not candidates and field_map.pricing_item_name is not None:
+        candidates = [item for item in items
+                      if field_map.pricing_item_name in str(item.get("name") or "").lower()]
+    if field_map.pricing_item_sku is None and field_map.pricing_item_name is None and len(items) > 1:
+        return None
+    return candidates[0] if len(candidates) == 1 else None
+
+
+def _line_summary(item: Mapping[str, Any]) -> dict[str, Any]:
+    return {key: _as_text(item.get(key)) for key in ("name", "sku", "qty", "price", "total")
+            if not _blank(item.get(key))}
+
+
+def _as_text(value: Any) -> Any:
+    """Text stays text; a JSON number becomes its exact decimal text (96000.0 → "96000.0"), since
+    Python's float repr is the shortest decimal that reads back as the same number, which is what
+    the document's JSON said. Infinity and NaN become text validation refuses."""
+    if isinstance(value, str):
+        return value.strip()
+    if isinstance(value, bool):
+        return value
+    if isinstance(value, int):
+        return str(value)
+    if isinstance(value, float):
+        return repr(value) if math.isfinite(value) else str(value)
+    return value
 
 
 def _path(value: Any, dotted: str) -> Any:

@@ -2,6 +2,8 @@
 
 - `PandaDocIntake` (id `intake-{document_id}`): fetch the details (retried), create the row once.
   The id is the deduplication: the webhook, its retries and the reconcile all start this id.
+  Every retry is bounded: a document that fails the same way every time still becomes a row, in
+  needs review with the error, instead of an intake retrying forever with nothing in the table.
 - `PandaDocReconcile` (a daily Schedule): documents completed recently without a row get an intake,
   for webhooks PandaDoc never delivered.
 - `SheetMirror` (id `sheet-mirror`): a long-lived loop that upserts changed rows into the sheet in
@@ -15,18 +17,33 @@ from datetime import timedelta
 
 from temporalio import workflow
 from temporalio.common import RetryPolicy, WorkflowIDReusePolicy
-from temporalio.exceptions import WorkflowAlreadyStartedError
+from temporalio.exceptions import ActivityError, ApplicationError, WorkflowAlreadyStartedError
 from temporalio.workflow import ParentClosePolicy
 
 with workflow.unsafe.imports_passed_through():
     from activities.intake import DocumentRow, IntakeActivities, RowResult
     from activities.pandadoc import PandaDocActivities
     from activities.sheets import MirrorPass, MirrorResult, SheetMirrorActivities
+    from domain.pandadoc_mapping import failed_intake_details
 
 # PandaDoc's API asks clients to back off; a document may also not be readable for a few seconds.
+# Twenty attempts span about an hour (0.5 s doubling to 5 min); after that the intake fails where
+# the Temporal UI shows it, and the daily reconcile starts it again (it reuses failed ids).
 FETCH_RETRY = RetryPolicy(initial_interval=timedelta(milliseconds=500), backoff_coefficient=2.0,
-                          maximum_interval=timedelta(minutes=5), non_retryable_error_types=["DocumentNotFound"])
+                          maximum_interval=timedelta(minutes=5), maximum_attempts=20,
+                          non_retryable_error_types=["DocumentNotFound"])
 DB_RETRY = RetryPolicy(initial_interval=timedelta(seconds=1), maximum_interval=timedelta(minutes=1))
+# Errors a retry cannot cure: the same details fail the same way in code (a value of a type the
+# mapping did not expect) or in the database (a value it refuses). Anything else (the database
+# restarting, a lock) is retried, a bounded number of times (about four minutes).
+DETERMINISTIC_ERRORS = ["TypeError", "AttributeError", "KeyError", "IndexError", "ValueError", "MoneyError",
+                        "InvalidOperation", "RecursionError", "UnicodeError", "DataError", "StatementError"]
+ROW_RETRY = RetryPolicy(initial_interval=timedelta(seconds=1), backoff_coefficient=2.0,
+                        maximum_interval=timedelta(minutes=1), maximum_attempts=8,
+                        non_retryable_error_types=DETERMINISTIC_ERRORS)
+# The fallback row carries only the document id and the error, so only an outage can stop it.
+FALLBACK_RETRY = RetryPolicy(initial_interval=timedelta(seconds=1), backoff_coefficient=2.0,
+                             maximum_interval=timedelta(minutes=1), maximum_attempts=30)
 SHEETS_RETRY = RetryPolicy(initial_interval=timedelta(seconds=1), backoff_coefficient=2.0,
                            maximum_interval=timedelta(minutes=2))
 # The Sheets API allows 60 write requests per minute per user.
@@ -50,9 +67,26 @@ class PandaDocIntake:
         details = await workflow.execute_activity_method(
             PandaDocActivities.fetch_document_details, job.document_id,
             start_to_close_timeout=timedelta(seconds=30), retry_policy=FETCH_RETRY)
+        try:
+            return await workflow.execute_activity_method(
+                IntakeActivities.create_row_from_document, DocumentRow(job.document_id, details, job.origin),
+                start_to_close_timeout=timedelta(seconds=60), retry_policy=ROW_RETRY)
+        except ActivityError as failure:
+            reason = _reason(failure)
+            workflow.logger.warning("Intake of %s failed (%s); storing a needs-review row.", job.document_id, reason)
+        # The document is never lost: a row in needs review names it and says what went wrong,
+        # with the original details kept on it for the person who fills it in.
+        stand_in = failed_intake_details(job.document_id, details, reason)
         return await workflow.execute_activity_method(
-            IntakeActivities.create_row_from_document, DocumentRow(job.document_id, details, job.origin),
-            start_to_close_timeout=timedelta(seconds=60), retry_policy=DB_RETRY)
+            IntakeActivities.create_row_from_document, DocumentRow(job.document_id, stand_in, job.origin),
+            start_to_close_timeout=timedelta(seconds=60), retry_policy=FALLBACK_RETRY)
+
+
+def _reason(failure: ActivityError) -> str:
+    cause = failure.cause
+    if isinstance(cause, ApplicationError):
+        return f"{cause.type or 'error'}: {cause.message}" if cause.message else str(cause.type or "error")
+    return str(cause or failure)
 
 
 @dataclass
@@ -89,7 +123,9 @@ class PandaDocReconcile:
                     id=intake_workflow_id(document_id),
                     task_queue=job.task_queue or workflow.info().task_queue,
                     parent_close_policy=ParentClosePolicy.ABANDON,
-                    id_reuse_policy=WorkflowIDReusePolicy.REJECT_DUPLICATE)
+                    # A failed intake (PandaDoc unreachable for an hour) is tried again; one that
+                    # ran or is running is not.
+                    id_reuse_policy=WorkflowIDReusePolicy.ALLOW_DUPLICATE_FAILED_ONLY)
             except WorkflowAlreadyStartedError:
                 continue
             result.started.append(document_id)

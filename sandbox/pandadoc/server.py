@@ -7,6 +7,9 @@ PandaDoc API (authorised with `Authorization: API-Key …`):
 Sandbox controls (no auth, loopback only):
   POST /_sandbox/documents                     create from the demo order form; body = overrides
   POST /_sandbox/documents/{id}/complete       {"send_webhook": true}: mark completed, deliver webhook
+  POST /_sandbox/documents/{id}/edit           {"values": {...}, "complete": true, "send_webhook": true}:
+                                               edit a completed document (back to draft, changed,
+                                               completed again: a second completion of the same id)
   POST /_sandbox/documents/{id}/redeliver      resend the last delivery with the same event id
   POST /_sandbox/faults                        {"fail_details": N, "status": 500}
 """
@@ -97,6 +100,21 @@ class SandboxState:
         if send_webhook:
             result["webhook"] = self.deliver(document_id)
         return result
+
+    def edit(self, document_id: str, overrides: dict[str, Any], *, complete: bool = True,
+             send_webhook: bool = True) -> dict[str, Any]:
+        """Edit a document after it was completed, as PandaDoc allows: it returns to draft (the
+        signatures no longer hold), takes the changes and, signed again, completes a second time
+        under the same id with a new completion date and a new webhook delivery."""
+        now = _iso(_now())
+        with self.lock:
+            doc = self.documents[document_id]
+            doc["values"] = {**doc["values"], **overrides}
+            doc.update(status="document.draft", date_modified=now, date_completed=None)
+            self._save()
+        if not complete:
+            return {"document": self.details(document_id), "webhook": None}
+        return self.complete(document_id, send_webhook=send_webhook)
 
     def list_documents(self, status: str | None, completed_from: str | None) -> list[dict[str, Any]]:
         since = _parse_time(completed_from) if completed_from else None
@@ -248,6 +266,14 @@ def _handler(state: SandboxState) -> type[BaseHTTPRequestHandler]:
                 if document_id not in state.documents:
                     self._send(404, {"detail": f"Document {document_id} not found."})
                     return
+                if action == "edit":
+                    values = body.get("values")
+                    if not isinstance(values, dict):
+                        self._send(400, {"detail": "The body needs \"values\": an object of changes."})
+                        return
+                    self._send(200, state.edit(document_id, values, complete=bool(body.get("complete", True)),
+                                               send_webhook=bool(body.get("send_webhook", True))))
+                    return
                 if action == "complete":
                     self._send(200, state.complete(document_id, send_webhook=bool(body.get("send_webhook", True))))
                     return
@@ -296,6 +322,10 @@ class SandboxHandle:
 
     def redeliver(self, document_id: str) -> dict[str, Any]:
         return self.state.redeliver(document_id)
+
+    def edit_document(self, document_id: str, *, complete: bool = True, send_webhook: bool = True,
+                      **overrides: Any) -> dict[str, Any]:
+        return self.state.edit(document_id, overrides, complete=complete, send_webhook=send_webhook)
 
     def fail_next_details(self, times: int, status: int = 500) -> None:
         with self.state.lock:

@@ -2,11 +2,17 @@
 `GET /public/v1/documents/{id}/details`, filled from a few plain values.
 
 `config/pandadoc_field_map.toml` reads exactly these tokens, fields, pricing columns and metadata.
+
+Values are passed through as given, so a test can put a JSON number (96000.0) or a European
+amount ("120.000,00") where PandaDoc would. `extra_lines` adds pricing lines beside the credit
+(a platform fee …), which the grand total includes like PandaDoc's does; `locale` is written to
+the document's metadata.
 """
 
 from __future__ import annotations
 
 from datetime import date, timedelta
+from decimal import Decimal, InvalidOperation
 from typing import Any
 
 PRODUCT_FIELDS = ("product_analytics", "session_replay", "feature_flags", "surveys", "data_warehouse",
@@ -42,6 +48,15 @@ def details(document_id: str, values: dict[str, Any], *, status: str, created: s
     metadata = {"posthog_org_id": values["posthog_org_id"]}
     if values.get("stripe_customer_id"):
         metadata["stripe_customer_id"] = values["stripe_customer_id"]
+    if values.get("locale"):
+        metadata["locale"] = values["locale"]
+    extra_lines = [
+        {"id": f"{document_id}-i{index + 2}", "sku": line.get("sku", ""), "name": line.get("name", "Other line"),
+         "qty": line.get("qty", 1), "price": line["price"], "discount": {"type": "percent", "value": "0"},
+         "custom_columns": {}, "total": line.get("total", line["price"])}
+        for index, line in enumerate(values.get("extra_lines") or [])
+    ]
+    grand_total = values.get("grand_total", _sum([values["price"], *[line["total"] for line in extra_lines]]))
     return {
         "id": document_id,
         "name": values["name"],
@@ -80,7 +95,7 @@ def details(document_id: str, values: dict[str, Any], *, status: str, created: s
             "tables": [{
                 "id": f"{document_id}-t1",
                 "name": "PostHog Credit",
-                "total": values["price"],
+                "total": grand_total,
                 "items": [{
                     "id": f"{document_id}-i1",
                     "sku": "posthog-credit",
@@ -90,9 +105,21 @@ def details(document_id: str, values: dict[str, Any], *, status: str, created: s
                     "discount": {"type": "percent", "value": values["discount"]},
                     "custom_columns": {"Credit Amount": values["credit_amount"]},
                     "total": values["price"],
-                }],
+                }, *extra_lines],
             }],
-            "total": values["price"],
+            "total": grand_total,
         },
-        "grand_total": {"amount": values["price"], "currency": values["currency"]},
+        "grand_total": {"amount": grand_total, "currency": values["currency"]},
     }
+
+
+def _sum(amounts: list[Any]) -> Any:
+    """The grand total of plain decimal amounts, like PandaDoc's; a single line is passed through
+    untouched (a JSON number stays a number), and text that is not a plain decimal is not added."""
+    if len(amounts) == 1:
+        return amounts[0]
+    try:
+        total = sum((Decimal(str(amount)) for amount in amounts), Decimal(0))
+    except InvalidOperation:
+        return amounts[0]
+    return f"{total:.2f}"
