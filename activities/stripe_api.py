@@ -37,10 +37,28 @@ def idempotency_key(*parts: object) -> str:
     return key
 
 
+def _header(error: stripe.StripeError, name: str) -> str | None:
+    for key, value in (error.headers or {}).items():
+        if key.lower() == name.lower():
+            return str(value)
+    return None
+
+
+def is_replayed_failure(error: stripe.StripeError) -> bool:
+    """A 5xx Stripe says not to retry (`Stripe-Should-Retry: false`): once a request began
+    executing, Stripe stores its first answer, a 500 included, and replays it for the same
+    idempotency key. Sending that key again gets the same 500 forever."""
+    status = error.http_status or 0
+    return status >= 500 and (_header(error, "Stripe-Should-Retry") or "").lower() == "false"
+
+
 def is_retryable(error: stripe.StripeError) -> bool:
-    """Network trouble, 429 and 5xx are worth retrying; a 4xx means the request itself is wrong."""
+    """Network trouble, 429 and 5xx are worth retrying; a 4xx means the request itself is wrong,
+    and a 5xx Stripe will replay for the key (`is_replayed_failure`) cannot get better either."""
     if isinstance(error, (stripe.APIConnectionError, stripe.RateLimitError)):
         return True
+    if is_replayed_failure(error):
+        return False
     status = error.http_status or 0
     return status >= 500 or status in (409, 429)
 

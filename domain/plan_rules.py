@@ -10,8 +10,47 @@ from __future__ import annotations
 import calendar
 from dataclasses import dataclass, field
 from datetime import UTC, date, datetime, time, timedelta
+from enum import StrEnum
 
 from domain.money import display, split_remainder_first
+
+
+class Action(StrEnum):
+    """The table's buttons; each value is the name of the workflow update that runs it."""
+
+    CREATE_CUSTOMER = "create_customer"
+    CREATE_INVOICE = "create_invoice"
+    SEND_INVOICE = "send_invoice"
+    APPLY_CREDIT = "apply_credit"
+    SCHEDULE_SUBSCRIPTION = "schedule_subscription"
+    CREATE_MONTHLY_SUBSCRIPTION = "create_monthly_subscription"
+    APPLY_CREDIT_MONTHLY = "apply_credit_monthly"
+    SYNC_BILLING_SERVICE = "sync_billing_service"
+    RETRY_STEP = "retry_step"
+
+
+class PaymentSchedule(StrEnum):
+    UPFRONT = "upfront"
+    MONTHLY = "monthly"
+
+
+class CreditState(StrEnum):
+    NONE = "none"
+    ARMED = "armed"
+    SCHEDULED = "scheduled"
+    RELEASING = "releasing"
+    APPLIED = "applied"
+
+
+class InvoiceStatus(StrEnum):
+    """Stripe's invoice statuses (values as Stripe spells them, so recorded histories replay)."""
+
+    DRAFT = "draft"
+    OPEN = "open"
+    PAID = "paid"
+    VOID = "void"
+    UNCOLLECTIBLE = "uncollectible"
+
 
 UPFRONT_ACTIONS = ("create_customer", "create_invoice", "send_invoice", "apply_credit", "schedule_subscription")
 MONTHLY_ACTIONS = ("create_customer", "create_monthly_subscription", "apply_credit_monthly", "sync_billing_service")
@@ -46,13 +85,14 @@ STATE_LABELS = {
     "credit_applied": "Credit applied",
     "subscription_ready": "Monthly subscription created",
     "credit_releasing": "Credit released per paid installment",
+    "credit_on_hold": "Credit on hold: payment to re-check",
     "done": "Done",
 }
 STATES = tuple(STATE_LABELS)
 
-# Credit progress on a row.
+# Credit progress on a row (names kept for the callers that import them).
 CREDIT_NONE, CREDIT_ARMED, CREDIT_SCHEDULED, CREDIT_RELEASING, CREDIT_APPLIED = (
-    "none", "armed", "scheduled", "releasing", "applied")
+    CreditState.NONE, CreditState.ARMED, CreditState.SCHEDULED, CreditState.RELEASING, CreditState.APPLIED)
 
 
 @dataclass
@@ -106,6 +146,15 @@ class Progress:
     subscription_schedule_id: str | None = None  # monthly plan starting in the future
     first_invoice_id: str | None = None
     billing_synced: bool = False
+    # Renewals: the customer's old credit balance set aside while the new invoice is finalized, so
+    # Stripe cannot pay the new invoice with it; given back once the invoice is paid or voided.
+    held_balance: int = 0
+    held_balance_txn: str | None = None
+    held_balance_returned_txn: str | None = None
+    existing_credit_used: int = 0  # an operator let the old credit pay the invoice (send_invoice param)
+    credit_hold: str | None = None  # why a credit is held back (refund, credit note, dispute, not paid in money)
+    partial: dict[str, str] = field(default_factory=dict)  # ids made by a step that failed half-way
+    key_generation: int = 0  # "Retry step" after a replayed Stripe 500 sends fresh idempotency keys
     checks: list[dict[str, str]] = field(default_factory=list)  # what to verify before sending
     running: str | None = None
     failed_action: str | None = None
@@ -140,6 +189,37 @@ def due_date_problem(facts: PlanFacts, today: date) -> str | None:
         return (f"The invoice would be due on {due.isoformat()} (start date {start.isoformat()} + "
                 f"{facts.payment_terms_days} days of payment terms), which is in the past; change the "
                 f"start date or the payment terms first.")
+    return None
+
+
+def monthly_window(start: date, term_months: int) -> tuple[date, date]:
+    """When the subscription of a monthly plan bills (months 2..N): its first paid period begins
+    at `trial_end` (a month after the start), and it stops at `cancel_at`.
+
+    Stripe counts every later period from that anchor (anchor + n months, clamped to the month's
+    end), not from the contract's start: a start on the 31st anchors on the 30th of April, and
+    the term's last period ends on the 30th, not the 31st. `cancel_at` is that anchor plus N-1
+    months, so the subscription bills exactly N-1 times and is never charged a stub period.
+    """
+    anchor = add_months(start, 1)
+    return anchor, add_months(anchor, max(term_months - 1, 0))
+
+
+def monthly_start_problem(facts: PlanFacts, today: date) -> str | None:
+    """Why the monthly installments cannot start from this row's start date, or None.
+
+    The first installment is due `payment_terms_days` after it is sent; a start further back than
+    that would bill months already over, and Stripe refuses a `trial_end` in the past.
+    """
+    start = facts.start
+    if start is None:
+        return "The row has no start date; set one first."
+    latest = invoice_due_date(start, facts.payment_terms_days)
+    trial_end, _ = monthly_window(start, facts.term_months)
+    if latest < today or (facts.term_months > 1 and trial_end <= today):
+        return (f"The start date {start.isoformat()} is too far in the past for monthly installments "
+                f"(it may be at most {facts.payment_terms_days} days of payment terms back, and the second "
+                f"month must still be ahead); change the start date first.")
     return None
 
 
@@ -224,11 +304,12 @@ def _upfront(action: str, facts: PlanFacts, p: Progress, today: date) -> tuple[b
         return True, "Finalizes and sends the invoice; check the customer's addresses and tax ids first."
     if action == "apply_credit":
         if p.credit != CREDIT_NONE:
-            return False, {
+            done: dict[str, str] = {
                 CREDIT_ARMED: "Already armed: the credit is applied when the invoice is paid.",
                 CREDIT_SCHEDULED: f"Already scheduled for {p.credit_scheduled_for}.",
                 CREDIT_APPLIED: f"Done: the credit was applied at {p.credit_applied_at}.",
-            }.get(p.credit, "Already done.")
+            }
+            return False, done.get(p.credit, "Already done.")
         if p.invoice_status in ("void", "uncollectible"):
             return False, f"The invoice is {p.invoice_status}: no credit is given for it."
         if p.invoice_status not in ("open", "paid"):
@@ -263,10 +344,13 @@ def _monthly(action: str, facts: PlanFacts, p: Progress, today: date) -> tuple[b
     if action == "create_monthly_subscription":
         if p.subscription_id or p.subscription_schedule_id:
             return False, f"Done: the subscription is {p.subscription_id or p.subscription_schedule_id}."
+        if p.first_invoice_id:
+            return False, f"Done: the single installment is the invoice {p.first_invoice_id}."
         if not p.customer_id:
             return False, "Create the installment customer first."
-        if facts.start is None:
-            return False, "The row has no start date; set one first."
+        problem = monthly_start_problem(facts, today)
+        if problem:
+            return False, problem
         split = installments(facts.price, facts.term_months)
         return True, (f"Creates a monthly price of {display(split.monthly, facts.currency)} for "
                       f"{facts.term_months} months and the subscription.")
@@ -275,7 +359,7 @@ def _monthly(action: str, facts: PlanFacts, p: Progress, today: date) -> tuple[b
             return False, ("Done: the credit is released per paid installment."
                            if facts.credit_release == "per_installment"
                            else f"Done: the credit was applied at {p.credit_applied_at}.")
-        if not (p.subscription_id or p.subscription_schedule_id):
+        if not monthly_billing_made(p):
             return False, "Create the monthly subscription first."
         if facts.credit_release == "per_installment":
             return True, "Releases the credit on the existing customer installment by installment, as each is paid."
@@ -286,8 +370,19 @@ def _monthly(action: str, facts: PlanFacts, p: Progress, today: date) -> tuple[b
             return False, "Done: the billing service has the mapping."
         if p.credit == CREDIT_NONE:
             return False, "Apply the monthly credit first."
+        if not facts.posthog_org_id:
+            return False, "The row has no PostHog org id; the billing service maps an org, so fill it in first."
+        if not p.subscription_id and facts.term_months > 1:
+            return False, (f"The subscription does not exist yet (the schedule {p.subscription_schedule_id} "
+                           f"creates it on its start date); the mapping is sent once Stripe has made it.")
         return True, "Stores the org → customer → subscription mapping and sends it to the billing service."
     raise ValueError(action)  # pragma: no cover
+
+
+def monthly_billing_made(p: Progress) -> bool:
+    """The installments exist in Stripe: a subscription, a schedule, or (a one-month plan) the
+    single installment invoice."""
+    return bool(p.subscription_id or p.subscription_schedule_id or p.first_invoice_id)
 
 
 def action_state(action: str, facts: PlanFacts, progress: Progress, today: date) -> tuple[bool, str]:
@@ -328,6 +423,8 @@ def plan_state(facts: PlanFacts, p: Progress, today: date) -> str:
     """One state name per row (keys of STATE_LABELS), for the table and the API."""
     if facts.input_errors:
         return "needs_review"
+    if p.credit_hold and p.credit != CREDIT_APPLIED:
+        return "credit_on_hold"
     if p.failed_action:
         return "step_failed"
     if is_done(facts, p):
@@ -337,7 +434,7 @@ def plan_state(facts: PlanFacts, p: Progress, today: date) -> str:
             return "credit_releasing"
         if p.credit == CREDIT_APPLIED:
             return "credit_applied"
-        if p.subscription_id or p.subscription_schedule_id:
+        if monthly_billing_made(p):
             return "subscription_ready"
         return "customer_ready" if p.customer_id else "new"
     if p.credit == CREDIT_APPLIED:
@@ -390,7 +487,9 @@ class InvoiceEvent:
     """A Stripe invoice event forwarded by the webhook receiver (or found by polling)."""
 
     invoice_id: str
-    event_type: str  # invoice.paid | invoice.voided | invoice.marked_uncollectible
+    # invoice.paid | invoice.voided | invoice.marked_uncollectible; and the events that take paid
+    # money back: charge.refunded, credit_note.created, charge.dispute.created / .closed
+    event_type: str
     event_id: str = ""
     customer_id: str | None = None
     amount: int | None = None  # the invoice total; a $0 invoice is no installment
@@ -402,6 +501,7 @@ class StepInput:
     progress: Progress
     now: str  # workflow time, ISO; activities use it instead of reading a clock
     share_index: int = 0
+    params: dict[str, str] = field(default_factory=dict)  # what the operator chose on the click
 
 
 @dataclass
@@ -448,7 +548,8 @@ def locked_fields(facts: PlanFacts, p: Progress) -> dict[str, str]:
         why = f"the Stripe customer {p.customer_id} was already set up from it"
         for name in ("stripe_customer_id_existing", "payment_schedule"):
             locked[name] = why
-    billed = p.invoice_id or p.monthly_price_id or p.subscription_id or p.subscription_schedule_id
+    billed = (p.invoice_id or p.monthly_price_id or p.subscription_id or p.subscription_schedule_id
+              or p.first_invoice_id)
     if billed:
         why = f"{billed} was already made from it in Stripe; change it there and leave the row as it is"
         for name in ("price", "currency", "start_date", "term_months", "payment_terms_days"):

@@ -5,26 +5,34 @@ and the table show. Payments arrive as signals from the Stripe webhook, with pol
 invoice as the fallback for a lost webhook; "next billing cycle" credits wait on a durable timer.
 The row and its timeline are a projection written by the `plan_project` activity.
 
-Deterministic: no I/O or clock here; activities are called by name so no Stripe or database
-module is imported into the workflow sandbox.
+Deterministic: no I/O or clock here. Activities are called by reference
+(`PlanActivities.create_invoice`), their modules passed through the sandbox unimported by it.
+
+Changes for plans already running are behind `workflow.patched(...)`; the recorded histories in
+tests/plans/histories must keep replaying.
 """
 
 from __future__ import annotations
 
 import asyncio
-from dataclasses import dataclass, replace
-from datetime import datetime, timedelta
+from collections.abc import Callable
+from dataclasses import dataclass, field, replace
+from datetime import date, datetime, timedelta
+from typing import Any
 
 from temporalio import workflow
 from temporalio.common import RetryPolicy
-from temporalio.exceptions import ActivityError, ApplicationError
+from temporalio.exceptions import ActivityError, ApplicationError, FailureError
 
 with workflow.unsafe.imports_passed_through():
+    from activities.plan import PlanActivities
     from domain.plan_rules import (
+        CREDIT_APPLIED,
         CREDIT_ARMED,
         CREDIT_NONE,
         CREDIT_RELEASING,
         CREDIT_SCHEDULED,
+        Action,
         ActionRequest,
         ActionResult,
         AuditNote,
@@ -33,7 +41,6 @@ with workflow.unsafe.imports_passed_through():
         Progress,
         Projection,
         StepInput,
-        StepOutput,
         action_state,
         credit_release_time,
         is_done,
@@ -45,12 +52,25 @@ STRIPE_RETRY = RetryPolicy(
     backoff_coefficient=2.0,
     maximum_interval=timedelta(seconds=30),
     maximum_attempts=12,
-    non_retryable_error_types=["StripeRefused", "PlanProblem"],
+    non_retryable_error_types=["StripeRefused", "PlanProblem", "StripeReplayed500"],
 )
-# Steps whose activity is named `plan_<action>`; the credit actions are driven by `_advance`.
-STRIPE_STEPS = ("create_customer", "create_invoice", "send_invoice", "schedule_subscription",
-                "create_monthly_subscription", "sync_billing_service")
+# A row that cannot be projected must not hold the workflow's lock for ever: a few tries, then
+# the workflow goes on (the activity puts the error on the row when it can).
+PROJECTION_RETRY = RetryPolicy(initial_interval=timedelta(seconds=1), maximum_interval=timedelta(seconds=10),
+                               maximum_attempts=4)
+# The button steps that are one Stripe activity each; the credit buttons are driven by `_advance`.
+STEP_ACTIVITIES: dict[str, Callable[..., Any]] = {
+    Action.CREATE_CUSTOMER: PlanActivities.create_customer,
+    Action.CREATE_INVOICE: PlanActivities.create_invoice,
+    Action.SEND_INVOICE: PlanActivities.send_invoice,
+    Action.SCHEDULE_SUBSCRIPTION: PlanActivities.schedule_subscription,
+    Action.CREATE_MONTHLY_SUBSCRIPTION: PlanActivities.create_monthly_subscription,
+    Action.SYNC_BILLING_SERVICE: PlanActivities.sync_billing_service,
+}
+STRIPE_STEPS = tuple(STEP_ACTIVITIES)
 NOT_ALLOWED = "ActionNotAllowed"
+# Events that take paid money back: the credit they paid for is re-checked before it is given.
+MONEY_BACK_EVENTS = ("charge.refunded", "credit_note.created", "charge.dispute.created", "charge.dispute.closed")
 
 
 @dataclass
@@ -61,6 +81,8 @@ class PlanStart:
     facts: PlanFacts | None = None
     progress: Progress | None = None
     seq: int = 0
+    # Signals received but not yet handled when the previous run continued as new.
+    events: list[InvoiceEvent] = field(default_factory=list)
 
 
 @workflow.defn
@@ -72,7 +94,8 @@ class PlanWorkflow:
         self._facts = start.facts or PlanFacts(plan_id=start.plan_id)
         self._progress = start.progress or Progress()
         self._seq = start.seq
-        self._events: list[InvoiceEvent] = []
+        self._events: list[InvoiceEvent] = list(start.events or [])
+        self._recheck = False  # money was taken back: re-check the payment before any credit
         self._lock = asyncio.Lock()
         self._last_poll: datetime | None = None
         self._wake = False  # set after a click so the loop re-plans its next wake-up
@@ -95,8 +118,9 @@ class PlanWorkflow:
                 break
             if workflow.info().is_continue_as_new_suggested():
                 await workflow.wait_condition(workflow.all_handlers_finished)
+                # Events that arrived meanwhile go with the new run instead of being lost.
                 workflow.continue_as_new(PlanStart(self._plan_id, int(self._poll.total_seconds()),
-                                                   self._facts, self._progress, self._seq))
+                                                   self._facts, self._progress, self._seq, list(self._events)))
         await workflow.wait_condition(workflow.all_handlers_finished)
         return plan_state(self._facts, self._progress, self._today())
 
@@ -120,6 +144,9 @@ class PlanWorkflow:
         p = self._progress
         if self._facts.payment_schedule == "monthly":
             return p.credit == CREDIT_RELEASING and p.shares_released < self._facts.term_months
+        if p.invoice_status == "uncollectible" and p.credit != CREDIT_APPLIED:
+            # An uncollectible invoice can still be paid; a lost webhook must not lose that.
+            return workflow.patched("poll-uncollectible-invoices")
         return p.invoice_status == "open"
 
     # ------------------------------------------------------------------ signals and queries
@@ -220,6 +247,11 @@ class PlanWorkflow:
             if action == "retry_step":
                 action = self._progress.failed_action or ""
                 self._progress = replace(self._progress, failed_action=None, failed_message=None)
+                if workflow.patched("fresh-keys-on-retry"):
+                    # Every step looks before it creates, so new keys are safe, and they get past
+                    # a 500 Stripe stored and replays for the old ones.
+                    self._progress = replace(self._progress, credit_hold=None,
+                                             key_generation=self._progress.key_generation + 1)
             ok, message = await self._step(action, request.actor, request.params)
             if ok:
                 await self._advance()
@@ -231,8 +263,8 @@ class PlanWorkflow:
     async def _step(self, action: str, actor: str, params: dict[str, str] | None = None) -> tuple[bool, str]:
         """Run one step; a refused Stripe call marks it failed on the row for "Retry step"."""
         p = self._progress
-        if action in STRIPE_STEPS:
-            return await self._call(action, f"plan_{action}", actor, params or {})
+        if action in STEP_ACTIVITIES:
+            return await self._call(action, STEP_ACTIVITIES[action], actor, params or {})
         if action == "apply_credit":
             if p.credit == CREDIT_NONE:
                 self._progress = replace(p, credit=CREDIT_ARMED)
@@ -245,30 +277,31 @@ class PlanWorkflow:
                 await self._project(AuditNote(actor, action, "ok", self._key(action),
                                               result={"credit": CREDIT_RELEASING}))
                 return True, "The credit is released share by share as installments are paid."
-            return await self._call(action, "plan_apply_credit_monthly", actor, params or {})
+            return await self._call(action, PlanActivities.apply_credit_monthly, actor, params or {})
         raise ApplicationError(f"Unknown step {action!r}.", non_retryable=True)
 
-    async def _call(self, action: str, activity: str, actor: str, params: dict[str, str],
-                    share_index: int = 0) -> tuple[bool, str]:
+    async def _call(self, action: str, activity: Callable[..., Any], actor: str, params: dict[str, str],
+                    share_index: int = 0, entry: str | None = None) -> tuple[bool, str]:
+        """Run one activity for `action` (the button "Retry step" re-runs if it fails); the
+        timeline entry is named `entry` when the activity is only part of that button's work."""
         self._progress = replace(self._progress, running=action)
         try:
-            out = await workflow.execute_activity(
+            out = await workflow.execute_activity_method(
                 activity,
                 StepInput(self._facts, replace(self._progress, running=None), workflow.now().isoformat(),
-                          share_index),
-                result_type=StepOutput,
+                          share_index, dict(params)),
                 start_to_close_timeout=timedelta(seconds=20),
                 retry_policy=STRIPE_RETRY,
             )
         except ActivityError as err:
             message = _failure_message(err)
             self._progress = replace(self._progress, running=None, failed_action=action,
-                                     failed_message=message)
-            await self._project(AuditNote(actor, action, "failed", self._key(action),
+                                     failed_message=message, partial=_failure_partial(err))
+            await self._project(AuditNote(actor, entry or action, "failed", self._key(action),
                                           input=dict(params), error=message))
             return False, message
         self._progress = replace(out.progress, running=None)
-        await self._project(AuditNote(actor, action, "ok", self._key(action),
+        await self._project(AuditNote(actor, entry or action, "ok", self._key(action),
                                       input=dict(params), result=out.result))
         return True, out.result.get("message", "Done.")
 
@@ -282,6 +315,10 @@ class PlanWorkflow:
 
     def _apply_invoice_event(self, event: InvoiceEvent) -> None:
         p = self._progress
+        if event.event_type in MONEY_BACK_EVENTS:
+            if p.credit in (CREDIT_ARMED, CREDIT_SCHEDULED, CREDIT_RELEASING):
+                self._recheck = True
+            return
         status = {"invoice.paid": "paid", "invoice.voided": "void",
                   "invoice.marked_uncollectible": "uncollectible"}.get(event.event_type)
         if status is None:
@@ -304,10 +341,9 @@ class PlanWorkflow:
         self._last_poll = now
         monthly = self._facts.payment_schedule == "monthly"
         try:
-            out = await workflow.execute_activity(
-                "plan_list_paid_installments" if monthly else "plan_read_invoice",
+            out = await workflow.execute_activity_method(
+                PlanActivities.list_paid_installments if monthly else PlanActivities.read_invoice,
                 StepInput(self._facts, self._progress, now.isoformat()),
-                result_type=StepOutput,
                 start_to_close_timeout=timedelta(seconds=20),
                 retry_policy=STRIPE_RETRY,
             )
@@ -328,11 +364,26 @@ class PlanWorkflow:
     async def _advance(self) -> None:
         """Do what the payment state now allows: armed credits, scheduled credits, shares."""
         p = self._progress
-        if p.failed_action or p.running:
+        if p.running:
             return
+        if (p.held_balance and not p.held_balance_returned_txn and p.invoice_status in ("paid", "void")
+                and workflow.patched("return-held-balance")):
+            # The invoice no longer needs the old credit kept away from it: give it back.
+            await self._call("send_invoice", PlanActivities.return_held_balance, "workflow", {},
+                             entry="return_held_balance")
+            p = self._progress
+        if p.failed_action:
+            return
+        if self._recheck:
+            self._recheck = False
+            if not await self._payment_kept(p.shares_released if self._facts.payment_schedule == "monthly" else 0):
+                return
+            p = self._progress
         if p.credit == CREDIT_ARMED and p.invoice_status == "paid":
+            if not await self._payment_kept():
+                return
             if self._facts.credit_start == "next_billing_cycle":
-                ok, _ = await self._call("apply_credit", "plan_billing_period_end", "workflow", {})
+                ok, _ = await self._call("apply_credit", PlanActivities.billing_period_end, "workflow", {})
                 if not ok:
                     return
                 period_end = self._progress.credit_scheduled_for
@@ -344,48 +395,110 @@ class PlanWorkflow:
                 await self._project(AuditNote("workflow", "schedule_credit", "info", self._key("schedule"),
                                               result={"credit_scheduled_for": when.isoformat()}))
             else:
-                await self._call("apply_credit", "plan_apply_credit", "workflow", {})
+                await self._call("apply_credit", PlanActivities.apply_credit, "workflow", {})
         p = self._progress
-        if (p.credit == CREDIT_SCHEDULED and p.credit_scheduled_for
+        if (p.credit == CREDIT_SCHEDULED and p.credit_scheduled_for and not p.failed_action
                 and datetime.fromisoformat(p.credit_scheduled_for) <= workflow.now()):
-            await self._call("apply_credit", "plan_apply_credit", "workflow", {})
+            # A refund, credit note or dispute may have come since the payment: check again.
+            if not await self._payment_kept():
+                return
+            await self._call("apply_credit", PlanActivities.apply_credit, "workflow", {})
         p = self._progress
         while (p.credit == CREDIT_RELEASING and not p.failed_action
                and p.shares_released < min(len(p.installments_paid), self._facts.term_months)):
-            ok, _ = await self._call("apply_credit_monthly", "plan_release_credit_share", "workflow", {},
+            if not await self._payment_kept(p.shares_released):
+                return
+            ok, _ = await self._call("apply_credit_monthly", PlanActivities.release_credit_share, "workflow", {},
                                      share_index=p.shares_released)
             if not ok:
                 return
             p = self._progress
+
+    async def _payment_kept(self, share_index: int = 0) -> bool:
+        """Right before a credit (or a share of it) is given: was its invoice paid in money for its
+        whole total, with nothing refunded, credited or disputed since? If not, the credit is
+        held, the row is flagged, and "Retry step" checks again."""
+        if not workflow.patched("verify-payment-before-credit"):
+            return True  # plans that reached this point before the check existed
+        p = self._progress
+        if self._facts.payment_schedule == "monthly":
+            if share_index >= len(p.installments_paid):
+                return True  # nothing paid yet to check: no share is due either
+            action = "apply_credit_monthly"
+        else:
+            if not p.invoice_id:
+                return True
+            action = "apply_credit"
+        ok, _ = await self._call(action, PlanActivities.verify_payment, "workflow", {}, share_index=share_index,
+                                 entry="check_payment")
+        if not ok:
+            return False
+        hold = self._progress.credit_hold
+        if hold:
+            self._progress = replace(self._progress, failed_action=action, failed_message=hold)
+            await self._project(AuditNote("workflow", "credit_on_hold", "failed", self._key("hold"), error=hold))
+            return False
+        return True
 
     # ------------------------------------------------------------------ projection
     async def _project(self, note: AuditNote | None = None) -> None:
         self._seq += 1
         # A local activity: the row is written by this worker without a round trip through the
         # server, so a click returns sooner; it is recorded in history all the same.
-        await workflow.execute_local_activity(
-            "plan_project",
-            Projection(self._facts, self._progress, workflow.now().isoformat(), self._seq, note),
-            start_to_close_timeout=timedelta(seconds=30),
-            retry_policy=RetryPolicy(initial_interval=timedelta(seconds=1), maximum_interval=timedelta(seconds=30)),
-        )
+        try:
+            await workflow.execute_local_activity_method(
+                PlanActivities.project,
+                Projection(self._facts, self._progress, workflow.now().isoformat(), self._seq, note),
+                start_to_close_timeout=timedelta(seconds=30),
+                retry_policy=PROJECTION_RETRY,
+            )
+        except ActivityError as err:
+            # The row lags until the next projection; the workflow (and every click) goes on.
+            workflow.logger.warning("Plan %s could not be projected: %s", self._plan_id, _failure_message(err))
 
     def _key(self, what: str) -> str:
         info = workflow.info()
-        return f"{info.workflow_id}:{info.first_execution_run_id[:13]}:{self._seq + 1}:{what}"
+        # The timeline's dedupe key. A Temporal reset keeps the first run id and restarts the
+        # sequence, so the key names this run: the new run's entries are not taken for repeats.
+        run = info.run_id if workflow.patched("timeline-keys-per-run") else info.first_execution_run_id
+        return f"{info.workflow_id}:{run[:13]}:{self._seq + 1}:{what}"
 
-    def _today(self):  # type: ignore[no-untyped-def]
+    def _today(self) -> date:
         return workflow.now().date()
 
 
 _EVENT_FOR_STATUS = {"paid": "invoice.paid", "void": "invoice.voided", "uncollectible": "invoice.marked_uncollectible"}
 
 
-def _failure_message(err: ActivityError) -> str:
+def _failure_partial(err: ActivityError) -> dict[str, str]:
+    """Ids a step made before it failed (an ApplicationError's first detail), kept on the row."""
     cause = err.cause
-    while cause is not None and not isinstance(cause, ApplicationError) and cause.cause is not None:
-        cause = cause.cause
-    return cause.message if cause is not None else str(err)
+    if isinstance(cause, ApplicationError) and cause.details and isinstance(cause.details[0], dict):
+        return {str(k): str(v) for k, v in cause.details[0].items()}
+    return {}
 
+
+def _failure_message(err: ActivityError) -> str:
+    """The innermost failure's sentence (the activity's ApplicationError, usually)."""
+    cause: BaseException | None = err.cause
+    while isinstance(cause, FailureError) and not isinstance(cause, ApplicationError) and cause.cause is not None:
+        cause = cause.cause
+    if isinstance(cause, FailureError):
+        return cause.message
+    return str(cause or err)
+
+
+# Each button, by reference, to the update that runs it.
+UPDATES: dict[Action, Callable[..., Any]] = {
+    Action.CREATE_CUSTOMER: PlanWorkflow.create_customer,
+    Action.CREATE_INVOICE: PlanWorkflow.create_invoice,
+    Action.SEND_INVOICE: PlanWorkflow.send_invoice,
+    Action.APPLY_CREDIT: PlanWorkflow.apply_credit,
+    Action.SCHEDULE_SUBSCRIPTION: PlanWorkflow.schedule_subscription,
+    Action.CREATE_MONTHLY_SUBSCRIPTION: PlanWorkflow.create_monthly_subscription,
+    Action.APPLY_CREDIT_MONTHLY: PlanWorkflow.apply_credit_monthly,
+    Action.SYNC_BILLING_SERVICE: PlanWorkflow.sync_billing_service,
+    Action.RETRY_STEP: PlanWorkflow.retry_step,
+}
 
 WORKFLOWS = [PlanWorkflow]

@@ -7,6 +7,7 @@ import hashlib
 import hmac
 import json
 import threading
+import time
 from collections.abc import Iterator
 from datetime import UTC, datetime, timedelta
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
@@ -14,7 +15,7 @@ from typing import Any
 
 import pytest
 
-from domain.plan_rules import add_months, credit_shares
+from domain.plan_rules import add_months, credit_shares, monthly_window
 from tests.fixtures.stack import LiveStack, wait_until
 from tests.plans.helpers import (
     act,
@@ -29,6 +30,18 @@ from tests.plans.helpers import (
 SECRET = "billing-service-test-secret"
 
 
+def verify_billing_signature(header: str, body: bytes) -> tuple[bool, int | None]:
+    """What the billing service checks: `t=<unix>,v1=<hex HMAC-SHA256(secret, "{t}.{body}")>`,
+    the timestamp recent (a replayed post is refused)."""
+    parts = dict(part.split("=", 1) for part in header.split(",") if "=" in part)
+    if not parts.get("t", "").isdigit() or "v1" not in parts:
+        return False, None
+    t = int(parts["t"])
+    expected = hmac.new(SECRET.encode(), f"{t}.".encode() + body, hashlib.sha256).hexdigest()
+    fresh = abs(time.time() - t) <= 300
+    return hmac.compare_digest(expected, parts["v1"]) and fresh, t
+
+
 class Receiver:
     """A billing service that checks the signature and fails the first `failures` deliveries."""
 
@@ -41,9 +54,9 @@ class Receiver:
         class Handler(BaseHTTPRequestHandler):
             def do_POST(self) -> None:  # noqa: N802
                 body = self.rfile.read(int(self.headers["Content-Length"]))
-                expected = "sha256=" + hmac.new(SECRET.encode(), body, hashlib.sha256).hexdigest()
-                signed = hmac.compare_digest(expected, self.headers.get("X-Revops-Signature", ""))
-                receiver.attempts.append({"signed": signed, "key": self.headers.get("Idempotency-Key")})
+                signed, timestamp = verify_billing_signature(self.headers.get("X-Revops-Signature", ""), body)
+                receiver.attempts.append({"signed": signed, "key": self.headers.get("Idempotency-Key"),
+                                          "t": timestamp})
                 if not signed:
                     self.send_response(401)
                 elif len(receiver.attempts) <= receiver.failures:
@@ -201,7 +214,11 @@ def customers_made_for(s: LiveStack, email: str) -> list[Any]:
 _ = wait_until
 
 
-async def test_a_future_start_makes_a_schedule_with_the_remainder_pending(live_stack: LiveStack) -> None:
+async def test_a_future_start_has_a_first_installment_draft_and_a_schedule_for_the_rest(
+        live_stack: LiveStack) -> None:
+    """Issue 11 #8 and #6: a future start's first installment is a draft to verify too (monthly
+    amount + remainder as its own line, finalizing on the start date), the schedule bills months
+    2..N, and the remainder is a line found again on a retry, never a loose pending item."""
     s = live_stack
     stripe = s.stripe()
     existing = stripe.v1.customers.create({"email": "billing@installments.test", "name": "Installments Inc"})
@@ -213,10 +230,15 @@ async def test_a_future_start_makes_a_schedule_with_the_remainder_pending(live_s
     schedule = stripe.v1.subscription_schedules.retrieve(plan["subscription_schedule_id"])
     assert schedule.customer == new_id and schedule.end_behavior == "cancel"
     assert schedule.status == "not_started"
-    assert datetime.fromtimestamp(schedule.phases[0].start_date, UTC).date() == start
-    assert datetime.fromtimestamp(schedule.phases[0].end_date, UTC).date() == add_months(start, 12)
+    second, cancel = monthly_window(start, 12)
+    assert datetime.fromtimestamp(schedule.phases[0].start_date, UTC).date() == second == add_months(start, 1)
+    assert datetime.fromtimestamp(schedule.phases[0].end_date, UTC).date() == cancel
     price = stripe.v1.prices.retrieve(plan["monthly_price_id"])
     assert price.unit_amount == 8_333
-    [pending] = stripe.v1.invoice_items.list({"customer": new_id}).data
-    assert pending.amount == 5 and pending.invoice is None  # 83.33 × 12 + 0.05 = 1,000.01
+    first = stripe.v1.invoices.retrieve(plan["workflow"]["progress"]["first_invoice_id"])
+    assert first.status == "draft" and first.auto_advance is True
+    assert datetime.fromtimestamp(first.automatically_finalizes_at, UTC).date() == start
+    assert sorted(line.amount for line in first.lines.data) == [5, 8_333]  # 83.33 × 12 + 0.05 = 1,000.01
+    assert [i for i in stripe.v1.invoice_items.list({"customer": new_id}).data if i.invoice is None] == []
+    assert plan["subscription_id"] is None  # a schedule id is no subscription id
     assert plan["state"] == "subscription_ready"

@@ -138,6 +138,9 @@ def test_monthly_order_and_existing_customer_required() -> None:
     assert action_state("apply_credit_monthly", facts, p, TODAY)[0]
     assert not action_state("sync_billing_service", facts, p, TODAY)[0]
     p.credit = CREDIT_APPLIED
+    ok, reason = action_state("sync_billing_service", facts, p, TODAY)
+    assert not ok and reason.startswith("The row has no PostHog org id")
+    facts.posthog_org_id = "org_1"
     assert action_state("sync_billing_service", facts, p, TODAY)[0]
 
 

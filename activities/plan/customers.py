@@ -1,0 +1,74 @@
+"""The plan's Stripe customer: the existing one (retrieved, never duplicated) or the one this row
+made (found by metadata before anything is created)."""
+
+from __future__ import annotations
+
+from dataclasses import replace
+
+import stripe
+from temporalio import activity
+from temporalio.exceptions import ApplicationError
+
+from activities.plan.common import PROBLEM, PlanActivityBase, stripe_errors
+from activities.plan.identity import create_once
+from domain.plan_rules import PlanFacts, Progress, StepInput, StepOutput
+
+
+class CustomerActivities(PlanActivityBase):
+    def _existing_customer(self, customer_id: str) -> stripe.Customer:
+        try:
+            customer = self.client.v1.customers.retrieve(customer_id)
+        except stripe.InvalidRequestError as err:
+            if err.http_status == 404:
+                raise ApplicationError(
+                    f"The existing Stripe customer {customer_id} does not exist in Stripe; put the right id in "
+                    f"\"Stripe ID - existing\" and use \"Retry step\".", type=PROBLEM, non_retryable=True) from None
+            raise
+        if getattr(customer, "deleted", False):
+            raise ApplicationError(
+                f"The existing Stripe customer {customer_id} was deleted in Stripe; put the customer's current id "
+                f"in \"Stripe ID - existing\" and use \"Retry step\".", type=PROBLEM, non_retryable=True)
+        return customer
+
+    def _find_or_create_customer(self, facts: PlanFacts, kind: str, extra: dict[str, str],
+                                 progress: Progress | None = None) -> tuple[str, bool]:
+        ident = self.identity(facts, progress)
+        created: list[bool] = []
+
+        def find() -> str | None:
+            listed = self.client.v1.customers.list({"email": facts.customer_email, "limit": 100})
+            return next((c.id for c in listed.auto_paging_iter() if ident.made_by(c, kind)), None)
+
+        def create() -> str:
+            customer = self.client.v1.customers.create(
+                {"email": facts.customer_email, "name": facts.company_name,
+                 "metadata": ident.metadata(kind, **extra)},
+                {"idempotency_key": ident.key("create-customer")},
+            )
+            created.append(True)
+            return customer.id
+
+        customer_id = create_once("customer", ident.key("create-customer"), find, create)
+        return customer_id, bool(created)
+
+    @activity.defn(name="plan_create_customer")
+    def create_customer(self, step: StepInput) -> StepOutput:
+        facts, p = step.facts, step.progress
+        with stripe_errors():
+            if facts.payment_schedule == "monthly":
+                existing = self._existing_customer(facts.stripe_customer_id_existing or "")
+                customer_id, created = self._find_or_create_customer(
+                    facts, "installment_customer", {"existing_customer_id": existing.id}, p)
+                progress = replace(p, customer_id=customer_id, customer_is_existing=False)
+                return StepOutput(progress, {"customer": customer_id, "existing_customer": existing.id,
+                                             "created": str(created).lower(),
+                                             "message": f"Installment customer {customer_id} is ready."})
+            if facts.stripe_customer_id_existing:
+                existing = self._existing_customer(facts.stripe_customer_id_existing)
+                return StepOutput(replace(p, customer_id=existing.id, customer_is_existing=True),
+                                  {"customer": existing.id, "created": "false",
+                                   "message": f"Uses the existing customer {existing.id}."})
+            customer_id, created = self._find_or_create_customer(facts, "plan_customer", {}, p)
+            return StepOutput(replace(p, customer_id=customer_id, customer_is_existing=False),
+                              {"customer": customer_id, "created": str(created).lower(),
+                               "message": f"Customer {customer_id} is ready."})
