@@ -88,6 +88,9 @@ def test_timestamps_stripe_requires_in_the_future(fresh_stripe_sandbox: StripeSa
     _refused(lambda: client.v1.subscriptions.update(trial.id, {"cancel_at": past}), "cancel_at")
     assert client.v1.subscriptions.update(trial.id, {"trial_end": "now"}).status == "active"
 
+    _refused(lambda: client.v1.coupons.create({"percent_off": 10, "redeem_by": past}), "redeem_by")
+    assert client.v1.coupons.create({"percent_off": 10, "redeem_by": sb.now() + DAY}).valid
+
     # Subscription schedules may start in the past (backdating).
     sched = client.v1.subscription_schedules.create(
         {

@@ -10,7 +10,7 @@ from ..core import Sandbox
 from ..errors import invalid, missing_param
 from ..router import Req, route
 from ..store import Obj
-from .common import created_filter, currency, decimal_str, require, set_fields, set_metadata
+from .common import created_filter, currency, decimal_str, future_timestamp, require, set_fields, set_metadata
 
 # ---- products --------------------------------------------------------------------------------------
 
@@ -270,6 +270,7 @@ def create_coupon(sb: Sandbox, req: Req) -> Obj:
     duration = p.get("duration", "once")
     if duration == "repeating":
         require(p, "duration_in_months")
+    future_timestamp(p.get("redeem_by"), sb.now(), "redeem_by")
     cid = p.get("id") or store.random_token(8)
     if cid in sb.state.objects:
         raise invalid("Coupon already exists.", param="id")
