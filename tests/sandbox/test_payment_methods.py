@@ -119,6 +119,20 @@ def test_decline_cards(client: stripe.StripeClient, token: str, decline_code: st
     intent = client.v1.payment_intents.retrieve(charge.payment_intent)
     assert intent.status == "requires_payment_method" and intent.last_payment_error.decline_code == decline_code
     assert client.v1.invoices.retrieve(inv.id).status == "open"
+    assert client.v1.payment_methods.list({"customer": cus.id}).data == []  # charging does not attach
+
+
+def test_paying_with_another_customers_card_is_refused(client: stripe.StripeClient) -> None:
+    cus = _customer(client)
+    theirs = client.v1.payment_methods.attach("pm_card_visa", {"customer": _customer(client).id})
+    inv = _open_invoice(client, cus.id, 900)
+    with pytest.raises(stripe.InvalidRequestError) as exc:
+        client.v1.invoices.pay(inv.id, {"payment_method": theirs.id})
+    assert exc.value.param == "payment_method"
+    mine = client.v1.payment_methods.attach("pm_card_mastercard", {"customer": cus.id})
+    paid = client.v1.invoices.pay(inv.id, {"payment_method": mine.id})
+    assert paid.status == "paid"
+    assert client.v1.charges.list({"customer": cus.id}).data[0].payment_method == mine.id
 
 
 def test_charge_automatically_invoice_paid_at_finalize_through_a_payment_intent(client: stripe.StripeClient) -> None:

@@ -464,12 +464,13 @@ def pay(
         _mark_paid(sb, inv, payment=record_out_of_band(sb, inv, amount))
         return
     if payment_method is not None:
+        # A stored payment method must be the invoice customer's own; a test token makes a new one
+        # for this payment only (charging a card does not attach it to the customer).
         pm: Obj | None = resolve_payment_method(sb, payment_method, "payment_method")
-        if pm is not None and pm["customer"] is None:
-            pm["customer"] = inv["customer"]  # paying with a new card attaches it to the customer
-        elif pm is not None and pm["customer"] != inv["customer"]:
+        if pm is not None and pm.get("_token") != payment_method and pm["customer"] != inv["customer"]:
             raise invalid(
-                f"The payment method {payment_method} belongs to another customer than invoice {inv['id']}.",
+                f"The PaymentMethod {payment_method} does not belong to customer {inv['customer']} of invoice "
+                f"{inv['id']}; attach it to the customer first.",
                 param="payment_method",
             )
     else:
