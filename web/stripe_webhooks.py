@@ -35,6 +35,8 @@ log = logging.getLogger(__name__)
 
 TOLERANCE_SECONDS = 300
 INVOICE_EVENTS = ("invoice.paid", "invoice.voided", "invoice.marked_uncollectible")
+# Money taken back after a payment: the plan's workflow re-checks the payment before any credit.
+MONEY_BACK_EVENTS = ("charge.refunded", "credit_note.created", "charge.dispute.created", "charge.dispute.closed")
 
 
 def verify_signature(payload: bytes, header: str, secret: str, *, now: float | None = None,
@@ -121,15 +123,19 @@ def process_stripe_event(settings: Settings, event: dict[str, Any]) -> str:
         apply_stripe_event(settings, event)  # revenue warehouse; a miss is repaired by the events feed
     except Exception:
         log.exception("Stripe event %s was not applied to the revenue warehouse", event.get("id"))
-    if event.get("type") not in INVOICE_EVENTS:
+    event_type = str(event.get("type"))
+    obj = (event.get("data") or {}).get("object") or {}
+    if event_type in INVOICE_EVENTS:
+        plan_id = plan_for_invoice(settings, obj)
+        signal = InvoiceEvent(invoice_id=str(obj.get("id")), event_type=event_type,
+                              event_id=str(event.get("id")), customer_id=_customer_id(obj),
+                              amount=obj.get("total") if isinstance(obj.get("total"), int) else None)
+    elif event_type in MONEY_BACK_EVENTS:
+        plan_id, signal = _money_back_signal(settings, event_type, str(event.get("id")), obj)
+    else:
         return "ignored"
-    invoice = (event.get("data") or {}).get("object") or {}
-    plan_id = plan_for_invoice(settings, invoice)
     if plan_id is None:
         return "ignored"
-    signal = InvoiceEvent(invoice_id=str(invoice.get("id")), event_type=str(event["type"]),
-                          event_id=str(event.get("id")), customer_id=_customer_id(invoice),
-                          amount=invoice.get("total") if isinstance(invoice.get("total"), int) else None)
 
     async def send(client: Client) -> bool:
         try:
@@ -141,6 +147,35 @@ def process_stripe_event(settings: Settings, event: dict[str, Any]) -> str:
         return True
 
     return "processed" if temporal().run(send) else "ignored"
+
+
+def _money_back_signal(settings: Settings, event_type: str, event_id: str,
+                       obj: dict[str, Any]) -> tuple[int | None, InvoiceEvent]:
+    """A refund, credit note or dispute on a plan's invoice: the plan it belongs to and the signal.
+    Credit notes name their invoice; charges and disputes only their customer (or charge)."""
+    if event_type == "credit_note.created":
+        invoice_id = obj.get("invoice")
+        invoice = {"id": invoice_id, "customer": obj.get("customer")} if isinstance(invoice_id, str) else {}
+        plan_id = plan_for_invoice(settings, invoice) if invoice else None
+        return plan_id, InvoiceEvent(str(invoice_id or ""), event_type, event_id, _customer_id(obj),
+                                     obj.get("amount") if isinstance(obj.get("amount"), int) else None)
+    customer = _customer_id(obj)
+    if customer is None and event_type.startswith("charge.dispute") and isinstance(obj.get("charge"), str):
+        customer = _charge_customer(settings, obj["charge"])
+    plan_id = None
+    if customer:
+        with unit_of_work(settings.database_url) as session:
+            plan_id = session.scalar(select(Plan.id).where(Plan.stripe_customer_id == customer))
+    return plan_id, InvoiceEvent("", event_type, event_id, customer,
+                                 obj.get("amount") if isinstance(obj.get("amount"), int) else None)
+
+
+def _charge_customer(settings: Settings, charge_id: str) -> str | None:
+    from activities.stripe_api import stripe_client
+
+    charge = stripe_client(settings).v1.charges.retrieve(charge_id)
+    customer = charge.customer
+    return customer if isinstance(customer, str) or customer is None else customer.id
 
 
 def plan_for_invoice(settings: Settings, invoice: dict[str, Any]) -> int | None:

@@ -316,7 +316,9 @@ class PlanWorkflow:
     def _apply_invoice_event(self, event: InvoiceEvent) -> None:
         p = self._progress
         if event.event_type in MONEY_BACK_EVENTS:
-            if p.credit in (CREDIT_ARMED, CREDIT_SCHEDULED, CREDIT_RELEASING):
+            # Only a credit still to give can be held; the check itself runs in `_advance`.
+            if p.credit in (CREDIT_SCHEDULED, CREDIT_RELEASING) or (p.credit == CREDIT_ARMED
+                                                                    and p.invoice_status == "paid"):
                 self._recheck = True
             return
         status = {"invoice.paid": "paid", "invoice.voided": "void",

@@ -17,7 +17,7 @@ from workflows.plan import PlanWorkflow
 
 HISTORIES = sorted((Path(__file__).parent / "histories").glob("*.json"))
 EXPECTED = {"upfront_new_customer", "upfront_polling", "upfront_failed_then_retried", "monthly_all_at_once",
-            "monthly_per_installment"}
+            "monthly_per_installment", "upfront_renewal_held_balance"}
 
 
 def test_every_recorded_scenario_is_present() -> None:
