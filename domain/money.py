@@ -38,7 +38,7 @@ MAX_AMOUNT_TEXT = 64
 # EUR follows the continent; an Irish or Maltese form settles it with its locale (`en-IE`).
 _COMMA_DECIMAL_CURRENCIES = frozenset(
     """eur sek nok dkk pln czk huf ron bgn isk try uah brl ars cop idr vnd clp pyg xaf xof xpf kmf
-    djf gnf bif mga rwf tnd""".split()
+    djf gnf bif mga rwf""".split()
 )
 _EITHER_DECIMAL_CURRENCIES = frozenset("zar pen".split())
 
@@ -120,7 +120,9 @@ def decimal_marks(currency: str, locale: str | None = None) -> frozenset[str]:
         mark = locale_decimal_mark(locale)
         return frozenset({mark}) if mark else frozenset({".", ","})
     code = currency.strip().lower()
-    if code in _EITHER_DECIMAL_CURRENCIES:
+    if code in _EITHER_DECIMAL_CURRENCIES or code in THREE_DECIMAL:
+        # With three decimals, "1.234" is 1.234 dinars written one way and 1,234 the other, and
+        # both are valid amounts: only the form's locale can tell them apart.
         return frozenset({".", ","})
     return frozenset({","}) if code in _COMMA_DECIMAL_CURRENCIES else frozenset({"."})
 

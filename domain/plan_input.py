@@ -53,6 +53,8 @@ LOCALE_KEY = "_locale"
 OTHER_LINES_KEY = "_other_lines"
 INTAKE_FAILURE_KEY = "_intake_failure"
 CONTROL_KEYS = ("accept_warnings", LOCALE_KEY, OTHER_LINES_KEY, INTAKE_FAILURE_KEY)
+# The error that says a whole order form could not be read (it belongs to no single field).
+DOCUMENT_ERROR_KEY = "document"
 # How far price may drift from credit × (1 − discount) before a person must confirm it.
 PRICE_TOLERANCE = Decimal("0.01")
 # Contract dates are this century. Pure code has no clock to compare with "today", so the bounds
@@ -329,7 +331,7 @@ def validate_plan(
     _note_other_lines(data.get(OTHER_LINES_KEY), row, result)
     failure = data.get(INTAKE_FAILURE_KEY)
     if failure is not None:
-        result.errors["pandadoc_id"] = (
+        result.errors[DOCUMENT_ERROR_KEY] = (
             f"The order form could not be read automatically ({str(failure)[:500]}); fill the row in from "
             f"the document."
         )
