@@ -323,7 +323,7 @@ def test_issue17_2_a_day_and_month_that_could_swap_are_refused_without_a_locale(
     checked = validate_plan({**VALID, "currency": currency, "start_date": text}, locale=locale)
     message = checked.errors["start_date"]
     assert "1 December 2026" in message and "12 January 2026" in message and "locale" in message
-    assert parse_date.__name__ and "start_date" not in checked.values
+    assert "start_date" not in checked.values
 
 
 def test_issue17_2_intake_passes_the_forms_locale_in_the_data() -> None:
@@ -353,7 +353,7 @@ def test_issue17_3_a_discount_between_0_and_1_is_flagged_and_the_price_is_not_bl
                                                  ("96000 USD", "eur"), ("US$96,000", "cad"), ("¥96000", "krw")])
 def test_issue17_5_a_currency_sign_that_contradicts_the_currency_is_an_error(text: str, currency: str) -> None:
     checked = validate_plan({**VALID, "currency": currency, "price": text})
-    assert f"the plan's currency" in checked.errors["price"] and currency.upper() in checked.errors["price"]
+    assert "the plan's currency" in checked.errors["price"] and currency.upper() in checked.errors["price"]
     assert "price" not in checked.values
     assert parse_amount("$96,000", "cad") == 9_600_000  # a bare $ is a Canadian form's own sign
 
