@@ -19,9 +19,9 @@ from contextlib import AbstractContextManager, contextmanager
 from dataclasses import dataclass
 from datetime import UTC, date, datetime
 from enum import StrEnum
-from functools import partial
-from types import EllipsisType
-from typing import TYPE_CHECKING, Any, Protocol, TypeVar
+from functools import lru_cache, partial
+from types import EllipsisType, UnionType
+from typing import TYPE_CHECKING, Any, Protocol, TypeVar, Union, get_args, get_origin, get_type_hints
 
 from sqlalchemy import String, select
 from sqlalchemy.exc import IntegrityError
@@ -215,11 +215,40 @@ def facts_for(plan: Plan) -> PlanFacts:
 
 
 def progress_for(plan: Plan) -> Progress:
-    """What the workflow last projected onto the row; raises on a projection that is not a dict."""
+    """What the workflow last projected onto the row. Raises `ValueError` naming the part at
+    fault when the projection has another shape than `Progress` (damaged, or from code that
+    wrote it differently), rather than let a wrong type surface later as a 500."""
     view = plan.workflow_view
     if view is not None and not isinstance(view, dict):
         raise ValueError(f"the stored workflow view is a {type(view).__name__}, not an object")
+    raw = (view or {}).get("progress")
+    if raw is not None and not isinstance(raw, dict):
+        raise ValueError(f"the stored workflow progress is a {type(raw).__name__}, not an object")
+    hints = _progress_hints()
+    for name, value in (raw or {}).items():
+        if name in hints and not _conforms(value, hints[name]):
+            raise ValueError(f"the stored workflow progress has {name} = {_shown(value)}")
     return progress_from_view(view)
+
+
+@lru_cache(maxsize=1)
+def _progress_hints() -> dict[str, Any]:
+    return get_type_hints(Progress)
+
+
+def _conforms(value: Any, hint: Any) -> bool:
+    if hint is type(None):
+        return value is None
+    if hint is int:
+        return isinstance(value, int) and not isinstance(value, bool)
+    if hint in (str, bool, float):
+        return isinstance(value, hint)
+    origin = get_origin(hint)
+    if origin in (Union, UnionType):
+        return any(_conforms(value, arg) for arg in get_args(hint))
+    if origin in (list, dict):
+        return isinstance(value, origin)
+    return True  # a type this check does not know: the rules read it as they will
 
 
 @dataclass(frozen=True)
@@ -255,7 +284,7 @@ def row_view(plan: Plan, today: date | None = None) -> RowView:
     if state not in STATE_LABELS:
         problem = (f"Row {plan.id} is in the state {state!r}, which this server does not know; ask an "
                    f"engineer to look at workflow plan-{plan.id} in the Temporal UI.")
-        return RowView(state, actions, problem)
+        return RowView(state, {action: {"allowed": False, "reason": problem} for action in ACTIONS}, problem)
     return RowView(state, actions)
 
 

@@ -388,14 +388,30 @@ def _live_context(s: Any, plan: Plan) -> dict[str, Any]:
     timeline = s.scalars(select(AuditEntry).where(AuditEntry.plan_id == plan.id).order_by(AuditEntry.id.desc())).all()
     links = [(ID_LABELS[name], value, dashboard_url(settings(), value))
              for name in ID_LABELS if (value := getattr(plan, name))]
-    workflow = plan.workflow_view if isinstance(plan.workflow_view, dict) else {}
     view = row_view(plan)
     return {
         "plan": plan, "buttons": buttons_for(plan, principal, view), "version": version(plan),
         "timeline": [audit_to_json(entry) for entry in timeline], "stripe_links": links,
         "workflow_link": workflow_url(settings(), plan.workflow_id),
-        "view": {k: v for k, v in workflow.items() if k != "actions"}, "row_error": row_error(plan, view),
+        "view": _readable_view(plan.workflow_view), "projection_error": view.problem,
     }
+
+
+# The shape the status panel reads from the workflow's projection; a part of another shape (a
+# projection from another version of the code, or damaged) is left out rather than break the page.
+_VIEW_SHAPES: dict[str, type] = {"progress": dict, "error": dict, "checks": list, "billing_mapping": dict}
+
+
+def _readable_view(workflow: Any) -> dict[str, Any]:
+    if not isinstance(workflow, dict):
+        return {}
+    view = {k: v for k, v in workflow.items() if k != "actions"}
+    for key, shape in _VIEW_SHAPES.items():
+        if key in view and not isinstance(view[key], shape):
+            del view[key]
+    if isinstance(view.get("checks"), list):
+        view["checks"] = [c for c in view["checks"] if isinstance(c, dict)]
+    return view
 
 
 @bp.get("/plans/<int:plan_id>/live")
