@@ -61,6 +61,7 @@ def test_attach_list_default_and_detach(client: stripe.StripeClient) -> None:
     ]
     assert [pm.id for pm in client.v1.customers.payment_methods.list(cus.id).data] == [master.id, visa.id]
     assert client.v1.payment_methods.retrieve(visa.id).card.exp_year > 2026
+    assert client.v1.customers.payment_methods.retrieve(cus.id, master.id).card.last4 == "4444"
 
     # The default must be one of the customer's own payment methods.
     other = client.v1.payment_methods.attach("pm_card_visa", {"customer": _customer(client).id})

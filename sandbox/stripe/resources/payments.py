@@ -783,6 +783,15 @@ def list_customer_payment_methods(sb: Sandbox, req: Req, customer: str) -> Obj:
     return store.paginate(sb.state, items, req.params, f"/v1/customers/{cus['id']}/payment_methods", req.expand)
 
 
+@route("GET", "/v1/customers/<customer>/payment_methods/<id>", "CustomerRetrievePaymentMethodParams")
+def retrieve_customer_payment_method(sb: Sandbox, req: Req, customer: str, id: str) -> Obj:  # noqa: A002
+    cus = sb.state.get(customer, "customer", param="customer")
+    pm = sb.state.get(id, "payment_method")
+    if pm["customer"] != cus["id"]:
+        raise no_such("PaymentMethod", id, "payment_method")
+    return pm
+
+
 @route("POST", "/v1/payment_methods/<id>/attach", "PaymentMethodAttachParams")
 def attach_route(sb: Sandbox, req: Req, id: str) -> Obj:  # noqa: A002
     if not req.get("customer"):
