@@ -141,6 +141,23 @@ def test_incomplete_subscription_becomes_active_once_paid(fresh_stripe_sandbox: 
     assert client.v1.subscriptions.retrieve(sub.id).status == "active"  # no expiry once paid
 
 
+def test_default_incomplete_waits_for_a_payment_even_with_a_card(client: stripe.StripeClient) -> None:
+    cus = _carded(client)
+    sub = client.v1.subscriptions.create(
+        {"customer": cus.id, "items": [{"price": PA}], "payment_behavior": "default_incomplete"}
+    )
+    first = client.v1.invoices.retrieve(sub.latest_invoice)
+    assert sub.status == "incomplete" and first.status == "open" and first.attempt_count == 0
+    assert client.v1.charges.list({"customer": cus.id}).data == []
+    assert client.v1.invoices.pay(first.id).status == "paid"
+    assert client.v1.subscriptions.retrieve(sub.id).status == "active"
+    with pytest.raises(stripe.InvalidRequestError) as exc:
+        client.v1.subscriptions.create(
+            {"customer": cus.id, "items": [{"price": PA}], "payment_behavior": "error_if_incomplete"}
+        )
+    assert exc.value.param == "payment_behavior"
+
+
 def test_renewal_without_a_card_goes_past_due(fresh_stripe_sandbox: StripeSandbox) -> None:
     sb = fresh_stripe_sandbox
     client = sb.client()

@@ -400,7 +400,7 @@ def finalize(sb: Sandbox, inv: Obj, *, auto: bool = False, collect: bool = True)
         inv["invoice_pdf"] = f"https://pay.stripe.com/invoice/sandbox/{inv['id']}/pdf"
         if inv["collection_method"] == "send_invoice" and inv["_days_until_due"] is not None:
             inv["due_date"] = now + inv["_days_until_due"] * 86400
-        if inv["collection_method"] == "charge_automatically" and inv["auto_advance"]:
+        if inv["collection_method"] == "charge_automatically" and inv["auto_advance"] and collect:
             inv["next_payment_attempt"] = now
     for ii_line in inv["_line_ids"]:
         line = sb.state.objects[ii_line]

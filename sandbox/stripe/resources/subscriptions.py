@@ -156,6 +156,7 @@ def create_subscription(
     items_param: str = "items",
     mode: Obj | None = None,
     default_payment_method: str | None = None,
+    payment_behavior: str = "allow_incomplete",
 ) -> Obj:
     prices = _check_items(sb, items, items_param)
     now = sb.now()
@@ -230,7 +231,16 @@ def create_subscription(
         sub["_item_ids"].append(si["id"])
     sub["discounts"] = make_discounts(sb, discounts, "discounts", customer=cus["id"], subscription=sub_id)
     sb.watch(sub)
-    first = invoice_subscription(sb, sub, "subscription_create", start, end, immediate=True, zero=trialing)
+    first = invoice_subscription(
+        sb,
+        sub,
+        "subscription_create",
+        start,
+        end,
+        immediate=True,
+        zero=trialing,
+        collect=payment_behavior != "default_incomplete",
+    )
     # A subscription charged automatically is `incomplete` until its first invoice is paid (no card,
     # a declining card); the created event shows the status the first payment attempt left.
     if collection_method == "charge_automatically" and first["status"] != "paid":
@@ -241,9 +251,18 @@ def create_subscription(
 
 
 def invoice_subscription(
-    sb: Sandbox, sub: Obj, reason: str, start: int, end: int, *, immediate: bool, zero: bool = False
+    sb: Sandbox,
+    sub: Obj,
+    reason: str,
+    start: int,
+    end: int,
+    *,
+    immediate: bool,
+    zero: bool = False,
+    collect: bool = True,
 ) -> Obj:
-    """Bill the subscription's items for [start, end). `zero`: a trial's $0 invoice."""
+    """Bill the subscription's items for [start, end). `zero`: a trial's $0 invoice. `collect=False`
+    finalizes without a payment attempt (`payment_behavior=default_incomplete`)."""
     cus = sb.state.objects[sub["customer"]]
     inv = new_invoice(
         sb,
@@ -283,7 +302,7 @@ def invoice_subscription(
     sub["latest_invoice"] = inv["id"]
     sb.emit("invoice.created", inv)
     if immediate:
-        finalize(sb, inv)
+        finalize(sb, inv, collect=collect)
     return inv
 
 
@@ -438,11 +457,21 @@ def create(sb: Sandbox, req: Req) -> Obj:
     now = sb.now()
     future_timestamp(p.get("billing_cycle_anchor"), now, "billing_cycle_anchor")
     pm = p.get("default_payment_method")
+    behavior = p.get("payment_behavior", "allow_incomplete")
+    if behavior not in ("allow_incomplete", "default_incomplete"):
+        # Stripe would refuse to create the subscription when its first payment fails; the sandbox
+        # cannot undo a half-made subscription, so it says so instead of pretending.
+        raise invalid(
+            f"`payment_behavior={behavior}` is not emulated by the sandbox; use allow_incomplete or "
+            "default_incomplete.",
+            param="payment_behavior",
+        )
     return create_subscription(
         sb,
         cus,
         p.get("items") or [],
         mode=billing_mode(p.get("billing_mode"), now),
+        payment_behavior=behavior,
         default_payment_method=check_default_payment_method(sb, cus, pm, "default_payment_method") if pm else None,
         collection_method=p.get("collection_method", "charge_automatically"),
         days_until_due=p.get("days_until_due"),
