@@ -123,7 +123,7 @@ class SubscriptionActivities(PlanActivityBase):
                     else:
                         sub_id = self._monthly_subscription(ident, p.customer_id, price_id)
                         partial["subscription"] = result["subscription"] = sub_id
-                finalizes_at = self._arm_first_installment(ident, first_id, today)
+                finalizes_at = self._arm_first_installment(ident, first_id, datetime.fromisoformat(step.now))
                 result["first_invoice_finalizes_at"] = datetime.fromtimestamp(finalizes_at, UTC).isoformat()
         except ApplicationError as err:
             # The row keeps what was made, so a person can see it; "Retry step" finds it again.
@@ -208,13 +208,14 @@ class SubscriptionActivities(PlanActivityBase):
             create_once("installment line", ident.key(f"first-installment-{kind}"), find_line, create_line)
         return str(invoice_id)
 
-    def _arm_first_installment(self, ident: PlanIdentity, invoice_id: str, today: Any) -> int:
-        """Let the draft finalize by itself: after the delay a person has to check it, and not
-        before the contract starts."""
+    def _arm_first_installment(self, ident: PlanIdentity, invoice_id: str, now: datetime) -> int:
+        """Let the draft finalize by itself: after the delay a person has to check it (counted
+        from now when a retry arms it later), and not before the contract starts."""
         facts = ident.facts
         assert facts.start is not None
         invoice = self.client.v1.invoices.retrieve(invoice_id)
-        finalize_at = max(invoice.created + self.settings.monthly_finalize_delay_seconds, ts(facts.start))
+        delay = self.settings.monthly_finalize_delay_seconds
+        finalize_at = max(invoice.created + delay, int(now.timestamp()) + delay, ts(facts.start))
         armed = invoice.auto_advance and invoice.automatically_finalizes_at == finalize_at
         if invoice.status == "draft" and not armed:
             self.client.v1.invoices.update(
