@@ -11,7 +11,6 @@ the credit line, so validation can refuse or flag what it cannot read for certai
 
 from __future__ import annotations
 
-import json
 import math
 import tomllib
 from collections.abc import Mapping, Sequence
@@ -151,11 +150,24 @@ def map_details(details: Mapping[str, Any], field_map: FieldMap) -> dict[str, An
 def failed_intake_details(document_id: str, details: Any, error: str) -> dict[str, Any]:
     """Stand-in details for a document whose intake kept failing the same way: a row is still
     made (in needs review, with the error), and the original details are kept on it for a person."""
-    try:
-        original = json.loads(json.dumps(details, default=str, allow_nan=False))
-    except (TypeError, ValueError):
-        original = repr(details)[:100_000]
+    original = _json_safe(details)
     return {"id": document_id, INTAKE_FAILURE_KEY: error[:2000], "original_details": original}
+
+
+def _json_safe(value: Any, depth: int = 0) -> Any:
+    """A copy any JSON column stores: NaN and infinities (which Python's JSON reader accepts but
+    PostgreSQL refuses) and other odd values become text; absurd nesting is cut off."""
+    if depth > 50:
+        return "…"
+    if isinstance(value, dict):
+        return {str(k): _json_safe(v, depth + 1) for k, v in value.items()}
+    if isinstance(value, (list, tuple)):
+        return [_json_safe(v, depth + 1) for v in value]
+    if isinstance(value, float) and not math.isfinite(value):
+        return str(value)
+    if value is None or isinstance(value, (str, int, float, bool)):
+        return value
+    return str(value)
 
 
 def lookup(details: Mapping[str, Any], source: str, field_map: FieldMap) -> Any:
@@ -204,14 +216,12 @@ def _pricing_items(details: Mapping[str, Any]) -> list[Mapping[str, Any]]:
 
 def _credit_line(items: list[Mapping[str, Any]], field_map: FieldMap) -> Mapping[str, Any] | None:
     """The one pricing line that carries the credit, or None when it cannot be told for certain."""
-    candidates = items
-    if field_map.pricing_item_sku is not None:
-        candidates = [item for item in items if item.get("sku") == field_map.pricing_item_sku]
-    if not candidates and field_map.pricing_item_name is not None:
-        candidates = [item for item in items
-                      if field_map.pricing_item_name in str(item.get("name") or "").lower()]
-    if field_map.pricing_item_sku is None and field_map.pricing_item_name is None and len(items) > 1:
-        return None
+    sku, name = field_map.pricing_item_sku, field_map.pricing_item_name
+    if sku is None and name is None:
+        return items[0] if len(items) == 1 else None
+    candidates = [item for item in items if sku is not None and item.get("sku") == sku]
+    if not candidates and name is not None:
+        candidates = [item for item in items if name in str(item.get("name") or "").lower()]
     return candidates[0] if len(candidates) == 1 else None
 
 

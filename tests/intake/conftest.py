@@ -6,7 +6,7 @@ from __future__ import annotations
 import asyncio
 import threading
 import uuid
-from collections.abc import AsyncIterator, Iterator
+from collections.abc import AsyncIterator, Callable, Iterator
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
 from typing import Any
@@ -63,8 +63,15 @@ def served_app() -> Iterator[Any]:
 
 
 @pytest.fixture
+def intake_activities() -> Callable[[Settings], list[Callable[..., Any]]]:
+    """The worker's activities; a test module may override this fixture to inject a fault."""
+    return build
+
+
+@pytest.fixture
 async def intake_stack(dev_env: WorkflowEnvironment, database_url: str, pandadoc_sandbox: SandboxHandle,
-                       served_app: Any) -> AsyncIterator[IntakeStack]:
+                       served_app: Any, intake_activities: Callable[[Settings], list[Callable[..., Any]]],
+                       ) -> AsyncIterator[IntakeStack]:
     queue = f"intake-test-{uuid.uuid4().hex[:8]}"
     settings = make_settings(database_url, pandadoc_api_base=pandadoc_sandbox.url,
                              pandadoc_api_key=pandadoc_sandbox.api_key, temporal_task_queue=queue)
@@ -75,7 +82,7 @@ async def intake_stack(dev_env: WorkflowEnvironment, database_url: str, pandadoc
     url = served_app(app)
     pandadoc_sandbox.configure_webhook(f"{url}/webhooks/pandadoc", settings.pandadoc_webhook_key)
     with ThreadPoolExecutor(max_workers=8) as pool:
-        worker = Worker(dev_env.client, task_queue=queue, workflows=WORKFLOWS, activities=build(settings),
+        worker = Worker(dev_env.client, task_queue=queue, workflows=WORKFLOWS, activities=intake_activities(settings),
                         activity_executor=pool)
         async with worker:
             yield IntakeStack(settings, app, url, dev_env.client, pandadoc_sandbox)
