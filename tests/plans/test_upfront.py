@@ -76,6 +76,9 @@ async def test_upfront_path_for_a_new_customer(live_stack: LiveStack) -> None:
     plan = act(s, pid, "schedule_subscription")
     schedule = stripe.v1.subscription_schedules.retrieve(plan["subscription_schedule_id"])
     assert schedule.customer == customer_id and schedule.end_behavior == "release"
+    # Issue 12: no card was attached, so the subscription bills by invoice on the row's terms.
+    assert schedule.default_settings.collection_method == "send_invoice"
+    assert schedule.default_settings.invoice_settings.days_until_due == 30
     assert datetime.fromtimestamp(schedule.phases[0].start_date, UTC).date() == start
     assert datetime.fromtimestamp(schedule.phases[0].end_date, UTC).date() == add_months(start, 12)
     assert sorted(item.price if isinstance(item.price, str) else item.price.id
