@@ -170,7 +170,10 @@ def _check_storable(checked: PlanInput) -> None:
         column = Plan.__table__.c.get(name)
         if column is not None and isinstance(column.type, String) and isinstance(value, str):
             limit = column.type.length
-            if limit is not None and len(value) > limit:
+            if "\x00" in value:  # PostgreSQL refuses NUL in text columns; SQLite would store it silently
+                checked.errors[name] = f"{_label(name)} contains a NUL character; remove it."
+                checked.values.pop(name)
+            elif limit is not None and len(value) > limit:
                 checked.errors[name] = f"{_label(name)} is longer than {limit} characters ({len(value)})."
                 checked.values.pop(name)
 

@@ -12,11 +12,11 @@ from typing import Any
 import pytest
 from flask import Flask
 from flask.testing import FlaskClient
-from sqlalchemy import select
+from sqlalchemy import func, select
 
 from settings import Settings
 from store.db import unit_of_work
-from store.models import AuditEntry, InboundEvent
+from store.models import AuditEntry, InboundEvent, Plan
 from tests.fixtures.app import auth
 from web import create_app
 from web.stripe_webhooks import verify_signature
@@ -167,3 +167,74 @@ def test_webhook_stores_raw_events_and_dedupes(client: FlaskClient, settings: Se
         assert [(r.event_id, r.status) for r in rows] == [("evt_other_1", "ignored"), ("evt_other_1", "duplicate")]
         assert rows[0].body == body.decode()
         assert session.scalars(select(AuditEntry)).all() == []
+
+
+# ------------------------------------------------------------------ hostile input and JSON errors (issue 11)
+
+# Each is a 422 naming the field, never a 500 and never stored. Some rely on domain.plan_input's
+# hardening (JSON types per field); the service guarantees the rest (any exception while reading a
+# value is reported on that field, amounts beyond the BIGINT column are refused).
+HOSTILE_FIELDS = [
+    ("price", [1]),
+    ("price", True),
+    ("price", 10**30),
+    ("price", str(10**30)),
+    ("price", 96000.5),
+    ("credit_amount", {"amount": 1}),
+    ("company_name", {}),
+    ("company_name", ["Acme"]),
+    ("customer_email", 5),
+    ("products", 5),
+    ("products", [["nested"]]),
+    ("products", [{"key": "surveys"}]),
+    ("discount", "NaN"),
+    ("discount", "Infinity"),
+    ("discount", [20]),
+    ("term_months", True),
+    ("term_months", 1.5),
+    ("payment_terms_days", "1e400"),
+    ("start_date", 20301201),
+    ("start_date", {"y": 2030}),
+    ("currency", ["usd"]),
+]
+
+
+@pytest.mark.parametrize(("field", "value"), HOSTILE_FIELDS, ids=[f"{f}={v!r}"[:40] for f, v in HOSTILE_FIELDS])
+def test_hostile_values_are_a_422_naming_the_field(client: FlaskClient, users: dict[str, str],
+                                                   settings: Settings, field: str, value: Any) -> None:
+    created = client.post("/api/plans", json={**PLAN, field: value}, headers=auth(users["operator"]))
+    assert created.status_code == 422, (created.status_code, created.get_data(as_text=True)[:300])
+    assert created.is_json and field in created.get_json()["errors"], created.get_json()
+    plan = client.post("/api/plans", json=PLAN, headers=auth(users["operator"])).get_json()
+    patched = client.patch(f"/api/plans/{plan['id']}", json={field: value}, headers=auth(users["operator"]))
+    assert patched.status_code == 422 and field in patched.get_json()["errors"], patched.get_json()
+    with unit_of_work(settings.database_url) as session:
+        assert session.scalar(select(func.count()).select_from(Plan)) == 1
+        assert session.get(Plan, plan["id"]).price == 9_600_000
+
+
+def test_api_errors_are_json_never_an_html_page(client: FlaskClient, users: dict[str, str]) -> None:
+    for method, path, status in [("GET", "/api/nothing-here", 404), ("DELETE", "/api/plans", 405),
+                                 ("PUT", "/api/plans/1", 405)]:
+        response = client.open(path, method=method, headers=auth(users["operator"]))
+        assert response.status_code == status and response.is_json, (method, path)
+        assert response.get_json()["error"]
+    too_big = client.post("/api/plans", data=b"x" * (6 * 1024 * 1024), content_type="application/json",
+                          headers=auth(users["operator"]))
+    assert too_big.status_code == 413 and too_big.is_json
+
+
+def test_a_bug_under_api_answers_json_500_and_is_logged(app: Flask, client: FlaskClient, users: dict[str, str],
+                                                         caplog: pytest.LogCaptureFixture) -> None:
+    service = app.extensions["revops.plans"]
+
+    def broken(*_: Any, **__: Any) -> Any:
+        raise RuntimeError("the database went away")
+
+    object.__setattr__(service, "unit_of_work", broken)  # the service is frozen; this test breaks it on purpose
+    with caplog.at_level("ERROR"):
+        response = client.get("/api/plans/1", headers=auth(users["viewer"]))
+    assert response.status_code == 500 and response.is_json
+    body = response.get_json()
+    assert body["reference"] in body["error"] and "logged" in body["error"]
+    assert any(body["reference"] in r.getMessage() and r.exc_info for r in caplog.records)
