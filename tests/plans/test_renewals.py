@@ -74,6 +74,9 @@ async def test_a_partial_balance_is_held_too(live_stack: LiveStack) -> None:
     invoice = stripe.v1.invoices.retrieve(plan["invoice_id"])
     assert invoice.amount_due == invoice.total == 9_600_000
     assert plan["workflow"]["progress"]["held_balance"] == 1_000_000
+    page = s.api("GET", f"/plans/{pid}", role="viewer")
+    assert page.status_code == 200
+    assert "Customer credit held" in page.text and "paid or voided" in page.text
     stripe.v1.invoices.void_invoice(plan["invoice_id"])
     wait_for_plan(s, pid, lambda p: p["workflow"]["progress"]["held_balance_returned_txn"])
     assert stripe.v1.customers.retrieve(customer.id).balance == -1_000_000  # given back on void
