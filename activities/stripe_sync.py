@@ -38,7 +38,6 @@ from store.warehouse import (
     RevenueSyncCheckpoint,
     RevenueSyncCursor,
     RevenueSyncRun,
-    StripeCharge,
     StripeCustomer,
     created_of,
     row_for,
@@ -164,6 +163,38 @@ class _Caller:
                 time.sleep(min(0.25 * 2 ** failures, 10.0))
 
 
+# --- reads that need more than activities.stripe_api gives -----------------------------------
+
+REFETCHABLE = frozenset({"invoice", "subscription", "customer", "charge"})
+
+def _list_page(client: stripe.StripeClient, kind: str, *, created_gte: int | None = None,
+               created_lt: int | None = None, starting_after: str | None = None) -> stripe_api.Page:
+    """One page of a list; invoices with their `payments` expanded: Stripe's own record of which
+    charge paid which invoice (charges stopped naming their invoice in 2025)."""
+    if kind != "invoice":
+        return stripe_api.list_page(client, kind, created_gte=created_gte, created_lt=created_lt,
+                                    starting_after=starting_after)
+    params: stripe.params.InvoiceListParams = {"limit": PAGE_SIZE, "expand": ["data.payments"]}
+    created: stripe.params._invoice_list_params.InvoiceListParamsCreated = {}
+    if created_gte is not None:
+        created["gte"] = created_gte
+    if created_lt is not None:
+        created["lt"] = created_lt
+    if created:
+        params["created"] = created
+    if starting_after:
+        params["starting_after"] = starting_after
+    page = client.v1.invoices.list(params, {"max_network_retries": 0})
+    return stripe_api.Page([o.to_dict(for_json=True) for o in page.data], bool(page.has_more))
+
+
+def _retrieve(client: stripe.StripeClient, kind: str, object_id: str) -> dict[str, Any]:
+    if kind != "invoice":
+        return stripe_api.retrieve_object(client, kind, object_id)
+    return client.v1.invoices.retrieve(object_id, {"expand": ["payments"]},
+                                       {"max_network_retries": 0}).to_dict(for_json=True)
+
+
 # --- writing Stripe objects ------------------------------------------------------------------
 
 @dataclass
@@ -198,12 +229,20 @@ def _store_objects(session: Session, objects: list[dict[str, Any]], call: _Calle
             count += _store_children(session, o, "lines", "line_item", call, client,
                                      extra={"invoice": o["id"]}, event_created=event_created)
             revenue_store.link_invoice_payments(session, o)
+            dirty.charges.update(p["payment"]["charge"] for p in (o.get("payments") or {}).get("data") or []
+                                 if isinstance((p.get("payment") or {}).get("charge"), str))
             dirty.invoices.add(o["id"])
             if o.get("starting_balance") != o.get("ending_balance") and customer_id:
                 dirty.balance_customers.add(customer_id)
         elif kind == "subscription":
             count += _store_children(session, o, "items", "subscription_item", call, client,
                                      extra={"subscription": o["id"]}, event_created=event_created)
+        elif kind == "invoice_payment":
+            # Stripe's link between an invoice and the charge that paid it: the charge stops
+            # being a one-off, the invoice's money is dated by the payment.
+            dirty.charges.update(revenue_store.link_payment_charges(session, [o["id"]]))
+            if o.get("invoice"):
+                dirty.invoices.add(o["invoice"] if isinstance(o["invoice"], str) else o["invoice"]["id"])
         elif kind == "charge":
             dirty.charges.add(o["id"])
             if o.get("invoice"):
@@ -253,7 +292,7 @@ def _store_children(session: Session, parent: dict[str, Any], field_name: str, k
 
 
 def _sync_balance_transactions(settings: Settings, customer_ids: set[str], call: _Caller,
-                               client: stripe.StripeClient) -> int:
+                               client: stripe.StripeClient, session: Session | None = None) -> int:
     """Customer balance transactions have no global list: read them per customer that has some
     (a non-zero balance, an invoice that used the balance, or a balance change in an event)."""
     count = 0
@@ -266,9 +305,12 @@ def _sync_balance_transactions(settings: Settings, customer_ids: set[str], call:
             except stripe.InvalidRequestError:
                 break  # the customer was deleted meanwhile
             if page.objects:
-                with unit_of_work(settings.database_url) as session:
-                    model, _ = TABLES["customer_balance_transaction"]
+                model, _ = TABLES["customer_balance_transaction"]
+                if session is not None:
                     upsert(session, model, [row_for(o) for o in page.objects])
+                else:
+                    with unit_of_work(settings.database_url) as own:
+                        upsert(own, model, [row_for(o) for o in page.objects])
                 count += len(page.objects)
             if not page.has_more or not page.objects:
                 break
@@ -276,22 +318,21 @@ def _sync_balance_transactions(settings: Settings, customer_ids: set[str], call:
     return count
 
 
-def _rebuild(settings: Settings, dirty: Dirty | None) -> None:
-    """Rebuild the revenue schedule and person/group resolution for what changed (all if None)."""
-    with unit_of_work(settings.database_url) as session:
-        invoices = revenue_store.all_invoice_ids(session) if dirty is None else sorted(dirty.invoices)
-        charges = revenue_store.all_charge_ids(session) if dirty is None else sorted(dirty.charges)
-        customers = revenue_store.all_customer_ids(session) if dirty is None else sorted(dirty.customers)
-        # A refund or dispute on an invoice's charge changes that invoice's net. Charges first:
-        # linking one to its invoice moves its refunds onto that invoice.
-        revenue_store.match_invoice_charges(session, charges)
-        if dirty is not None and charges:
-            linked = session.scalars(select(StripeCharge.invoice_id).where(
-                StripeCharge.id.in_(charges), StripeCharge.invoice_id.is_not(None)))
-            invoices = sorted(set(invoices) | {i for i in linked if i})
-        revenue_store.recompute_invoices(session, invoices)
-        revenue_store.recompute_charges(session, charges)
-        revenue_store.resolve_customers(session, customers)
+def _rebuild(settings: Settings, dirty: Dirty | None, session: Session | None = None) -> None:
+    """Rebuild the revenue schedule and person/group resolution for what changed (all if None),
+    in `session` when given (so it commits with the events it covers)."""
+    if session is None:
+        with unit_of_work(settings.database_url) as own:
+            _rebuild(settings, dirty, own)
+        return
+    policy = settings.revenue_recognition
+    if dirty is None:
+        revenue_store.rebuild_all(session, policy)
+        revenue_store.resolve_customers(session, revenue_store.all_customer_ids(session))
+        return
+    revenue_store.rebuild(session, invoices=dirty.invoices, charges=dirty.charges,
+                          customers=dirty.customers | dirty.balance_customers, policy=policy)
+    revenue_store.resolve_customers(session, sorted(dirty.customers))
 
 
 # --- full sync ---------------------------------------------------------------------------------
@@ -394,7 +435,7 @@ def full_sync(settings: Settings, *, rate: float | None = -1, workers: int = 8, 
             kind, gte, lt, after = cp.object_type, cp.created_gte, cp.created_lt, cp.starting_after
         while True:
             try:
-                page = call(partial(stripe_api.list_page, client, kind, created_gte=gte or None,
+                page = call(partial(_list_page, client, kind, created_gte=gte or None,
                                     created_lt=None if lt >= 2**62 else lt, starting_after=after))
             except stripe.InvalidRequestError as exc:
                 if exc.http_status != 404 or after is not None:
@@ -521,16 +562,28 @@ def apply_event(session: Session, client: stripe.StripeClient, call: _Caller, ev
     event_type = str(event.get("type") or "")
     if event_type.endswith(".deleted") and kind in ("customer", "product", "price", "invoiceitem", "invoice"):
         obj["deleted"] = True
+    model, _ = TABLES[kind]
+    stored = session.scalar(select(model.event_created).where(model.id == obj["id"]))
+    if stored is not None and stored > created:
+        return dirty  # an older event never wins: not the object, nor its lines or items
+    refetch = False
+    if stored is not None and stored == created and not obj.get("deleted"):
+        # Same second as the event already applied: their order is unknown (a late
+        # invoice.finalized after invoice.paid), so ask Stripe for the object as it is now.
+        refetch = kind in REFETCHABLE
     # Truncated embedded lists and missing ones: re-fetch the object as it is now.
     if kind in ("invoice", "subscription") and not obj.get("deleted"):
         embedded = obj.get("lines" if kind == "invoice" else "items")
         # Discounts arrive as bare ids in events; MRR needs their coupon terms.
         bare_discounts = any(isinstance(d, str) for d in obj.get("discounts") or []) and kind == "subscription"
-        if not isinstance(embedded, dict) or bare_discounts:
-            try:
-                obj = call(lambda: stripe_api.retrieve_object(client, kind, obj["id"]))
-            except stripe.InvalidRequestError:
-                pass
+        # An invoice that took money names the charges that paid it only when expanded.
+        unlinked = kind == "invoice" and bool(obj.get("amount_paid")) and not isinstance(obj.get("payments"), dict)
+        refetch = refetch or not isinstance(embedded, dict) or bare_discounts or unlinked
+    if refetch:
+        try:
+            obj = call(lambda: _retrieve(client, kind, obj["id"]))
+        except stripe.InvalidRequestError:
+            pass
     _store_objects(session, [obj], call, client, dirty, event_created=created)
     if kind == "customer":
         previous = (event.get("data") or {}).get("previous_attributes") or {}
@@ -564,17 +617,21 @@ def incremental_sync(settings: Settings, *, rate: float | None = -1, progress: P
     # random), so reverse the newest-first list and sort stably by time.
     events.reverse()
     events.sort(key=lambda e: int(e["created"]))
-    dirty = Dirty()
     for start in range(0, len(events), 100):
         batch = events[start:start + 100]
+        # The cursor moves only together with the rebuild of what its events changed: a run that
+        # fails half-way leaves the cursor before the batch, and the next run applies it again.
         with unit_of_work(settings.database_url) as session:
+            dirty = Dirty()
             for event in batch:
                 dirty.merge(apply_event(session, client, call, event))
+            state.objects += _sync_balance_transactions(settings, dirty.balance_customers, call, client, session)
+            _rebuild(settings, dirty, session)
             _set_cursor(session, int(batch[-1]["created"]))
         state.objects += len(batch)
         if progress is not None:
             progress(state)
-    state.objects += _sync_balance_transactions(settings, dirty.balance_customers, call, client)
+    dirty = Dirty()
     # Balance transactions have no events but never change once made: list the new ones.
     after = None
     while True:

@@ -90,6 +90,11 @@ class Invoice:
     plan: str | None = None  # the plan whose prepaid money this invoice brought in
     reductions: tuple[Reduction, ...] = ()
     finalized_at: datetime | None = None  # when the balance was applied (default: paid_at)
+    # When the money came, in parts for partial payments; empty: all of `money` at `paid_at`.
+    payments: tuple[tuple[datetime, int], ...] = ()
+
+    def arrivals(self) -> tuple[tuple[datetime, int], ...]:
+        return self.payments or ((self.paid_at, self.money),)
 
 
 @dataclass(frozen=True)
@@ -313,17 +318,19 @@ def _recognise_currency(books: CustomerBooks, currency: str, policy: Policy) -> 
     draws: list[tuple[datetime, int, Invoice, InvoiceLine]] = []
     for inv in sorted((i for i in books.invoices if i.currency == currency), key=lambda i: (i.paid_at, i.invoice_id)):
         plan_money = consumption and inv.plan is not None
-        money_net = _net_share(inv.money, inv)
         if plan_money and inv.plan is not None:
             pool_for(inv.plan, inv.invoice_id)
-            add(inv.paid_at, 0, "pool_in", inv.plan, money_net)
+            for paid_at, amount in inv.arrivals():
+                add(paid_at, 0, "pool_in", inv.plan, _net_share(amount, inv))
             for r in inv.reductions:
                 add(r.at, 3, "pool_out", inv.plan, _reduction_net(r, inv))
         elif inv.lines:
             weights = _line_weights(inv.lines)
-            for line, share in zip(inv.lines, allocate(money_net, weights), strict=True):
+            for line in inv.lines:
                 obligation(line.line_id, "invoice", inv.invoice_id)
-                add(inv.paid_at, 0, "line_in", line.line_id, share, start=line.start, end=line.end)
+            for paid_at, amount in inv.arrivals():
+                for line, share in zip(inv.lines, allocate(_net_share(amount, inv), weights), strict=True):
+                    add(paid_at, 0, "line_in", line.line_id, share, start=line.start, end=line.end)
             for r in inv.reductions:
                 for line, share in zip(inv.lines, allocate(_reduction_net(r, inv), weights), strict=True):
                     add(r.at, 3, "line_out", line.line_id, share)

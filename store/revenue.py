@@ -8,14 +8,15 @@ from __future__ import annotations
 
 from collections import defaultdict
 from collections.abc import Iterable, Sequence
+from dataclasses import replace
 from datetime import UTC, date, datetime
 from decimal import Decimal
 from typing import Any, cast
 
-from sqlalchemy import Table, delete, func, select, update
+from sqlalchemy import Table, delete, func, select, text, update
 from sqlalchemy.orm import Session
 
-from domain import deferred, mrr, persons
+from domain import mrr, persons, recognition
 from domain.money import exponent
 from store.warehouse import (
     ExchangeRate,
@@ -23,14 +24,18 @@ from store.warehouse import (
     StripeCharge,
     StripeCreditNote,
     StripeCustomer,
+    StripeCustomerBalanceTransaction,
     StripeDispute,
     StripeInvoice,
     StripeInvoiceLine,
+    StripeInvoicePayment,
     StripePrice,
     StripeRefund,
     StripeSubscription,
     StripeSubscriptionItem,
+    row_for,
     touch,
+    upsert,
     warehouse_version,
 )
 
@@ -59,92 +64,284 @@ def _chunks(ids: Sequence[str]) -> Iterable[Sequence[str]]:
         yield ids[i:i + CHUNK]
 
 
-def link_invoice_payments(session: Session, invoice: dict[str, Any]) -> None:
-    """Since 2025 charges no longer name their invoice; the invoice's `payments` name the charge
-    or payment intent. Record the link on the charge so refunds and disputes find the invoice."""
-    payments = ((invoice.get("payments") or {}).get("data")) or []
+def link_invoice_payments(session: Session, invoice: dict[str, Any]) -> int:
+    """Since 2025 charges no longer name their invoice; the invoice's `payments` (expanded) are
+    Stripe's own record of which charge or payment intent paid it. Stored as invoice_payment rows;
+    the charge's `invoice_id` is set too, so refunds and disputes find the invoice."""
+    payments = [p for p in ((invoice.get("payments") or {}).get("data") or []) if isinstance(p, dict)]
+    rows = []
     for p in payments:
-        payment = p.get("payment") or {}
-        charge = payment.get("charge")
-        intent = payment.get("payment_intent")
-        charge_id = charge.get("id") if isinstance(charge, dict) else charge
-        intent_id = intent.get("id") if isinstance(intent, dict) else intent
-        if charge_id:
-            session.execute(update(StripeCharge).where(StripeCharge.id == charge_id).values(invoice_id=invoice["id"]))
-        if intent_id:
-            session.execute(update(StripeCharge).where(StripeCharge.payment_intent_id == intent_id)
-                            .values(invoice_id=invoice["id"]))
+        if not p.get("id"):
+            continue
+        rows.append(row_for({**p, "object": "invoice_payment", "invoice": invoice["id"]}))
+    if rows:
+        upsert(session, StripeInvoicePayment, rows)
+        link_payment_charges(session, [r["id"] for r in rows])
+    return len(rows)
 
 
-def _reductions_by_invoice(session: Session, invoice_ids: Sequence[str]) -> dict[str, int]:
-    """What credit notes, refunds not already behind a credit note, and lost disputes took back."""
-    out: dict[str, int] = defaultdict(int)
-    refunds_in_notes: set[str] = set()
-    for note in session.scalars(select(StripeCreditNote).where(StripeCreditNote.invoice_id.in_(invoice_ids),
-                                                               StripeCreditNote.status != "void")):
-        out[note.invoice_id or ""] += note.total
-        raw = note.raw or {}
-        for r in raw.get("refunds") or []:
-            ref = r.get("refund") if isinstance(r, dict) else r
-            ref_id = ref.get("id") if isinstance(ref, dict) else ref
-            if isinstance(ref_id, str):
-                refunds_in_notes.add(ref_id)
-        if isinstance(raw.get("refund"), str):
-            refunds_in_notes.add(raw["refund"])
-    charges = {c.id: c for c in session.scalars(select(StripeCharge).where(StripeCharge.invoice_id.in_(invoice_ids)))}
-    if charges:
-        charge_ids = list(charges)
-        for refund in session.scalars(select(StripeRefund).where(StripeRefund.charge_id.in_(charge_ids))):
-            if refund.status in ("succeeded", "pending") and refund.id not in refunds_in_notes:
-                out[charges[refund.charge_id or ""].invoice_id or ""] += refund.amount
-        for dispute in session.scalars(select(StripeDispute).where(StripeDispute.charge_id.in_(charge_ids),
-                                                                   StripeDispute.status == "lost")):
-            out[charges[dispute.charge_id or ""].invoice_id or ""] += dispute.amount
+def link_payment_charges(session: Session, payment_ids: Sequence[str]) -> list[str]:
+    """Set `invoice_id` on the charges these invoice payments name; returns the charges linked."""
+    linked: list[str] = []
+    for chunk in _chunks(list(payment_ids)):
+        for invoice_id, charge_id, intent_id in session.execute(select(
+                StripeInvoicePayment.invoice_id, StripeInvoicePayment.charge_id, StripeInvoicePayment.payment_intent_id)
+                .where(StripeInvoicePayment.id.in_(chunk), StripeInvoicePayment.invoice_id.is_not(None))):
+            if charge_id:
+                session.execute(update(StripeCharge).where(StripeCharge.id == charge_id).values(invoice_id=invoice_id))
+                linked.append(charge_id)
+            if intent_id:
+                session.execute(update(StripeCharge).where(StripeCharge.payment_intent_id == intent_id)
+                                .values(invoice_id=invoice_id))
+    return linked
+
+
+def link_charges_from_payments(session: Session, charge_ids: Sequence[str]) -> None:
+    """A charge stored after its invoice's payments: take the link from the invoice_payment rows."""
+    for chunk in _chunks(list(charge_ids)):
+        for charge_id, intent_id in session.execute(select(StripeCharge.id, StripeCharge.payment_intent_id).where(
+                StripeCharge.id.in_(chunk), StripeCharge.invoice_id.is_(None))):
+            cond = StripeInvoicePayment.charge_id == charge_id
+            if intent_id:
+                cond = cond | (StripeInvoicePayment.payment_intent_id == intent_id)
+            invoice_id = session.scalars(select(StripeInvoicePayment.invoice_id).where(
+                cond, StripeInvoicePayment.invoice_id.is_not(None))).first()
+            if invoice_id:
+                session.execute(update(StripeCharge).where(StripeCharge.id == charge_id).values(invoice_id=invoice_id))
+
+
+# --- the revenue schedule: one customer's books at a time -------------------------------------------
+
+def ledger_owners(session: Session, customer_ids: Iterable[str]) -> list[str]:
+    """The customers whose books these customers' money belongs to: an installment customer's
+    money is booked with the customer holding its plan's credit (`ledger_customer_id`)."""
+    ids = sorted({c for c in customer_ids if c})
+    owners: set[str] = set(ids)
+    for chunk in _chunks(ids):
+        for cid, ledger in session.execute(select(StripeCustomer.id, StripeCustomer.ledger_customer_id)
+                                           .where(StripeCustomer.id.in_(chunk))):
+            if ledger:
+                owners.discard(cid)
+                owners.add(ledger)
+    return sorted(owners)
+
+
+def customers_of_invoices(session: Session, invoice_ids: Iterable[str]) -> set[str]:
+    out: set[str] = set()
+    for chunk in _chunks(sorted(set(invoice_ids))):
+        out |= {c for c in session.scalars(select(StripeInvoice.customer_id).where(StripeInvoice.id.in_(chunk))) if c}
     return out
 
 
-def recompute_invoices(session: Session, invoice_ids: Iterable[str]) -> int:
-    """Rebuild the revenue schedule rows of these invoices from their lines and reductions.
+def customers_of_charges(session: Session, charge_ids: Iterable[str]) -> set[str]:
+    out: set[str] = set()
+    for chunk in _chunks(sorted(set(charge_ids))):
+        out |= {c for c in session.scalars(select(StripeCharge.customer_id).where(StripeCharge.id.in_(chunk))) if c}
+    return out
 
-    Reads columns rather than ORM objects (the raw JSON is not needed here) and writes rows with
-    the driver's executemany: at a million lines both matter more than the arithmetic."""
-    ids = sorted(set(invoice_ids))
-    written = 0
-    for chunk in _chunks(ids):
-        session.execute(delete(RevenueScheduleEntry).where(RevenueScheduleEntry.source_type == "invoice",
-                                                           RevenueScheduleEntry.source_id.in_(chunk)))
-        invoices = {i: (customer, paid_at or created) for i, customer, paid_at, created in session.execute(
-            select(StripeInvoice.id, StripeInvoice.customer_id, StripeInvoice.paid_at, StripeInvoice.created)
-            .where(StripeInvoice.id.in_(chunk), StripeInvoice.status == "paid", StripeInvoice.deleted_at.is_(None)))}
-        if not invoices:
+
+def _aware(value: datetime | None) -> datetime | None:
+    if value is None:
+        return None
+    return value if value.tzinfo else value.replace(tzinfo=UTC)
+
+
+def _lock_customers(session: Session, owners: Sequence[str]) -> None:
+    """Two rebuilds of one customer (a webhook and a sync) must not interleave their delete and
+    insert: on PostgreSQL each takes a transaction lock per customer, in one order (no deadlock)."""
+    if session.get_bind().dialect.name != "postgresql":
+        return  # SQLite serialises writers already
+    for owner in sorted(owners):
+        session.execute(text("SELECT pg_advisory_xact_lock(hashtext(:k))"), {"k": f"revenue:{owner}"})
+
+
+_NO_REVENUE_TYPES = frozenset({"applied_to_invoice", "unapplied_from_invoice"})
+# Moved aside and given back by the plan workflow around a renewal's invoice (issue 11): the
+# credit never left the customer, so neither move changes what the credit is worth.
+_HELD_KINDS = frozenset({"held_balance", "held_balance_return"})
+_MONEY_TYPES = frozenset({"credit_note", "invoice_overpaid", "invoice_too_large", "unspent_receiver_credit"})
+
+
+def load_books(session: Session, owners: Sequence[str]) -> dict[str, recognition.CustomerBooks]:
+    """Everything domain.recognition needs about these customers (and their installment customers)."""
+    members: dict[str, str] = {o: o for o in owners}
+    member_plan: dict[str, str] = {}
+    for cid, ledger, plan in session.execute(select(StripeCustomer.id, StripeCustomer.ledger_customer_id,
+                                                    StripeCustomer.plan_key)
+                                             .where(StripeCustomer.ledger_customer_id.in_(list(owners)))):
+        members[cid] = ledger or cid
+        if plan:
+            member_plan[cid] = plan
+    ids = list(members)
+    Inv, L = StripeInvoice, StripeInvoiceLine  # noqa: N806
+    invoices: dict[str, dict[str, Any]] = {}
+    for row in session.execute(select(Inv.id, Inv.customer_id, Inv.currency, Inv.status, Inv.total, Inv.tax,
+                                      Inv.amount_paid, Inv.balance_applied, Inv.paid_at, Inv.created, Inv.plan_key,
+                                      Inv.finalized_at)
+                               .where(Inv.customer_id.in_(ids), Inv.deleted_at.is_(None),
+                                      (Inv.status == "paid") | (Inv.amount_paid > 0))):
+        (iid, inv_customer, currency, status, total, tax, paid, applied, paid_at, created, plan, finalized) = row
+        invoices[iid] = {"customer": inv_customer, "currency": currency, "status": status, "total": int(total or 0),
+                         "tax": int(tax or 0), "paid": int(paid or 0),
+                         "applied": int(applied or 0) if status == "paid" else 0,
+                         "paid_at": _aware(paid_at), "created": _aware(created),
+                         "plan": plan or member_plan.get(inv_customer or ""), "finalized": _aware(finalized),
+                         "lines": [], "reductions": [], "payments": []}
+    inv_ids = list(invoices)
+    for chunk in _chunks(inv_ids):
+        for line_id, invoice_id, amount, discount, tax_in, start, end in session.execute(
+                select(L.id, L.invoice_id, L.amount, L.discount_amount, L.tax_inclusive, L.period_start, L.period_end)
+                .where(L.invoice_id.in_(chunk), L.deleted_at.is_(None)).order_by(L.invoice_id, L.id)):
+            invoices[invoice_id]["lines"].append(recognition.InvoiceLine(
+                line_id, int(amount or 0) - int(discount or 0) - int(tax_in or 0), _day(start), _day(end)))
+        for paid_invoice, amount, at, status in session.execute(
+                select(StripeInvoicePayment.invoice_id, StripeInvoicePayment.amount_paid,
+                       StripeInvoicePayment.paid_at, StripeInvoicePayment.status)
+                .where(StripeInvoicePayment.invoice_id.in_(chunk))):
+            if status == "paid" and at is not None and paid_invoice in invoices:
+                invoices[paid_invoice]["payments"].append((_aware(at), int(amount or 0)))
+    # Credit notes: a pre-payment note lowered what was paid already; only post-payment ones
+    # give money back. Refunds behind a credit note are counted once, as the note.
+    behind_notes: set[str] = set()
+    for chunk in _chunks(inv_ids):
+        for note in session.scalars(select(StripeCreditNote).where(StripeCreditNote.invoice_id.in_(chunk),
+                                                                   StripeCreditNote.status != "void")):
+            raw = note.raw or {}
+            for r in raw.get("refunds") or []:
+                ref = r.get("refund") if isinstance(r, dict) else r
+                ref_id = ref.get("id") if isinstance(ref, dict) else ref
+                if isinstance(ref_id, str):
+                    behind_notes.add(ref_id)
+            if isinstance(raw.get("refund"), str):
+                behind_notes.add(raw["refund"])
+            inv = invoices[note.invoice_id or ""]
+            created = _aware(note.created) or datetime.now(UTC)
+            pre = raw.get("type") == "pre_payment" or (
+                raw.get("type") is None and inv["paid_at"] is not None and created < inv["paid_at"])
+            if not pre:
+                inv["reductions"].append(recognition.Reduction(created, int(note.total or 0),
+                                                               note.total_excluding_tax))
+    C = StripeCharge  # noqa: N806
+    charges: dict[str, dict[str, Any]] = {}
+    for charge_id, customer, charge_invoice, amount, currency, created, status, paid in session.execute(
+            select(C.id, C.customer_id, C.invoice_id, C.amount, C.currency, C.created, C.status, C.paid)
+            .where(C.customer_id.in_(ids))):
+        if not paid or status != "succeeded":
             continue
-        lines_by_invoice: dict[str, list[deferred.Line]] = defaultdict(list)
-        periods: dict[str, tuple[date | None, date | None]] = {}
-        L = StripeInvoiceLine  # noqa: N806
-        for line_id, invoice_id, amount, currency, start, end, discount in session.execute(
-                select(L.id, L.invoice_id, L.amount, L.currency, L.period_start, L.period_end, L.discount_amount)
-                .where(L.invoice_id.in_(list(invoices)), L.deleted_at.is_(None))):
-            periods[line_id] = (_day(start), _day(end))
-            lines_by_invoice[invoice_id].append(deferred.Line(line_id, amount, currency, date.min, date.min, discount))
-        reductions = _reductions_by_invoice(session, list(invoices))
-        rows: list[tuple[Any, ...]] = []
-        for invoice_id, (customer_id, paid_at) in invoices.items():
-            lines = sorted(lines_by_invoice.get(invoice_id, []), key=lambda x: x.line_id)
-            if not lines:
+        charges[charge_id] = {"customer": customer, "invoice": charge_invoice, "amount": int(amount or 0),
+                        "currency": currency, "at": _aware(created) or datetime.now(UTC), "reductions": []}
+    charge_ids = list(charges)
+    paid_by_payment = set()
+    for chunk in _chunks(charge_ids):
+        paid_by_payment |= set(session.scalars(select(StripeInvoicePayment.charge_id).where(
+            StripeInvoicePayment.charge_id.in_(chunk))))
+        for refund in session.scalars(select(StripeRefund).where(StripeRefund.charge_id.in_(chunk))):
+            if refund.status in ("succeeded", "pending") and refund.id not in behind_notes \
+                    and refund.charge_id in charges:
+                charges[refund.charge_id or ""]["reductions"].append(recognition.Reduction(
+                    _aware(refund.created) or datetime.now(UTC), int(refund.amount or 0)))
+        for dispute in session.scalars(select(StripeDispute).where(StripeDispute.charge_id.in_(chunk),
+                                                                   StripeDispute.status == "lost")):
+            if dispute.charge_id not in charges:
                 continue
-            paid_on = _day(paid_at) or date.today()
-            dated = []
-            for line in lines:
-                period_start, period_end = periods[line.line_id]
-                first = period_start or paid_on
-                dated.append(deferred.Line(line.line_id, line.amount, line.currency, first, period_end or first,
-                                           line.discount))
-            for m in deferred.recognise_invoice(dated, paid_on=paid_on, reductions=reductions.get(invoice_id, 0)):
-                rows.append(("invoice", invoice_id, m.line_id, customer_id, m.month, m.currency, _unit(m.currency),
-                             m.gross, m.net, paid_at))
+            when = _aware(dispute.lost_at) or (datetime.fromtimestamp(dispute.event_created, UTC)
+                                               if dispute.event_created else None) or _aware(dispute.created)
+            charges[dispute.charge_id or ""]["reductions"].append(recognition.Reduction(
+                when or datetime.now(UTC), int(dispute.amount or 0)))
+    credits: dict[str, list[recognition.Credit]] = defaultdict(list)
+    B = StripeCustomerBalanceTransaction  # noqa: N806
+    for tid, txn_customer, amount, currency, kind, created, txn_plan, raw_kind in session.execute(
+            select(B.id, B.customer_id, B.amount, B.currency, B.type, B.created, B.plan_key,
+                   B.raw["metadata"]["revops_kind"].as_string())
+            .where(B.customer_id.in_(ids))):
+        if kind in _NO_REVENUE_TYPES or raw_kind in _HELD_KINDS or not amount:
+            continue
+        source: recognition.CreditSource = "plan" if txn_plan else "money" if kind in _MONEY_TYPES else "gift"
+        credits[members[txn_customer or ""]].append(recognition.Credit(
+            tid, currency, _aware(created) or datetime.now(UTC), -int(amount), source, txn_plan))
+    # A plan's term ends with its last service day: the upfront line's period, the installment
+    # subscription's cancel_at, whichever is later.
+    term_end: dict[str, date] = {}
+    for inv in invoices.values():
+        for line in inv["lines"]:
+            if inv["plan"] and line.end is not None:
+                term_end[inv["plan"]] = max(term_end.get(inv["plan"], line.end), line.end)
+    installment_customers = [c for c in member_plan]
+    for chunk in _chunks(installment_customers):
+        for sub_customer, cancel_at, ended in session.execute(select(
+                StripeSubscription.customer_id, StripeSubscription.cancel_at, StripeSubscription.ended_at)
+                .where(StripeSubscription.customer_id.in_(chunk))):
+            sub_end = _day(cancel_at) or _day(ended)
+            sub_plan = member_plan[sub_customer or ""]
+            if sub_end is not None:
+                term_end[sub_plan] = max(term_end.get(sub_plan, sub_end), sub_end)
+
+    out: dict[str, recognition.CustomerBooks] = {}
+    by_owner_invoices: dict[str, list[recognition.Invoice]] = defaultdict(list)
+    for iid, inv in invoices.items():
+        money_at = inv["paid_at"] or inv["finalized"] or inv["created"] or datetime.now(UTC)
+        payments = sorted(inv["payments"])
+        known = sum(a for _, a in payments)
+        if known != inv["paid"]:
+            # Paid out of band, or payments Stripe did not list: the rest arrived when it was paid.
+            payments.append((money_at, inv["paid"] - known))
+        if not inv["lines"]:
+            continue
+        by_owner_invoices[members[inv["customer"]]].append(recognition.Invoice(
+            iid, inv["currency"], money_at, inv["total"], inv["tax"], inv["paid"], inv["applied"],
+            tuple(inv["lines"]), inv["plan"], tuple(inv["reductions"]), inv["finalized"],
+            payments=tuple((at, amount) for at, amount in payments if amount)))
+    by_owner_charges: dict[str, list[recognition.Charge]] = defaultdict(list)
+    for cid, c in charges.items():
+        if c["invoice"] is not None and c["invoice"] in invoices:
+            # Paid an invoice: its refunds and disputes take money back from that invoice.
+            invoices_reductions = c["reductions"]
+            if invoices_reductions:
+                owner = members[invoices[c["invoice"]]["customer"]]
+                by_owner_invoices[owner] = [
+                    replace(i, reductions=i.reductions + tuple(invoices_reductions)) if i.invoice_id == c["invoice"]
+                    else i for i in by_owner_invoices[owner]]
+            continue
+        if c["invoice"] is not None or cid in paid_by_payment:
+            continue  # paid an invoice that is not paid (or not synced) yet: not a one-off
+        by_owner_charges[members[c["customer"]]].append(recognition.Charge(
+            cid, c["currency"], c["at"], c["amount"], tuple(c["reductions"])))
+    plans = {p for i in by_owner_invoices.values() for x in i if (p := x.plan)} | {
+        c.plan for cs in credits.values() for c in cs if c.plan}
+    for owner in owners:
+        owner_plans = {x.plan for x in by_owner_invoices.get(owner, []) if x.plan} | {
+            c.plan for c in credits.get(owner, []) if c.plan}
+        out[owner] = recognition.CustomerBooks(
+            owner, tuple(by_owner_invoices.get(owner, [])), tuple(by_owner_charges.get(owner, [])),
+            tuple(credits.get(owner, [])),
+            tuple(recognition.Plan(p, term_end.get(p)) for p in sorted(owner_plans & plans)))
+    return out
+
+
+def recompute_customers(session: Session, customer_ids: Iterable[str], policy: str = "consumption") -> int:
+    """Rebuild the revenue schedule of these customers' books (installment customers are
+    rebuilt with the customer holding their plan's credit)."""
+    checked = recognition.check_policy(policy)
+    owners = ledger_owners(session, customer_ids)
+    written = 0
+    for chunk in _chunks(owners):
+        _lock_customers(session, chunk)
+        members = list(chunk) + list(session.scalars(select(StripeCustomer.id).where(
+            StripeCustomer.ledger_customer_id.in_(list(chunk)))))
+        session.execute(delete(RevenueScheduleEntry).where(RevenueScheduleEntry.customer_id.in_(members)))
+        rows: list[tuple[Any, ...]] = []
+        for owner, books in load_books(session, chunk).items():
+            for b in recognition.month_rows(recognition.recognise_customer(books, checked)):
+                rows.append((b.source_type, b.source_id, f"{b.key}@{b.at.date().isoformat()}", owner, b.month,
+                             b.currency, _unit(b.currency), b.gross, b.net, b.at))
         written += _insert_schedule(session, rows)
     touch(session)
     return written
+
+
+def recompute_invoices(session: Session, invoice_ids: Iterable[str], policy: str = "consumption") -> int:
+    """Rebuild the revenue schedule of the customers of these invoices."""
+    return recompute_customers(session, customers_of_invoices(session, invoice_ids), policy)
 
 
 _SCHEDULE_COLUMNS = ("source_type", "source_id", "line_id", "customer_id", "month", "currency", "currency_unit",
@@ -157,8 +354,8 @@ def _insert_schedule(session: Session, rows: list[tuple[Any, ...]]) -> int:
     connection = session.connection()
     if connection.dialect.name == "sqlite":
         # The text forms SQLAlchemy itself stores for Date and DateTime on SQLite (UTC wall time).
-        rows = [(*r[:4], r[4].isoformat(), *r[5:9], r[9].strftime("%Y-%m-%d %H:%M:%S.%f") if r[9] else None)
-                for r in rows]
+        rows = [(*r[:4], r[4].isoformat(), *r[5:9],
+                 r[9].astimezone(UTC).strftime("%Y-%m-%d %H:%M:%S.%f") if r[9] else None) for r in rows]
         marks = ", ".join("?" for _ in _SCHEDULE_COLUMNS)
     else:
         marks = ", ".join("%s" for _ in _SCHEDULE_COLUMNS)
@@ -167,66 +364,55 @@ def _insert_schedule(session: Session, rows: list[tuple[Any, ...]]) -> int:
     return len(rows)
 
 
-def match_invoice_charges(session: Session, charge_ids: Sequence[str]) -> int:
-    """Link charges that name no invoice to the invoice they paid, when one clearly matches.
-
-    Since 2025 a charge no longer names its invoice, and an invoice lists its payments only when
-    asked; without the link an invoice's charge would count twice (once as the invoice, once as
-    a one-off charge). A paid invoice of the same customer, same currency and amount, paid within
-    a day of the charge, not already linked to another charge, is taken as the one it paid."""
-    linked = 0
-    day = 86400
-    for chunk in _chunks(list(charge_ids)):
-        charges = list(session.scalars(select(StripeCharge).where(
-            StripeCharge.id.in_(chunk), StripeCharge.invoice_id.is_(None), StripeCharge.paid.is_(True))))
-        for charge in charges:
-            if charge.customer_id is None or charge.created is None:
-                continue
-            created = charge.created if charge.created.tzinfo else charge.created.replace(tzinfo=UTC)
-            window = (datetime.fromtimestamp(created.timestamp() - day, UTC),
-                      datetime.fromtimestamp(created.timestamp() + day, UTC))
-            taken = select(StripeCharge.invoice_id).where(StripeCharge.invoice_id.is_not(None),
-                                                          StripeCharge.customer_id == charge.customer_id)
-            invoice_id = session.scalars(select(StripeInvoice.id).where(
-                StripeInvoice.customer_id == charge.customer_id, StripeInvoice.status == "paid",
-                StripeInvoice.currency == charge.currency, StripeInvoice.amount_paid == charge.amount,
-                StripeInvoice.paid_at >= window[0], StripeInvoice.paid_at <= window[1],
-                StripeInvoice.id.not_in(taken)).order_by(StripeInvoice.paid_at)).first()
-            if invoice_id is not None:
-                charge.invoice_id = invoice_id
-                linked += 1
-    session.flush()
-    return linked
+def recompute_charges(session: Session, charge_ids: Iterable[str], policy: str = "consumption") -> int:
+    """Rebuild the revenue schedule of the customers of these charges."""
+    return rebuild(session, invoices=(), charges=charge_ids, customers=(), policy=policy)
 
 
-def recompute_charges(session: Session, charge_ids: Iterable[str]) -> int:
-    """One-off charges (no invoice) are revenue when paid, net of refunds and lost disputes."""
-    ids = sorted(set(charge_ids))
-    match_invoice_charges(session, ids)
+def _recompute_customerless_charges(session: Session, charge_ids: Sequence[str]) -> int:
+    """A charge with no customer is its own one-off: revenue when paid, net of refunds."""
     written = 0
-    for chunk in _chunks(ids):
+    for chunk in _chunks(list(charge_ids)):
         session.execute(delete(RevenueScheduleEntry).where(RevenueScheduleEntry.source_type == "charge",
-                                                           RevenueScheduleEntry.source_id.in_(chunk)))
-        charges = list(session.scalars(select(StripeCharge).where(
-            StripeCharge.id.in_(chunk), StripeCharge.invoice_id.is_(None), StripeCharge.paid.is_(True),
-            StripeCharge.status == "succeeded")))
-        if not charges:
-            continue
-        lost = dict(session.execute(select(StripeDispute.charge_id, func.sum(StripeDispute.amount)).where(
-            StripeDispute.charge_id.in_([c.id for c in charges]), StripeDispute.status == "lost")
-            .group_by(StripeDispute.charge_id)).all())
-        rows = []
-        for c in charges:
-            paid_on = _day(c.created) or date.today()
-            m = deferred.recognise_charge(c.id, c.amount, c.amount_refunded + int(lost.get(c.id) or 0),
-                                          c.currency, paid_on)
-            rows.append({"source_type": "charge", "source_id": c.id, "line_id": c.id, "customer_id": c.customer_id,
-                         "month": m.month, "currency": m.currency, "currency_unit": _unit(m.currency),
-                         "gross": m.gross, "net": m.net, "paid_at": c.created})
-        session.execute(SCHEDULE.insert(), rows)
-        written += len(rows)
+                                                           RevenueScheduleEntry.source_id.in_(chunk),
+                                                           RevenueScheduleEntry.customer_id.is_(None)))
+        rows: list[tuple[Any, ...]] = []
+        for c in session.scalars(select(StripeCharge).where(
+                StripeCharge.id.in_(chunk), StripeCharge.customer_id.is_(None), StripeCharge.invoice_id.is_(None),
+                StripeCharge.paid.is_(True), StripeCharge.status == "succeeded")):
+            refunds = tuple(recognition.Reduction(_aware(r.created) or datetime.now(UTC), int(r.amount or 0))
+                            for r in session.scalars(select(StripeRefund).where(StripeRefund.charge_id == c.id))
+                            if r.status in ("succeeded", "pending"))
+            books = recognition.CustomerBooks(c.id, charges=(recognition.Charge(
+                c.id, c.currency, _aware(c.created) or datetime.now(UTC), c.amount, refunds),))
+            for b in recognition.month_rows(recognition.recognise_customer(books, "consumption")):
+                rows.append((b.source_type, b.source_id, f"{b.key}@{b.at.date().isoformat()}", None, b.month,
+                             b.currency, _unit(b.currency), b.gross, b.net, b.at))
+        written += _insert_schedule(session, rows)
     touch(session)
     return written
+
+
+def rebuild(session: Session, *, invoices: Iterable[str], charges: Iterable[str], customers: Iterable[str],
+            policy: str = "consumption") -> int:
+    """Rebuild the books of every customer these changes touch, each customer once."""
+    charge_ids = sorted(set(charges))
+    link_charges_from_payments(session, charge_ids)
+    touched = set(customers) | customers_of_invoices(session, invoices) | customers_of_charges(session, charge_ids)
+    written = recompute_customers(session, touched, policy)
+    return written + _recompute_customerless_charges(session, charge_ids)
+
+
+def rebuild_all(session: Session, policy: str = "consumption") -> int:
+    """The whole schedule again (after a full sync): every customer with money, from scratch."""
+    session.execute(delete(RevenueScheduleEntry))
+    link_charges_from_payments(session, all_charge_ids(session))
+    customers = set(session.scalars(select(StripeInvoice.customer_id).distinct())) | set(
+        session.scalars(select(StripeCharge.customer_id).distinct())) | set(
+        session.scalars(select(StripeCustomerBalanceTransaction.customer_id).distinct()))
+    written = recompute_customers(session, {c for c in customers if c}, policy)
+    customerless = list(session.scalars(select(StripeCharge.id).where(StripeCharge.customer_id.is_(None))))
+    return written + _recompute_customerless_charges(session, customerless)
 
 
 def all_invoice_ids(session: Session) -> list[str]:

@@ -74,6 +74,10 @@ class StripeCustomer(StripeObject, Base):
     person_source: Mapped[str | None] = mapped_column(String(300))
     group_key: Mapped[str | None] = mapped_column(String(255), index=True)
     group_source: Mapped[str | None] = mapped_column(String(300))
+    # A monthly plan's installment customer keeps its books with the customer that holds the
+    # plan's credit (metadata `existing_customer_id`), so money and credit meet in one ledger.
+    ledger_customer_id: Mapped[str | None] = mapped_column(ID, index=True)
+    plan_key: Mapped[str | None] = mapped_column(String(300))
 
 
 class StripeCharge(StripeObject, Base):
@@ -101,6 +105,10 @@ class StripeInvoice(StripeObject, Base):
     paid_at: Mapped[datetime | None] = mapped_column(index=True)
     period_start: Mapped[datetime | None]
     period_end: Mapped[datetime | None]
+    tax: Mapped[int] = mapped_column(BigInteger, default=0, server_default="0")
+    balance_applied: Mapped[int] = mapped_column(BigInteger, default=0, server_default="0")
+    plan_key: Mapped[str | None] = mapped_column(String(300))  # installation:plan id, a plan's own invoice
+    finalized_at: Mapped[datetime | None]
 
 
 class StripeInvoiceLine(StripeObject, Base):
@@ -115,6 +123,22 @@ class StripeInvoiceLine(StripeObject, Base):
     quantity: Mapped[int | None] = mapped_column(BigInteger)
     period_start: Mapped[datetime | None]
     period_end: Mapped[datetime | None]
+    tax_inclusive: Mapped[int] = mapped_column(BigInteger, default=0, server_default="0")  # VAT inside `amount`
+
+
+class StripeInvoicePayment(StripeObject, Base):
+    """Which charge or payment intent paid (part of) which invoice: Stripe's own link since 2025,
+    from the invoice's expanded `payments` and `invoice_payment.*` events."""
+
+    __tablename__ = "stripe_invoice_payments"
+
+    invoice_id: Mapped[str | None] = mapped_column(ID, index=True)
+    charge_id: Mapped[str | None] = mapped_column(ID, index=True)
+    payment_intent_id: Mapped[str | None] = mapped_column(ID, index=True)
+    amount_paid: Mapped[int] = mapped_column(BigInteger, default=0)
+    currency: Mapped[str] = mapped_column(String(3), default="usd")
+    status: Mapped[str | None] = mapped_column(String(32))
+    paid_at: Mapped[datetime | None]
 
 
 class StripeInvoiceItem(StripeObject, Base):
@@ -182,6 +206,7 @@ class StripeCustomerBalanceTransaction(StripeObject, Base):
     amount: Mapped[int] = mapped_column(BigInteger, default=0)  # negative = a credit to the customer
     currency: Mapped[str] = mapped_column(String(3), default="usd")
     type: Mapped[str | None] = mapped_column(String(64))
+    plan_key: Mapped[str | None] = mapped_column(String(300))  # a plan's credit (metadata revops_kind)
 
 
 class StripeBalanceTransaction(StripeObject, Base):
@@ -214,6 +239,7 @@ class StripeCreditNote(StripeObject, Base):
     total: Mapped[int] = mapped_column(BigInteger, default=0)
     currency: Mapped[str] = mapped_column(String(3), default="usd")
     status: Mapped[str | None] = mapped_column(String(32))
+    total_excluding_tax: Mapped[int | None] = mapped_column(BigInteger)
 
 
 class StripeDispute(StripeObject, Base):
@@ -223,6 +249,7 @@ class StripeDispute(StripeObject, Base):
     amount: Mapped[int] = mapped_column(BigInteger, default=0)
     currency: Mapped[str] = mapped_column(String(3), default="usd")
     status: Mapped[str | None] = mapped_column(String(32))
+    lost_at: Mapped[datetime | None]  # when the money left: the dispute's withdrawal
 
 
 class RevenueSyncRun(Base):
@@ -319,8 +346,25 @@ Index("ix_revenue_schedule_customer_cover", RevenueScheduleEntry.customer_id, Re
 
 # --- Stripe JSON → typed columns -------------------------------------------------------------
 
+PLAN_CREDIT_KINDS = frozenset({"plan_credit", "monthly_credit", "monthly_credit_share"})
+PLAN_INVOICE_KINDS = frozenset({"upfront_invoice", "first_installment", "monthly_subscription"})
+
+
+def plan_key(metadata: Any, kinds: frozenset[str] | None = None) -> str | None:
+    """`installation:plan id` of an object the plan workflows made (activities/plan.py metadata)."""
+    if not isinstance(metadata, dict) or not metadata.get("plan_id"):
+        return None
+    if kinds is not None and metadata.get("revops_kind") not in kinds:
+        return None
+    return f"{metadata.get('revops_installation') or ''}:{metadata['plan_id']}"
+
+
 def _customer(o: dict[str, Any]) -> dict[str, Any]:
-    return {"email": o.get("email"), "name": o.get("name"), "currency": o.get("currency")}
+    metadata = o.get("metadata") or {}
+    installment = metadata.get("revops_kind") == "installment_customer"
+    return {"email": o.get("email"), "name": o.get("name"), "currency": o.get("currency"),
+            "ledger_customer_id": (metadata.get("existing_customer_id") or None) if installment else None,
+            "plan_key": plan_key(metadata) if installment else None}
 
 
 def _charge_invoice(o: dict[str, Any]) -> str | None:
@@ -341,12 +385,44 @@ def invoice_subscription(o: dict[str, Any]) -> str | None:
     return _id(details.get("subscription")) or _id(o.get("subscription"))
 
 
+def _invoice_tax(o: dict[str, Any]) -> int:
+    total = int(o.get("total") or 0)
+    if o.get("total_excluding_tax") is not None:
+        return total - int(o["total_excluding_tax"])
+    taxes = o.get("total_taxes") or o.get("total_tax_amounts") or []
+    return sum(int(t.get("amount") or 0) for t in taxes if isinstance(t, dict))
+
+
+def _balance_applied(o: dict[str, Any]) -> int:
+    """What the customer balance paid of this invoice (a credit balance going towards zero)."""
+    starting, ending = o.get("starting_balance"), o.get("ending_balance")
+    if starting is None or ending is None or int(starting) >= 0:
+        return 0
+    return max(min(int(ending) - int(starting), int(o.get("total") or 0)), 0)
+
+
 def _invoice(o: dict[str, Any]) -> dict[str, Any]:
     transitions = o.get("status_transitions") or {}
+    parent = o.get("parent") or {}
+    sub_metadata = (parent.get("subscription_details") or {}).get("metadata")
     return {"customer_id": _id(o.get("customer")), "subscription_id": invoice_subscription(o),
             "status": o.get("status"), "currency": o.get("currency") or "usd", "total": o.get("total") or 0,
             "amount_paid": o.get("amount_paid") or 0, "paid_at": ts(transitions.get("paid_at")),
-            "period_start": ts(o.get("period_start")), "period_end": ts(o.get("period_end"))}
+            "period_start": ts(o.get("period_start")), "period_end": ts(o.get("period_end")),
+            "tax": _invoice_tax(o), "balance_applied": _balance_applied(o),
+            "plan_key": plan_key(o.get("metadata"), PLAN_INVOICE_KINDS) or plan_key(sub_metadata, PLAN_INVOICE_KINDS),
+            "finalized_at": ts(transitions.get("finalized_at"))}
+
+
+def _inclusive_tax(o: dict[str, Any]) -> int:
+    total = 0
+    for t in o.get("taxes") or []:  # current API
+        if isinstance(t, dict) and t.get("tax_behavior") == "inclusive":
+            total += int(t.get("amount") or 0)
+    for t in o.get("tax_amounts") or []:  # before 2025
+        if isinstance(t, dict) and t.get("inclusive"):
+            total += int(t.get("amount") or 0)
+    return total
 
 
 def _line(o: dict[str, Any]) -> dict[str, Any]:
@@ -360,7 +436,17 @@ def _line(o: dict[str, Any]) -> dict[str, Any]:
             "amount": o.get("amount") or 0,
             "discount_amount": sum(d.get("amount") or 0 for d in o.get("discount_amounts") or []),
             "currency": o.get("currency") or "usd", "quantity": o.get("quantity"),
-            "period_start": ts(period.get("start")), "period_end": ts(period.get("end"))}
+            "period_start": ts(period.get("start")), "period_end": ts(period.get("end")),
+            "tax_inclusive": _inclusive_tax(o)}
+
+
+def _invoice_payment(o: dict[str, Any]) -> dict[str, Any]:
+    payment = o.get("payment") or {}
+    transitions = o.get("status_transitions") or {}
+    return {"invoice_id": _id(o.get("invoice")), "charge_id": _id(payment.get("charge")),
+            "payment_intent_id": _id(payment.get("payment_intent")), "amount_paid": o.get("amount_paid") or 0,
+            "currency": o.get("currency") or "usd", "status": o.get("status"),
+            "paid_at": ts(transitions.get("paid_at"))}
 
 
 def _invoice_item(o: dict[str, Any]) -> dict[str, Any]:
@@ -398,7 +484,8 @@ def _schedule(o: dict[str, Any]) -> dict[str, Any]:
 
 def _customer_balance_transaction(o: dict[str, Any]) -> dict[str, Any]:
     return {"customer_id": _id(o.get("customer")), "invoice_id": _id(o.get("invoice")),
-            "amount": o.get("amount") or 0, "currency": o.get("currency") or "usd", "type": o.get("type")}
+            "amount": o.get("amount") or 0, "currency": o.get("currency") or "usd", "type": o.get("type"),
+            "plan_key": plan_key(o.get("metadata"), PLAN_CREDIT_KINDS)}
 
 
 def _balance_transaction(o: dict[str, Any]) -> dict[str, Any]:
@@ -415,12 +502,20 @@ def _refund(o: dict[str, Any]) -> dict[str, Any]:
 def _credit_note(o: dict[str, Any]) -> dict[str, Any]:
     return {"invoice_id": _id(o.get("invoice")), "customer_id": _id(o.get("customer")),
             "total": o.get("total") or o.get("amount") or 0, "currency": o.get("currency") or "usd",
-            "status": o.get("status")}
+            "status": o.get("status"), "total_excluding_tax": o.get("total_excluding_tax")}
+
+
+def _dispute_lost_at(o: dict[str, Any]) -> datetime | None:
+    if o.get("status") != "lost":
+        return None
+    times = [int(t["created"]) for t in o.get("balance_transactions") or []
+             if isinstance(t, dict) and t.get("created")]
+    return ts(max(times)) if times else None
 
 
 def _dispute(o: dict[str, Any]) -> dict[str, Any]:
     return {"charge_id": _id(o.get("charge")), "amount": o.get("amount") or 0,
-            "currency": o.get("currency") or "usd", "status": o.get("status")}
+            "currency": o.get("currency") or "usd", "status": o.get("status"), "lost_at": _dispute_lost_at(o)}
 
 
 Extractor = Callable[[dict[str, Any]], dict[str, Any]]
@@ -432,6 +527,7 @@ TABLES: dict[str, tuple[type[StripeObject], Extractor]] = {
     "invoice": (StripeInvoice, _invoice),
     "line_item": (StripeInvoiceLine, _line),
     "invoiceitem": (StripeInvoiceItem, _invoice_item),
+    "invoice_payment": (StripeInvoicePayment, _invoice_payment),
     "price": (StripePrice, _price),
     "product": (StripeProduct, _product),
     "subscription": (StripeSubscription, _subscription),

@@ -11,6 +11,9 @@ import stripe
 from settings import Settings
 
 PERSON = "posthog_person_distinct_id"
+# A test card as the customer's default payment method (without one a subscription stays incomplete).
+CARD: dict[str, Any] = {"payment_method": "pm_card_visa",
+                        "invoice_settings": {"default_payment_method": "pm_card_visa"}}
 
 
 @pytest.fixture
@@ -47,7 +50,10 @@ def fill(sandbox: Any, *, customers: int = 40, subscriptions: int = 4, invoices:
     ids = []
     for i in range(customers):
         metadata = {PERSON: f"person-{i}"} if i % 2 == 0 else {}
-        c = client.v1.customers.create({"email": f"c{i}@example.com", "name": f"Customer {i}", "metadata": metadata})
+        params: dict[str, Any] = {"email": f"c{i}@example.com", "name": f"Customer {i}", "metadata": metadata}
+        if i < subscriptions:
+            params.update(CARD)  # Stripe charges a subscription's first invoice only to a card on file
+        c = client.v1.customers.create(params)  # type: ignore[arg-type]
         ids.append(c.id)
     subs = []
     for i in range(subscriptions):

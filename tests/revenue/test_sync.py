@@ -21,7 +21,7 @@ from store.warehouse import (
     StripeInvoice,
     StripeSubscription,
 )
-from tests.revenue.conftest import PERSON, fill
+from tests.revenue.conftest import CARD, PERSON, fill
 
 
 def sandbox_ids(sandbox: Any, kind: str) -> list[str]:
@@ -201,7 +201,7 @@ def test_subscription_discounts_reach_mrr_from_the_list_and_from_events(fresh_st
     from store.revenue import subscriptions_for_mrr
 
     client = fresh_stripe_sandbox.client()
-    customer = client.v1.customers.create({"email": "d@example.com"})
+    customer = client.v1.customers.create({"email": "d@example.com", **CARD})  # type: ignore[typeddict-item]
     coupon = client.v1.coupons.create({"percent_off": 20, "duration": "forever"})
     sub = client.v1.subscriptions.create({"customer": customer.id, "discounts": [{"coupon": coupon.id}],
                                           "items": [{"price": "price_product_analytics_default"}]})
@@ -251,8 +251,8 @@ def test_new_balance_transactions_arrive_incrementally(fresh_stripe_sandbox: Any
     before = len(warehouse_ids(revenue_settings, "balance_transaction"))
     client = fresh_stripe_sandbox.client()
     client.v1.invoices.pay(filled.open_invoices[0], {"paid_out_of_band": True})
-    client.v1.subscriptions.create({"customer": filled.customers[0],
-                                    "items": [{"price": "price_product_analytics_default"}]})
+    carded = client.v1.customers.create({"email": "card@example.com", **CARD})  # type: ignore[typeddict-item]
+    client.v1.subscriptions.create({"customer": carded.id, "items": [{"price": "price_product_analytics_default"}]})
     assert len(sandbox_ids(fresh_stripe_sandbox, "balance_transaction")) > before
     incremental_sync(revenue_settings, rate=None)
     assert sorted(warehouse_ids(revenue_settings, "balance_transaction")) == sorted(
