@@ -10,11 +10,11 @@ from typing import Any
 from temporalio.testing import WorkflowEnvironment
 
 from domain.plan_rules import ActionRequest, ActionResult, InvoiceEvent
+from plans.service import facts_for
 from settings import Settings
 from store.db import unit_of_work
 from store.models import Plan
 from store.plans import create_plan
-from web.plan_service import facts_for
 from worker import build_worker
 from workflows.plan import PlanStart, PlanWorkflow
 

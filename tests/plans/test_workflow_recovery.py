@@ -9,6 +9,7 @@
 
 from __future__ import annotations
 
+import asyncio
 import time
 import uuid
 from datetime import UTC, datetime
@@ -18,13 +19,15 @@ from temporalio.api.enums.v1 import EventType, ResetReapplyType
 from temporalio.api.workflowservice.v1 import ResetWorkflowExecutionRequest
 
 from activities.plan import PlanActivities
-from domain.plan_rules import PlanFacts, Progress, Projection
+from domain.plan_rules import InvoiceEvent, PlanFacts, Progress, Projection
+from plans.service import facts_for
 from settings import Settings
 from store.db import unit_of_work
 from store.models import Plan
 from store.plans import create_plan
 from tests.fixtures.stack import LiveStack
 from tests.plans.helpers import act, customers_for, get_plan, timeline, upfront_plan
+from workflows.plan import PlanStart, PlanWorkflow
 
 
 def test_a_row_that_cannot_be_projected_shows_the_error(settings: Settings) -> None:
@@ -92,3 +95,33 @@ async def test_a_replayed_stripe_500_fails_the_step_and_retry_step_uses_a_fresh_
     assert customer.id == plan["stripe_customer_id"]
 
 
+
+
+async def test_events_carried_over_continue_as_new_are_handled(live_stack_factory) -> None:  # type: ignore[no-untyped-def]
+    """Issue 11 #11: a payment signalled while the workflow continued as new goes with the new run
+    (`PlanStart.events`). Here the new run is started from the state and events the old one
+    handed over, as `continue_as_new` does, with webhooks and polling out of the way."""
+    s: LiveStack = live_stack_factory(invoice_poll_seconds=3600)
+    s.sandbox.webhooks_enabled(False)
+    pid = upfront_plan(s)["id"]
+    for action in ("create_customer", "create_invoice", "send_invoice", "apply_credit"):
+        plan = act(s, pid, action)
+    s.stripe().v1.invoices.pay(plan["invoice_id"], {"paid_out_of_band": True})
+    handle = s.client.get_workflow_handle(f"plan-{pid}")
+    progress = await handle.query(PlanWorkflow.progress)
+    assert progress.credit == "armed" and progress.invoice_status == "open"  # nobody told it yet
+    with unit_of_work(s.settings.database_url) as session:
+        row = session.get(Plan, pid)
+        assert row is not None
+        facts, seq = facts_for(row), int(row.workflow_view["seq"])
+    await handle.terminate("test: the old run hands over")
+    carried = [InvoiceEvent(plan["invoice_id"], "invoice.paid", "evt_during_continue_as_new")]
+    new = await s.client.start_workflow(
+        PlanWorkflow.run, PlanStart(pid, 3600, facts, progress, seq, carried),
+        id=f"plan-{pid}", task_queue=s.settings.temporal_task_queue)
+    for _ in range(100):
+        if (await new.query(PlanWorkflow.progress)).credit == "applied":
+            break
+        await asyncio.sleep(0.1)
+    assert (await new.query(PlanWorkflow.progress)).credit == "applied"
+    assert get_plan(s, pid)["credit_applied_at"]
