@@ -319,9 +319,18 @@ def plan_json(plan: Plan) -> dict[str, Any]:
     data["state"] = view.state
     data["actions"] = view.actions
     data["state_label"] = view.label
-    if view.problem:
-        data["projection_error"] = view.problem
+    problem = view.problem or stored_projection_error(plan)
+    if problem:
+        data["projection_error"] = problem
     return data
+
+
+def stored_projection_error(plan: Plan) -> str | None:
+    """What the plan workflow recorded when it could not write its state onto the row: the row
+    shows the last state it could write, so a person must know it may be behind."""
+    view = plan.workflow_view
+    message = view.get("projection_error") if isinstance(view, dict) else None
+    return message if isinstance(message, str) and message else None
 
 
 def locks_for(plan: Plan) -> dict[str, str]:
@@ -587,4 +596,5 @@ __all__ = [
     "ActionRejected", "DocumentTaken", "Keep", "PlanRejected", "PlanRows", "PlanService", "RowView",
     "actions_for", "audit_to_json", "check_input", "current_state", "facts_for", "format_amount",
     "locked_message", "locks_for", "percent_text", "plan_input_text", "plan_json", "row_view", "state_label",
+    "stored_projection_error",
 ]

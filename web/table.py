@@ -32,6 +32,7 @@ from plans.service import (
     percent_text,
     plan_input_text,
     row_view,
+    stored_projection_error,
 )
 from store.accounts import Principal
 from store.models import AuditEntry, Plan
@@ -152,8 +153,9 @@ def row_context(plan: Plan, principal: Principal | None) -> dict[str, Any]:
 
 def row_error(plan: Plan, view: RowView) -> str:
     """The one line of trouble the table shows under the row's state (empty when there is none)."""
-    if view.problem:
-        return view.problem
+    problem = view.problem or stored_projection_error(plan)
+    if problem:
+        return problem
     workflow = plan.workflow_view if isinstance(plan.workflow_view, dict) else {}
     failure = workflow.get("error")
     if isinstance(failure, dict) and failure.get("message"):

@@ -82,3 +82,19 @@ def test_a_broken_row_shows_its_error_and_the_pages_still_answer(
     # A click on it is refused with the same sentence, not a 500.
     click = client.post(f"/api/plans/{broken}/actions/create_customer", headers=auth(users["operator"]))
     assert click.status_code == 409 and click.get_json()["error"] == problem
+
+
+def test_a_projection_the_workflow_could_not_write_is_shown_on_the_row(
+    signed_in: SignedIn, add_plan: Callable[..., int], settings: Settings, users: dict[str, str]
+) -> None:
+    plan_id = add_plan()
+    recorded = ("The workflow's state could not be shown on this row at 2030-01-01T00:00:00+00:00: "
+                "OverflowError: date value out of range")
+    _plant(settings, plan_id, workflow_view={"progress": {}, "projection_error": recorded})
+    client, _ = signed_in("operator")
+    row = re.search(rf'<tr id="plan-{plan_id}".*?</tr>', client.get("/").get_data(as_text=True), re.S)
+    assert row and recorded in html_text.unescape(row.group(0))
+    body = client.get(f"/api/plans/{plan_id}", headers=auth(users["viewer"])).get_json()
+    assert body["projection_error"] == recorded
+    # The row may be behind the workflow, whose validators still decide: the buttons stay.
+    assert body["actions"]["create_customer"]["allowed"]
