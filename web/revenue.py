@@ -51,27 +51,40 @@ def _month_start(day: date, back: int = 0) -> date:
     return date(index // 12, index % 12 + 1, 1)
 
 
+# Reports walk the range month by month: bound it so a typo (9999-12-01) is a 400, not a
+# request that runs for minutes or overflows the calendar.
+EARLIEST = date(1970, 1, 1)
+LATEST = date(2199, 12, 31)
+MAX_MONTHS = 240
+
+
 def _parse_date(name: str, default: date) -> date:
     raw = request.args.get(name)
-    if not raw:
+    if raw is None or raw == "":
         return default
     try:
-        return date.fromisoformat(raw)
+        day = date.fromisoformat(raw)
     except ValueError:
         raise BadQuery(f"{name}={raw!r} is not a date; write it as YYYY-MM-DD.") from None
+    if not EARLIEST <= day <= LATEST:
+        raise BadQuery(f"{name}={raw!r} is out of range; use a date from {EARLIEST} to {LATEST}.")
+    return day
 
 
 def _range() -> Range:
     today = datetime.now(UTC).date()
-    end = _parse_date("end", today)
-    start = _parse_date("start", _month_start(end, 11))
+    end = _parse_date("end", min(today, LATEST))
+    start = _parse_date("start", max(_month_start(end, 11), EARLIEST))
     if start > end:
         raise BadQuery(f"start {start} is after end {end}; swap them.")
+    months = (end.year - start.year) * 12 + end.month - start.month + 1
+    if months > MAX_MONTHS:
+        raise BadQuery(f"start {start} to end {end} spans {months} months; ask for at most {MAX_MONTHS}.")
     raw_currency = request.args.get("currency") or settings().reporting_currency
     try:
         currency = check_currency(raw_currency)
     except MoneyError as exc:
-        raise BadQuery(str(exc)) from None
+        raise BadQuery(f"currency: {exc}") from None
     return Range(start, end, currency)
 
 
@@ -79,8 +92,9 @@ def _int_arg(name: str, default: int, maximum: int) -> int:
     raw = request.args.get(name)
     if raw is None or raw == "":
         return default
-    if not raw.isdigit():
-        raise BadQuery(f"{name}={raw!r} must be a whole number.")
+    # ASCII digits only ("²".isdigit() is true, int("²") fails), and short enough to parse.
+    if not (raw.isascii() and raw.isdigit()) or len(raw) > 18:
+        raise BadQuery(f"{name}={raw!r} must be a whole number from 0 to {maximum}.")
     return min(int(raw), maximum)
 
 
@@ -282,7 +296,10 @@ def _analytics(view: str, key: str) -> Any:
     where = ""
     if request.args.get("currency"):
         where = "WHERE currency = :currency"
-        params["currency"] = request.args["currency"].lower()
+        try:
+            params["currency"] = check_currency(request.args["currency"])
+        except MoneyError as exc:
+            raise BadQuery(f"currency: {exc}") from None
     # One pass over the view: the total rides along as a window count.
     sql = (f"SELECT {key}, currency, amount_minor, amount_last_30_days_minor, customers, COUNT(*) OVER () "  # noqa: S608 - fixed names
            f"FROM {view} {where} ORDER BY amount_minor DESC, {key} LIMIT :limit OFFSET :offset")

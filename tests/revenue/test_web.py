@@ -170,3 +170,31 @@ def test_reports_follow_the_next_sync(fresh_stripe_sandbox: Any, revenue_setting
     incremental_sync(revenue_settings, rate=None)
     # Cached reports are keyed on the warehouse version, which the sync bumped.
     assert http.get("/api/revenue/summary", headers=viewer).get_json()["mrr"] == "450.00"
+
+
+@pytest.mark.parametrize(("query", "names"), [
+    ("start=9999-12-01", "start"),
+    ("end=9999-12-01", "end"),
+    ("start=0001-01-01", "start"),
+    ("start=garbage", "start"),
+    ("start=2027-05-01&end=2027-01-01", "start"),
+    ("start=1971-01-01&end=2199-12-31", "months"),
+    ("limit=%C2%B2", "limit"),
+    ("limit=-5", "limit"),
+    ("offset=99999999999999999999999", "offset"),
+    ("currency=%00%00", "currency"),
+])
+def test_bad_query_strings_are_a_400_naming_the_parameter(revenue_app: Flask, users: dict[str, str],
+                                                         query: str, names: str) -> None:
+    http = revenue_app.test_client()
+    viewer = auth(users["viewer"])
+    takes = {"/api/revenue/summary": ("start", "end", "currency"), "/api/revenue/mrr": ("start", "end", "currency"),
+             "/api/revenue/top-customers": ("start", "end", "currency", "limit"),
+             "/api/revenue/persons": ("limit", "offset", "currency"),
+             "/api/revenue/groups": ("limit", "offset", "currency"), "/revenue": ("start", "end", "currency")}
+    for path, params in takes.items():
+        if not query.startswith(params):
+            continue
+        response = http.get(f"{path}?{query}", headers=viewer)
+        assert response.status_code == 400, (path, query, response.status_code)
+        assert names in response.get_json()["error"], (path, response.get_json())
