@@ -81,7 +81,7 @@ _ISO_DATETIME = re.compile(
     r"^([0-9]{4})-([0-9]{2})-([0-9]{2})[T ][0-9]{2}:[0-9]{2}(?::[0-9]{2}(?:\.[0-9]{1,9})?)?"
     r"(?:Z|[+-][0-9]{2}:?[0-9]{2})?$"
 )
-_YMD = re.compile(r"^([0-9]{4})[/.]([0-9]{1,2})[/.]([0-9]{1,2})$")
+_YMD = re.compile(r"^([0-9]{4})([-/.])([0-9]{1,2})\2([0-9]{1,2})$")  # year first is always Y-M-D
 _DOTTED_DMY = re.compile(r"^([0-9]{1,2})\.([0-9]{1,2})\.([0-9]{4})$")  # 01.12.2026 is day-first wherever written
 _NUMERIC_DMY = re.compile(r"^([0-9]{1,2})([/-])([0-9]{1,2})\2([0-9]{4})$")
 _DAY_MONTH_NAME = re.compile(r"^([0-9]{1,2})(?:st|nd|rd|th)?[\s-]+([A-Za-z]+)\.?,?[\s-]+([0-9]{4})$")
@@ -158,8 +158,10 @@ def parse_date(text: str | date, *, locale: str | None = None, currency: str | N
     cleaned = " ".join(text.split())
     if len(cleaned) > 40:
         raise ValueError(f"{_shown(text)} is not a date: write it like 2026-12-01.")
-    if match := (_ISO_DATE.match(cleaned) or _ISO_DATETIME.match(cleaned) or _YMD.match(cleaned)):
+    if match := (_ISO_DATE.match(cleaned) or _ISO_DATETIME.match(cleaned)):
         return _make_date(int(match.group(1)), int(match.group(2)), int(match.group(3)), text)
+    if match := _YMD.match(cleaned):
+        return _make_date(int(match.group(1)), int(match.group(3)), int(match.group(4)), text)
     if match := _DOTTED_DMY.match(cleaned):
         return _make_date(int(match.group(3)), int(match.group(2)), int(match.group(1)), text)
     if match := _DAY_MONTH_NAME.match(cleaned):
@@ -245,7 +247,7 @@ def parse_percent(text: str | int | Decimal) -> Decimal:
         if not value.is_finite():
             raise ValueError(f"{text} is not a percentage: write it like 20 or 12.5.")
     else:
-        cleaned = "".join(text.split()).removesuffix("%") or "0"
+        cleaned = "".join(text.split()).removesuffix("%")
         match = _PERCENT.match(cleaned)
         if not match:
             if re.fullmatch(r"[0-9]{1,3}[.,][0-9]+", cleaned):
@@ -328,7 +330,7 @@ def validate_plan(
         )
     accepted = accept_warnings or _truthy(data.get("accept_warnings"))
     _check_discount_and_price(row, data, result, accepted)
-    _note_other_lines(data.get(OTHER_LINES_KEY), row, result)
+    _note_other_lines(data.get(OTHER_LINES_KEY), result, accepted)
     failure = data.get(INTAKE_FAILURE_KEY)
     if failure is not None:
         result.errors[DOCUMENT_ERROR_KEY] = (
@@ -493,10 +495,10 @@ def _close(price: int, expected: int) -> bool:
     return abs(Decimal(price - expected)) <= PRICE_TOLERANCE * expected
 
 
-def _note_other_lines(lines: Any, row: Mapping[str, Any], result: PlanInput) -> None:
+def _note_other_lines(lines: Any, result: PlanInput, accepted: bool) -> None:
     """Pricing lines beside the credit line (a platform fee, a support package) are not in the
-    price: each needs an operator's decision, so the row waits for one."""
-    if not lines:
+    price: each needs an operator's decision, so the row waits for one (confirming it decides)."""
+    if not lines or accepted:
         return
     items = lines if isinstance(lines, list) else [lines]
     described = []

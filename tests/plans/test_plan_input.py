@@ -99,6 +99,7 @@ def test_issue11_9_stored_dates_are_bounded_too() -> None:
     ("discount", "-Infinity", "not a percentage"),
     ("discount", 12.5, "send the discount as text"),
     ("discount", "12.3456", "more than 3 decimal places"),
+    ("discount", "%", "not a percentage"),
     ("products", 5, "must be a list of product keys"),
     ("products", [1, 2], "must be a list of product keys (text)"),
     ("products", {"a": 1}, "must be a list of product keys"),
@@ -324,6 +325,12 @@ def test_issue17_2_a_day_and_month_that_could_swap_are_refused_without_a_locale(
     message = checked.errors["start_date"]
     assert "1 December 2026" in message and "12 January 2026" in message and "locale" in message
     assert "start_date" not in checked.values
+
+
+def test_issue17_2_without_any_hint_a_swappable_date_is_an_error() -> None:
+    with pytest.raises(ValueError, match="could be 1 December 2026 or 12 January 2026"):
+        parse_date("01/12/2026")
+    assert parse_date("2026-12-1") == parse_date("2026/12/01") == date(2026, 12, 1)
 
 
 def test_issue17_2_intake_passes_the_forms_locale_in_the_data() -> None:
