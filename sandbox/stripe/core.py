@@ -83,15 +83,20 @@ class Sandbox:
 
     def _due(self) -> list[tuple[int, int, int, str]]:
         out = []
-        for obj_id in list(self.state.watch):
-            # A read-only scan: `peek` keeps every watched object out of the next save.
-            obj = self.state.objects.peek(obj_id)
-            timer_ = _timers.get(obj["object"]) if obj else None
-            when = timer_[1](self, obj) if timer_ and obj else None
-            if when is None or timer_ is None or obj is None:
-                self.state.watch.discard(obj_id)
-                continue
-            out.append((when, timer_[0], obj["_seq"], obj_id))
+        objects = self.state.objects
+        # Due functions only read: what they look at need not be compared at the next save.
+        tracking, objects.tracking = objects.tracking, False
+        try:
+            for obj_id in list(self.state.watch):
+                obj = objects.peek(obj_id)
+                timer_ = _timers.get(obj["object"]) if obj else None
+                when = timer_[1](self, obj) if timer_ and obj else None
+                if when is None or timer_ is None or obj is None:
+                    self.state.watch.discard(obj_id)
+                    continue
+                out.append((when, timer_[0], obj["_seq"], obj_id))
+        finally:
+            objects.tracking = tracking
         return out
 
     def run_until(self, target: int) -> None:
@@ -108,7 +113,7 @@ class Sandbox:
                     if obj is None:
                         continue
                     _prio_, due_fn, process = _timers[obj["object"]]
-                    when = due_fn(self, obj)
+                    when = self._untracked(due_fn, obj)
                     if when is not None and when <= instant:
                         process(self, obj, instant)
             finally:
@@ -116,6 +121,14 @@ class Sandbox:
         else:  # pragma: no cover - a bug guard, not a behaviour
             raise RuntimeError("sandbox scheduler did not settle")
         self._prune_events(target)
+
+    def _untracked(self, due_fn: DueFn, obj: Obj) -> int | None:
+        objects = self.state.objects
+        tracking, objects.tracking = objects.tracking, False
+        try:
+            return due_fn(self, obj)
+        finally:
+            objects.tracking = tracking
 
     def watch(self, obj: Obj) -> None:
         self.state.watch.add(obj["id"])
