@@ -52,6 +52,23 @@ def cmd_users_add(args: argparse.Namespace) -> None:
         raise CliError(str(exc)) from None
 
 
+def cmd_users_sign_out(args: argparse.Namespace) -> None:
+    """End every browser session of a user (a lost laptop, a leaked cookie), as the admin page does."""
+    from sqlalchemy import select
+
+    from store.accounts import revoke_user_sessions
+    from store.db import unit_of_work
+    from store.models import User
+
+    email = args.email.strip().lower()
+    with unit_of_work(_db_settings().database_url) as session:
+        user_id = session.scalar(select(User.id).where(User.email == email))
+        if user_id is None:
+            raise CliError(f"No user with the email {email}: check the spelling, or list users on /admin/.")
+        ended = revoke_user_sessions(session, user_id)
+    print(f"{email} is signed out everywhere ({ended} session{'s' if ended != 1 else ''} ended).")
+
+
 def cmd_tokens_create(args: argparse.Namespace) -> None:
     from store.accounts import AccountError, create_token
     from store.db import unit_of_work
@@ -137,6 +154,9 @@ def build_parser() -> argparse.ArgumentParser:
     add.add_argument("email")
     add.add_argument("--role", required=True, help="viewer, operator or admin")
     add.set_defaults(func=cmd_users_add)
+    sign_out = users.add_parser("sign-out", help="end every browser session of a user")
+    sign_out.add_argument("email")
+    sign_out.set_defaults(func=cmd_users_sign_out)
 
     tokens = commands.add_parser("tokens", help="API tokens").add_subparsers(dest="tokens_command", required=True)
     create = tokens.add_parser("create", help="print a new API token for a user (shown once)")

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import os
+import re
 import subprocess
 import sys
 from pathlib import Path
@@ -105,3 +106,24 @@ def test_only_a_hash_of_the_token_is_stored(revops: Revops, tmp_path: Path) -> N
     token = revops("tokens", "create", "fi@example.com").stdout.strip()
     raw = Path(revops.env["DATABASE_URL"].removeprefix("sqlite:///")).read_bytes()
     assert token.encode() not in raw
+
+
+def test_users_sign_out_ends_every_session_of_that_user(revops: Revops) -> None:
+    from tests.web.conftest import NoTemporal, sign_in
+
+    assert revops("users", "add", "ops@example.com", "--role", "operator", stdin="password-operator\n").returncode == 0
+    assert revops("users", "add", "viewer@example.com", "--role", "viewer", stdin="password-viewer\n").returncode == 0
+    app = create_app(make_settings(revops.env["DATABASE_URL"]), temporal=NoTemporal())
+    ops, viewer = app.test_client(), app.test_client()
+    page = ops.get("/login").get_data(as_text=True)
+    token = re.search(r'name="csrf_token" value="([^"]+)"', page)
+    assert token
+    assert ops.post("/login", data={"email": "ops@example.com", "password": "password-operator",
+                                    "csrf_token": token.group(1)}).status_code == 302
+    sign_in(viewer, "viewer")
+    result = revops("users", "sign-out", "OPS@example.com")
+    assert result.returncode == 0, result.stderr
+    assert result.stdout.strip() == "ops@example.com is signed out everywhere (1 session ended)."
+    assert ops.get("/").status_code == 302 and viewer.get("/").status_code == 200
+    missing = revops("users", "sign-out", "nobody@example.com")
+    assert missing.returncode == 2 and "No user with the email nobody@example.com" in missing.stderr
