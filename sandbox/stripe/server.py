@@ -275,7 +275,7 @@ class SandboxApp:
     @staticmethod
     def _check_version(request: Request) -> None:
         # Stripe answers every published version; the sandbox serves them all in the one shape it
-        # emulates (API_VERSION) and refuses only what is not a version at all.
+        # emulates (API_VERSION) and refuses, as Stripe does, what is not a published version.
         version = request.headers.get("Stripe-Version")
         if version is not None:
             versions.check_request_version(version)
