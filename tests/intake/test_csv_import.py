@@ -114,3 +114,30 @@ def test_a_file_without_the_table_columns_is_refused(tmp_path: Path, database_ur
     result = _cli(revops_cli, database_url, "import-csv", str(path))
     assert result.returncode == 2
     assert "lacks the column(s) 'PandaDoc Order Form'" in result.stderr
+
+
+def test_lines_go_through_the_plan_service_like_rows_typed_by_hand(tmp_path: Path, database_url: str,
+                                                                   revops_cli: list[str]) -> None:
+    """One door: a row the API made is "unchanged" for the import, and the service's storage
+    checks (an amount beyond the database column) refuse a line rather than fail the file."""
+    from plans.service import PlanService
+    from tests.fixtures.app import make_settings
+
+    service = PlanService.for_settings(make_settings(database_url))
+    made = service.create({"company_name": "By hand", "customer_email": "hand@example.com",
+                           "credit_amount": "100", "price": "100", "start_date": "2026-12-01", "term_months": 12,
+                           "pandadoc_id": "pdByHand000000000000"}, actor="operator@example.com")
+    rows = [
+        ["pdByHand000000000000", "By hand (CSV copy)", "hand@example.com", "100", "0", "100", "2026-12-01", "12",
+         "", "", "upfront", "", ""],                                            # line 2: the API's row
+        ["pdHuge00000000000000", "Huge", "a@b.example", "9" * 25, "0", "9" * 25, "2026-12-01", "12", "", "",
+         "upfront", "", ""],                                                    # line 3: beyond BIGINT
+    ]
+    result = _cli(revops_cli, database_url, "import-csv", str(_write(tmp_path / "mixed.csv", rows)))
+    assert result.returncode == 1, result.stderr
+    lines = result.stdout.splitlines()
+    assert lines[0].endswith(": 0 imported, 1 unchanged, 1 invalid.")
+    assert any(line.startswith("  line 3: not imported: Credit Amount: ") and "Price: " in line for line in lines)
+    with unit_of_work(database_url) as session:
+        assert session.scalar(select(func.count(Plan.id))) == 1
+        assert session.get(Plan, made["id"]).company_name == "By hand"
