@@ -146,6 +146,7 @@ class Progress:
     subscription_schedule_id: str | None = None  # monthly plan starting in the future
     first_invoice_id: str | None = None
     billing_synced: bool = False
+    billing_sync_waiting: bool = False  # clicked before the schedule made the subscription: sent then
     # Renewals: the customer's old credit balance set aside while the new invoice is finalized, so
     # Stripe cannot pay the new invoice with it; given back once the invoice is paid or voided.
     held_balance: int = 0
@@ -203,6 +204,12 @@ def monthly_window(start: date, term_months: int) -> tuple[date, date]:
     """
     anchor = add_months(start, 1)
     return anchor, add_months(anchor, max(term_months - 1, 0))
+
+
+def billing_sync_due(facts: PlanFacts) -> date:
+    """When a future-start monthly plan's schedule makes its subscription: month 2 of the term."""
+    assert facts.start is not None
+    return monthly_window(facts.start, facts.term_months)[0]
 
 
 def monthly_start_problem(facts: PlanFacts, today: date) -> str | None:
@@ -372,9 +379,12 @@ def _monthly(action: str, facts: PlanFacts, p: Progress, today: date) -> tuple[b
             return False, "Apply the monthly credit first."
         if not facts.posthog_org_id:
             return False, "The row has no PostHog org id; the billing service maps an org, so fill it in first."
+        if p.billing_sync_waiting:
+            return False, (f"Waiting: the mapping is sent once the schedule {p.subscription_schedule_id} has made "
+                           f"the subscription (from {billing_sync_due(facts).isoformat()}).")
         if not p.subscription_id and facts.term_months > 1:
-            return False, (f"The subscription does not exist yet (the schedule {p.subscription_schedule_id} "
-                           f"creates it on its start date); the mapping is sent once Stripe has made it.")
+            return True, (f"The subscription does not exist yet (the schedule {p.subscription_schedule_id} creates "
+                          f"it on {billing_sync_due(facts).isoformat()}); the mapping is sent once Stripe has made it.")
         return True, "Stores the org → customer → subscription mapping and sends it to the billing service."
     raise ValueError(action)  # pragma: no cover
 

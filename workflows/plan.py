@@ -17,7 +17,7 @@ from __future__ import annotations
 import asyncio
 from collections.abc import Callable
 from dataclasses import dataclass, field, replace
-from datetime import date, datetime, timedelta
+from datetime import UTC, date, datetime, time, timedelta
 from typing import Any
 
 from temporalio import workflow
@@ -42,6 +42,7 @@ with workflow.unsafe.imports_passed_through():
         Projection,
         StepInput,
         action_state,
+        billing_sync_due,
         credit_release_time,
         is_done,
         plan_state,
@@ -138,6 +139,8 @@ class PlanWorkflow:
         if self._progress.credit == CREDIT_SCHEDULED and self._progress.credit_scheduled_for:
             due = datetime.fromisoformat(self._progress.credit_scheduled_for)
             waits.append(max(due - workflow.now(), timedelta(seconds=0)))
+        if self._progress.billing_sync_waiting and not self._progress.failed_action:
+            waits.append(max(self._billing_sync_at() - workflow.now(), timedelta(seconds=0)))
         return min(waits) if waits else None
 
     def _waiting_for_payments(self) -> bool:
@@ -263,6 +266,14 @@ class PlanWorkflow:
     async def _step(self, action: str, actor: str, params: dict[str, str] | None = None) -> tuple[bool, str]:
         """Run one step; a refused Stripe call marks it failed on the row for "Retry step"."""
         p = self._progress
+        if (action == Action.SYNC_BILLING_SERVICE and not p.subscription_id and p.subscription_schedule_id
+                and workflow.patched("billing-sync-waits-for-subscription")):
+            # A schedule's id is no subscription id: wait until the schedule has made the real one.
+            self._progress = replace(p, billing_sync_waiting=True)
+            due = billing_sync_due(self._facts)
+            await self._project(AuditNote(actor, action, "ok", self._key(action),
+                                          result={"waiting_until": due.isoformat()}))
+            return True, f"The mapping is sent once the subscription exists (from {due.isoformat()})."
         if action in STEP_ACTIVITIES:
             return await self._call(action, STEP_ACTIVITIES[action], actor, params or {})
         if action == "apply_credit":
@@ -406,6 +417,11 @@ class PlanWorkflow:
                 return
             await self._call("apply_credit", PlanActivities.apply_credit, "workflow", {})
         p = self._progress
+        if p.billing_sync_waiting and not p.failed_action and self._billing_sync_at() <= workflow.now():
+            ok, _ = await self._call(Action.SYNC_BILLING_SERVICE, PlanActivities.sync_billing_service, "workflow", {})
+            if ok:
+                self._progress = replace(self._progress, billing_sync_waiting=False)
+            p = self._progress
         while (p.credit == CREDIT_RELEASING and not p.failed_action
                and p.shares_released < min(len(p.installments_paid), self._facts.term_months)):
             if not await self._payment_kept(p.shares_released):
@@ -415,6 +431,10 @@ class PlanWorkflow:
             if not ok:
                 return
             p = self._progress
+
+    def _billing_sync_at(self) -> datetime:
+        # An hour into the schedule's start day: Stripe has made the subscription by then.
+        return datetime.combine(billing_sync_due(self._facts), time(1, 0), tzinfo=UTC)
 
     async def _payment_kept(self, share_index: int = 0) -> bool:
         """Right before a credit (or a share of it) is given: was its invoice paid in money for its

@@ -46,9 +46,11 @@ class BillingServiceActivities(PlanActivityBase):
                 schedule = self.client.v1.subscription_schedules.retrieve(p.subscription_schedule_id)
             sub = schedule.subscription
             if not sub:
+                # The workflow calls this at the schedule's start: Stripe makes the subscription
+                # then, so a moment later it exists. Retried with backoff.
                 raise ApplicationError(
-                    f"The schedule {p.subscription_schedule_id} has not started, so the subscription does not "
-                    f"exist yet; the mapping is sent once Stripe has made it.", type=PROBLEM, non_retryable=True)
+                    f"The schedule {p.subscription_schedule_id} has not made its subscription yet; the mapping "
+                    f"is sent once Stripe has made it.", type="SubscriptionNotYetMade")
             p = replace(p, subscription_id=sub if isinstance(sub, str) else sub.id)
         mapping = billing_mapping(facts, p)
         url = self.settings.billing_service_url

@@ -24,6 +24,11 @@ async def test_credit_waits_for_the_end_of_the_current_billing_period(
 ) -> None:
     sandbox = fresh_stripe_sandbox
     stripe = sandbox.client()
+    # The time-skipping server is shared by the session and only moves forward: Stripe's clock
+    # starts from the workflows' now.
+    skipped = int((await ts_env.get_current_time()).replace(tzinfo=UTC).timestamp())
+    if skipped > sandbox.now():
+        sandbox.advance_to(skipped)
     cfg = Settings(**{**settings.__dict__, "stripe_api_base": sandbox.url, "stripe_api_key": sandbox.api_key})
     existing = stripe.v1.customers.create({"email": "ops@existing.test", "name": "Existing Co"})
     subscription = stripe.v1.subscriptions.create({
