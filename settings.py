@@ -156,6 +156,9 @@ SETTINGS: tuple[Setting, ...] = (
     Setting("SECURE_COOKIES", _bool, "true", "Send session cookies over HTTPS only (false for plain-HTTP dev)."),
     Setting("WEB_HOST", _text, "127.0.0.1", "Address `revops web` listens on."),
     Setting("WEB_PORT", _positive_int, "8000", "Port `revops web` listens on."),
+    Setting("TRUSTED_PROXIES", _non_negative_int, "0",
+            "How many reverse proxies stand in front of `revops web`; their X-Forwarded-For gives the "
+            "client address the sign-in throttle counts (0: the connection's own address)."),
     Setting("PUBLIC_URL", _url, "http://127.0.0.1:8000", "Base URL of the web app as users reach it."),
 )
 
@@ -192,6 +195,7 @@ class Settings:
     secure_cookies: bool
     web_host: str
     web_port: int
+    trusted_proxies: int
     public_url: str
     revenue_recognition: str = "consumption"
 

@@ -312,10 +312,10 @@ def plan_json(plan: Plan) -> dict[str, Any]:
         data = plan_to_json(plan)
     except Exception as exc:  # noqa: BLE001
         log.warning("Plan row %s cannot be serialized: %r", plan.id, exc)
-        problem = f"Row {plan.id} cannot be shown as stored ({type(exc).__name__}: {exc})."
+        unreadable = f"Row {plan.id} cannot be shown as stored ({type(exc).__name__}: {exc})."
         data = {"id": plan.id, "pandadoc_id": plan.pandadoc_id, "company_name": str(plan.company_name),
                 "errors": {}, "workflow": {}}
-        view = RowView(view.state, view.actions, view.problem or problem)
+        view = RowView(view.state, view.actions, view.problem or unreadable)
     data["state"] = view.state
     data["actions"] = view.actions
     data["state_label"] = view.label

@@ -23,6 +23,13 @@ def create_app(settings: Settings | None = None, *, temporal: Any = None) -> Fla
         MAX_CONTENT_LENGTH=5 * 1024 * 1024,
     )
     app.extensions["revops.settings"] = settings
+    if settings.trusted_proxies:
+        # Behind a load balancer every request comes from its address: without this, the sign-in
+        # throttle's per-address limit would count everyone's failures as one client's.
+        from werkzeug.middleware.proxy_fix import ProxyFix
+
+        app.wsgi_app = ProxyFix(app.wsgi_app, x_for=settings.trusted_proxies,  # type: ignore[method-assign]
+                                x_proto=settings.trusted_proxies)
     if temporal is None:
         from temporal_client import connect
         from web.temporal_bridge import TemporalBridge

@@ -9,7 +9,8 @@ from urllib.parse import urlsplit
 
 from flask import Flask
 from flask.testing import FlaskClient
-from hypothesis import given, settings as hypothesis_settings
+from hypothesis import given
+from hypothesis import settings as hypothesis_settings
 from hypothesis import strategies as st
 from sqlalchemy import func, select
 
@@ -198,3 +199,25 @@ def test_an_accepted_path_stays_on_the_site_however_a_browser_reads_it(target: s
     seen = _as_a_browser_reads_it(path)
     assert seen.startswith("/") and not seen.startswith("//"), repr(target)
     assert not urlsplit(seen).netloc and not urlsplit(seen).scheme, repr(target)
+
+
+def test_behind_a_proxy_the_throttle_counts_the_client_address(settings: Settings, users: dict[str, str]) -> None:
+    from dataclasses import replace
+
+    app = create_app(replace(settings, trusted_proxies=1), temporal=NoTemporal())
+    per_address = next(limit for limit in LOGIN_LIMITS if limit.key == "address")
+    client = app.test_client()
+
+    def attempt(email: str, password: str, client_address: str) -> int:
+        headers = {"X-Forwarded-For": client_address}
+        page = client.get("/login", headers=headers, environ_base={"REMOTE_ADDR": "10.9.9.9"})
+        return client.post("/login", headers=headers, environ_base={"REMOTE_ADDR": "10.9.9.9"}, data={
+            "email": email, "password": password, "csrf_token": csrf_from(page.get_data(as_text=True))}).status_code
+
+    for n in range(per_address.failures):
+        assert attempt(f"guess{n}@example.com", "wrong-password", "198.18.0.1") == 401
+    assert attempt("viewer@example.com", "password-viewer", "198.18.0.1") == 429
+    # Everyone else behind the same proxy still signs in.
+    assert attempt("viewer@example.com", "password-viewer", "198.18.0.2") == 302
+    with unit_of_work(settings.database_url) as s:
+        assert set(s.scalars(select(LoginFailure.address))) == {"198.18.0.1"}
