@@ -242,3 +242,4 @@ async def test_a_future_start_has_a_first_installment_draft_and_a_schedule_for_t
     assert [i for i in stripe.v1.invoice_items.list({"customer": new_id}).data if i.invoice is None] == []
     assert plan["subscription_id"] is None  # a schedule id is no subscription id
     assert plan["state"] == "subscription_ready"
+    await save_history(s, pid, "monthly_future_start")

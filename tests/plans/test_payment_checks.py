@@ -7,7 +7,7 @@ polled, so one paid later with a lost webhook still releases the credit. End to 
 from __future__ import annotations
 
 from tests.fixtures.stack import LiveStack
-from tests.plans.helpers import act, balance_transactions, timeline, upfront_plan, wait_for_plan
+from tests.plans.helpers import act, balance_transactions, save_history, timeline, upfront_plan, wait_for_plan
 from tests.plans.test_monthly import monthly_plan
 
 
@@ -52,6 +52,7 @@ async def test_an_installment_not_paid_in_full_holds_its_share(live_stack: LiveS
     assert plan["workflow"]["progress"]["shares_released"] == 0
     assert invoice.id in plan["workflow"]["credit_hold"]
     assert balance_transactions(s, existing.id) == []
+    await save_history(s, pid, "monthly_share_on_hold")
 
 
 async def test_an_uncollectible_invoice_paid_later_releases_the_credit(live_stack_factory) -> None:  # type: ignore[no-untyped-def]
@@ -66,4 +67,5 @@ async def test_an_uncollectible_invoice_paid_later_releases_the_credit(live_stac
     stripe.v1.invoices.pay(plan["invoice_id"], {"paid_out_of_band": True})
     plan = wait_for_plan(s, pid, lambda p: p["credit_applied_at"])
     assert [t.amount for t in balance_transactions(s, plan["stripe_customer_id"])] == [-12_000_000]
+    await save_history(s, pid, "upfront_uncollectible_paid_later")
 

@@ -118,3 +118,4 @@ async def test_an_invoice_not_paid_in_money_gives_no_credit(live_stack: LiveStac
     assert [t for t in balance_transactions(s, plan["stripe_customer_id"]) if t.amount < 0] == []
     assert [a for a, v in plan["actions"].items() if v["allowed"]] == ["retry_step"]
     assert any(e["action"] == "credit_on_hold" for e in timeline(s, pid))
+    await save_history(s, pid, "upfront_credit_on_hold")

@@ -17,7 +17,8 @@ from workflows.plan import PlanWorkflow
 
 HISTORIES = sorted((Path(__file__).parent / "histories").glob("*.json"))
 EXPECTED = {"upfront_new_customer", "upfront_polling", "upfront_failed_then_retried", "monthly_all_at_once",
-            "monthly_per_installment", "upfront_renewal_held_balance"}
+            "monthly_per_installment", "upfront_renewal_held_balance", "upfront_credit_on_hold",
+            "upfront_uncollectible_paid_later", "monthly_share_on_hold", "monthly_future_start"}
 
 
 def test_every_recorded_scenario_is_present() -> None:
