@@ -27,6 +27,11 @@ class BillingConfig:
     def prices_for(self, keys: list[str]) -> list[str]:
         return [self.products[key].price for key in keys]
 
+    def addons_of(self, key: str) -> list[str]:
+        """Keys of the add-ons of product `key` (e.g. group_analytics for product_analytics),
+        whose tier volumes must equal the main product's."""
+        return sorted(k for k, p in self.products.items() if p.addon_of == key)
+
 
 class BillingConfigError(ValueError):
     pass
@@ -45,4 +50,9 @@ def load_billing_config(path: str) -> BillingConfig:
     }
     if "credit_product" not in data:
         raise BillingConfigError(f"Billing config {path} has no credit_product.")
+    for key, product in products.items():
+        if product.addon_of is not None and product.addon_of not in products:
+            raise BillingConfigError(
+                f"Billing config {path}: product {key} is an add-on of {product.addon_of!r}, "
+                "which the config does not list.")
     return BillingConfig(credit_product=str(data["credit_product"]), products=products)

@@ -46,7 +46,15 @@ _PRODUCTS: list[tuple[str, str, int, list[tuple[int | None, str]], bool]] = [
         [(1_000_000, "0"), (3_000_000, "0.0150"), (10_000_000, "0.0100"), (None, "0.0050")],
         False,
     ),
-    ("group_analytics", "Group analytics", 15000, [(1_000_000, "0"), (2_000_000, "0.00300"), (None, "0.00100")], True),
+    # An add-on's tier volumes equal its main product's (runbook: the billing service errors
+    # otherwise); only the unit amounts differ.
+    (
+        "group_analytics",
+        "Group analytics",
+        15000,
+        [(1_000_000, "0"), (2_000_000, "0.00300"), (15_000_000, "0.00200"), (None, "0.00100")],
+        True,
+    ),
 ]
 
 STARTUP_VALID_DAYS = 365

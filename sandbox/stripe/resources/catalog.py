@@ -1,13 +1,16 @@
-"""Products, prices and coupons (and the discount objects coupons turn into)."""
+"""Products, prices, billing meters and coupons (and the discount objects coupons turn into)."""
 
 from __future__ import annotations
 
+import importlib
+import sys
+import types
 from decimal import Decimal
 from typing import Any
 
 from .. import store
 from ..core import Sandbox
-from ..errors import invalid, missing_param
+from ..errors import invalid, missing_param, no_such
 from ..router import Req, route
 from ..store import Obj
 from .common import created_filter, currency, decimal_str, future_timestamp, require, set_fields, set_metadata
@@ -167,6 +170,19 @@ def new_price(sb: Sandbox, p: dict[str, Any], price_id: str | None = None) -> Ob
             )
         if r.get("usage_type") == "metered" and not r.get("meter"):
             raise missing_param("recurring[meter]")
+        if r.get("meter"):
+            # Since meters replaced usage records, a metered price names an existing, active meter,
+            # and only metered prices may name one.
+            if r.get("usage_type") != "metered":
+                raise invalid(
+                    "`recurring[meter]` can only be set when `recurring[usage_type]` is `metered`.",
+                    param="recurring[meter]",
+                )
+            meter = sb.state.find(r["meter"])
+            if meter is None or meter["object"] != "billing.meter":
+                raise no_such("billing meter", str(r["meter"]), "recurring[meter]")
+            if meter["status"] != "active":
+                raise invalid(f"The billing meter {meter['id']} is inactive.", param="recurring[meter]")
         recurring = {
             "interval": r["interval"],
             "interval_count": count,
@@ -255,6 +271,95 @@ def list_prices(sb: Sandbox, req: Req) -> Obj:
             items = [x for x in items if x["recurring"] and x["recurring"].get(k) == v]
     items = created_filter(items, p.get("created"))
     return store.paginate(sb.state, items, p, "/v1/prices", req.expand)
+
+
+# ---- billing meters -------------------------------------------------------------------------------
+
+
+def _alias_billing_params(*names: str) -> None:
+    """The route table names a `stripe.params` class and `params.schema` looks it up in
+    `stripe.params._<snake name>`; the meter params live in `stripe.params.billing`, so expose
+    each as `Billing<Name>` in a small alias module where `schema` looks."""
+    for name in names:
+        snake = "".join(f"_{c.lower()}" if c.isupper() else c for c in name).lstrip("_")
+        real = importlib.import_module(f"stripe.params.billing._{snake}")
+        alias = f"stripe.params._billing_{snake}"
+        if alias not in sys.modules:
+            module = types.ModuleType(alias)
+            setattr(module, f"Billing{name}", getattr(real, name))
+            sys.modules[alias] = module
+
+
+_alias_billing_params("MeterCreateParams", "MeterRetrieveParams", "MeterListParams", "MeterUpdateParams",
+                      "MeterDeactivateParams", "MeterReactivateParams")
+
+
+@route("POST", "/v1/billing/meters", "BillingMeterCreateParams")
+def create_meter(sb: Sandbox, req: Req) -> Obj:
+    p = req.params
+    event_name = p["event_name"]
+    if any(m["event_name"] == event_name and m["status"] == "active" for m in sb.state.all("billing.meter")):
+        raise invalid(f"An active meter with event_name `{event_name}` already exists.", param="event_name")
+    now = sb.now()
+    mapping = p.get("customer_mapping") or {}
+    meter = {
+        "id": store.new_id("mtr_test_"),
+        "object": "billing.meter",
+        "created": now,
+        "customer_mapping": {
+            "event_payload_key": mapping.get("event_payload_key", "stripe_customer_id"),
+            "type": mapping.get("type", "by_id"),
+        },
+        "default_aggregation": {"formula": p["default_aggregation"]["formula"]},
+        "display_name": p["display_name"],
+        "event_name": event_name,
+        "event_time_window": p.get("event_time_window"),
+        "livemode": False,
+        "status": "active",
+        "status_transitions": {"deactivated_at": None},
+        "updated": now,
+        "value_settings": {"event_payload_key": (p.get("value_settings") or {}).get("event_payload_key", "value")},
+    }
+    return sb.state.add(meter)
+
+
+@route("GET", "/v1/billing/meters/<id>", "BillingMeterRetrieveParams")
+def retrieve_meter(sb: Sandbox, req: Req, id: str) -> Obj:  # noqa: A002
+    return sb.state.get(id, "billing.meter")
+
+
+@route("POST", "/v1/billing/meters/<id>", "BillingMeterUpdateParams")
+def update_meter(sb: Sandbox, req: Req, id: str) -> Obj:  # noqa: A002
+    meter = sb.state.get(id, "billing.meter")
+    set_fields(meter, req.params, ("display_name",))
+    meter["updated"] = sb.now()
+    return meter
+
+
+def _meter_status(sb: Sandbox, id: str, status: str) -> Obj:  # noqa: A002
+    meter = sb.state.get(id, "billing.meter")
+    meter["status"] = status
+    meter["status_transitions"]["deactivated_at"] = sb.now() if status == "inactive" else None
+    meter["updated"] = sb.now()
+    return meter
+
+
+@route("POST", "/v1/billing/meters/<id>/deactivate", "BillingMeterDeactivateParams")
+def deactivate_meter(sb: Sandbox, req: Req, id: str) -> Obj:  # noqa: A002
+    return _meter_status(sb, id, "inactive")
+
+
+@route("POST", "/v1/billing/meters/<id>/reactivate", "BillingMeterReactivateParams")
+def reactivate_meter(sb: Sandbox, req: Req, id: str) -> Obj:  # noqa: A002
+    return _meter_status(sb, id, "active")
+
+
+@route("GET", "/v1/billing/meters", "BillingMeterListParams")
+def list_meters(sb: Sandbox, req: Req) -> Obj:
+    items = sb.state.all("billing.meter")
+    if "status" in req.params:
+        items = [m for m in items if m["status"] == req.params["status"]]
+    return store.paginate(sb.state, items, req.params, "/v1/billing/meters", req.expand)
 
 
 # ---- coupons & discounts ---------------------------------------------------------------------------
