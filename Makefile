@@ -4,7 +4,7 @@ VENV := .venv
 BIN := $(VENV)/bin
 STAMP := $(VENV)/.installed
 
-.PHONY: dev test lint typecheck install clean
+.PHONY: dev test lint typecheck install system-packages clean
 
 $(STAMP): pyproject.toml
 	test -x $(BIN)/python || $(PYTHON) -m venv $(VENV)
@@ -23,8 +23,26 @@ lint: $(STAMP)
 typecheck: $(STAMP)
 	$(BIN)/mypy
 
-test: $(STAMP) lint typecheck
-	$(BIN)/python -m pytest
+# The browser tests need Debian's chromium, the PostgreSQL tests Debian's postgresql: install them
+# when this machine lets us (root or password-less sudo), else stop and say the one command to run.
+# Tests then fail, never skip, when either is missing (REVOPS_REQUIRE_SYSTEM_PACKAGES).
+system-packages:
+	@missing=""; \
+	command -v chromium >/dev/null 2>&1 || missing="$$missing chromium"; \
+	ls /usr/lib/postgresql/*/bin/postgres >/dev/null 2>&1 || missing="$$missing postgresql"; \
+	if [ -n "$$missing" ]; then \
+	  if [ "$$(id -u)" -eq 0 ]; then sudo=""; \
+	  elif sudo -n true 2>/dev/null; then sudo="sudo"; \
+	  else echo "make test needs Debian packages:$$missing. Run: sudo apt-get install -y$$missing" >&2; exit 1; fi; \
+	  command -v apt-get >/dev/null 2>&1 || { echo "make test needs:$$missing (no apt-get here)" >&2; exit 1; }; \
+	  echo "Installing Debian packages:$$missing"; \
+	  $$sudo apt-get update -qq && DEBIAN_FRONTEND=noninteractive $$sudo apt-get install -y -qq \
+	    --no-install-recommends $$missing >/dev/null || \
+	    { echo "Installing$$missing failed. Run: sudo apt-get install -y$$missing" >&2; exit 1; }; \
+	fi
+
+test: $(STAMP) lint typecheck system-packages
+	REVOPS_REQUIRE_SYSTEM_PACKAGES=1 $(BIN)/python -m pytest
 
 clean:
 	rm -rf $(VENV) var .pytest_cache .mypy_cache .ruff_cache
