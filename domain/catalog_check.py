@@ -361,3 +361,125 @@ def _default_prices(snapshot: CatalogSnapshot, config: BillingConfig) -> Iterabl
         yield Problem(DEFAULT_PRICE,
                       f"The billing config's default price for {key}, {price_id}, {reason}; new subscriptions "
                       "to that product would fail.", (price_id,))
+
+
+# ---- bespoke prices --------------------------------------------------------------------------
+
+# Stripe takes at most 12 decimal places in `unit_amount_decimal` (minor units).
+MAX_UNIT_DECIMALS = 12
+
+
+@dataclass(frozen=True)
+class BespokePrice:
+    """A request for a custom tiered price on an existing product (runbook "Creating new or
+    bespoke prices"): recurring, metered on a `last` meter, graduated tiers."""
+
+    product: str
+    tiers: tuple[Tier, ...]
+    currency: str = "usd"
+    interval: str = "month"
+    meter: str | None = None  # None: the product's usage meter (found or made with `last`)
+    metadata: Mapping[str, str] = field(default_factory=dict)
+
+    @property
+    def volumes(self) -> tuple[int | None, ...]:
+        return tuple(t.up_to for t in self.tiers)
+
+
+class BespokeRefused(ValueError):
+    """The bespoke price breaks a rule; `problems` lists each, as sentences."""
+
+    def __init__(self, problems: Sequence[str]) -> None:
+        super().__init__("The price was not created: " + "; ".join(problems) + ".")
+        self.problems = list(problems)
+
+
+def _major_to_minor_text(text: str, digits: int, what: str) -> tuple[str | None, str | None]:
+    """A per-unit amount in major units ("0.00005") as Stripe's minor-unit decimal string."""
+    from decimal import Decimal, InvalidOperation
+
+    try:
+        value = Decimal(text.strip().replace(",", ""))
+    except InvalidOperation:
+        return None, f"{what} {text!r} is not a number"
+    if not value.is_finite() or value < 0:
+        return None, f"{what} {text!r} must be zero or more"
+    minor = value.scaleb(digits).normalize()
+    exponent = minor.as_tuple().exponent
+    if isinstance(exponent, int) and -exponent > MAX_UNIT_DECIMALS:
+        return None, (f"{what} {text!r} has more precision than Stripe keeps "
+                      f"({MAX_UNIT_DECIMALS} decimals of a minor unit)")
+    return format(minor, "f"), None
+
+
+def parse_tier_rows(rows: Sequence[Mapping[str, Any]], currency: str) -> tuple[tuple[Tier, ...], list[str]]:
+    """Tiers as a person enters them, one row each: `up_to` (units; blank or "inf" on the last row),
+    `unit_amount` (major units per unit, e.g. "0.00005") and optional `flat_amount` (major units).
+    Fully blank rows are skipped (a form has spare rows). Returns the tiers and one sentence per
+    problem, naming the row."""
+    from domain.money import MoneyError, exponent, parse_amount
+
+    digits = exponent(currency)
+    filled = [r for r in rows if any(str(r.get(k) or "").strip() for k in ("up_to", "unit_amount", "flat_amount"))]
+    errors: list[str] = []
+    tiers: list[Tier] = []
+    previous = 0
+    if not filled:
+        return (), ["enter at least one tier"]
+    for n, row in enumerate(filled, start=1):
+        last = n == len(filled)
+        raw_up_to = str(row.get("up_to") or "").strip().replace(",", "").replace("_", "")
+        up_to: int | None = None
+        if raw_up_to in ("", "inf"):
+            if not last:
+                errors.append(f"tier {n} needs an `up to` volume: only the last tier is unbounded")
+        elif not raw_up_to.isdigit() or int(raw_up_to) <= 0:
+            errors.append(f"tier {n}'s `up to` {raw_up_to!r} must be a positive whole number of units")
+        elif last:
+            errors.append(f"the last tier (tier {n}) must be unbounded (leave `up to` empty), not {raw_up_to}")
+        elif int(raw_up_to) <= previous:
+            errors.append(f"tier {n}'s `up to` {int(raw_up_to):,} must be above tier {n - 1}'s {previous:,}")
+        else:
+            up_to = previous = int(raw_up_to)
+        unit_text = str(row.get("unit_amount") or "").strip() or "0"
+        unit, problem = _major_to_minor_text(unit_text, digits, f"tier {n}'s unit amount")
+        if problem:
+            errors.append(problem)
+        flat: str | None = None
+        flat_text = str(row.get("flat_amount") or "").strip()
+        if flat_text:
+            try:
+                flat = str(parse_amount(flat_text, currency))
+            except MoneyError as exc:
+                errors.append(f"tier {n}'s flat amount: {exc}")
+        tiers.append(Tier(up_to=up_to, unit_amount_decimal=unit, flat_amount_decimal=flat))
+    return tuple(tiers), errors
+
+
+def bespoke_price_problems(snapshot: CatalogSnapshot, config: BillingConfig, request: BespokePrice) -> list[str]:
+    """Every reason the bespoke price may not be made, as sentences (empty: go ahead)."""
+    problems: list[str] = []
+    product = snapshot.product(request.product)
+    if product is None:
+        return [f"product {request.product} does not exist; bespoke prices go on an existing product "
+                "(never a new one)"]
+    if not product.active:
+        problems.append(f"product {product.id} is archived")
+    if product.key is None or product.key not in config.products:
+        problems.append(f"product {product.id} is not a billable product of the billing config "
+                        f"(posthog_product_key={product.key or 'unset'})")
+    if request.interval not in ("month", "year"):
+        problems.append(f"the interval {request.interval!r} must be month or year")
+    if request.meter is not None:
+        meter = snapshot.meter(request.meter)
+        if meter is None:
+            problems.append(f"billing meter {request.meter} does not exist")
+        elif not meter.active:
+            problems.append(f"billing meter {meter.id} is inactive")
+        elif meter.formula != "last":
+            problems.append(f"billing meter {meter.id} aggregates with `{meter.formula}`; a bespoke price must bill "
+                            "the most recent usage (`last`)")
+    if not request.tiers:
+        problems.append("enter at least one tier")
+    problems.extend(bespoke_tier_mismatches(snapshot, config, product.id, request.volumes))
+    return problems
