@@ -209,3 +209,17 @@ def test_row_view_never_raises(settings: Settings, service: PlanService) -> None
             if seen.problem:
                 assert body["projection_error"] == seen.problem
                 assert not any(a["allowed"] for a in seen.actions.values())
+
+
+def test_a_document_stored_by_a_concurrent_door_is_reported_as_taken(service: PlanService,
+                                                                     monkeypatch: pytest.MonkeyPatch) -> None:
+    """The look-up and the INSERT are two statements: a webhook retry and a CSV import can both
+    pass the look-up. The unique column decides, and the loser hears which row won."""
+    from plans.service import PlanRows
+
+    first = service.create({**PLAN, "pandadoc_id": "pd-race"}, actor="pandadoc", keep=Keep.EVERYTHING)
+    monkeypatch.setattr(PlanRows, "_claim_document", lambda *_: None)  # both passed the look-up
+    with pytest.raises(DocumentTaken) as taken:
+        service.create({**PLAN, "pandadoc_id": "pd-race"}, actor="csv", keep=Keep.WARNINGS)
+    assert taken.value.existing_id == first["id"]
+    assert _count(service) == 1
