@@ -87,7 +87,9 @@ def build(settings: Settings) -> list[Callable[..., Any]]:
     from activities.sheets import SheetMirrorActivities
 
     pandadoc = PandaDocActivities(settings)
-    intake = IntakeActivities(settings)
+    # The worker's composition root for intake: rows are made through the plan service, with no
+    # Temporal bridge (intake never clicks a button; the plan workflow starts on the first click).
+    intake = IntakeActivities(settings, PlanService.for_settings(settings))
     sheets = SheetMirrorActivities(settings)
     return [
         pandadoc.fetch_document_details,
