@@ -279,10 +279,10 @@ def credit_shares(credit: int, months: int) -> list[int]:
 def _schedule_mismatch(action: str, facts: PlanFacts) -> str | None:
     if action == "retry_step" or action == "create_customer":
         return None
-    if facts.payment_schedule == "monthly" and action not in MONTHLY_ACTIONS:
+    if facts.payment_schedule == PaymentSchedule.MONTHLY and action not in MONTHLY_ACTIONS:
         return (f"This is a monthly plan; \"{ACTION_LABELS[action]}\" belongs to upfront plans. "
                 f"Use \"{ACTION_LABELS['create_monthly_subscription']}\" and the monthly steps.")
-    if facts.payment_schedule != "monthly" and action not in UPFRONT_ACTIONS:
+    if facts.payment_schedule != PaymentSchedule.MONTHLY and action not in UPFRONT_ACTIONS:
         return (f"This is an upfront plan; \"{ACTION_LABELS[action]}\" belongs to monthly plans.")
     return None
 
@@ -306,9 +306,11 @@ def _upfront(action: str, facts: PlanFacts, p: Progress, today: date) -> tuple[b
     if action == "send_invoice":
         if not p.invoice_id:
             return False, "Create the invoice first."
-        if p.invoice_status != "draft":
+        if p.invoice_status != InvoiceStatus.DRAFT:
             return False, f"Done: the invoice was sent (it is {p.invoice_status})."
-        return True, "Finalizes and sends the invoice; check the customer's addresses and tax ids first."
+        return True, ("Finalizes and sends the invoice; check the customer's addresses and tax ids first. A credit "
+                      "balance the customer already holds is set aside until the invoice is paid or voided, so it "
+                      "cannot pay it (send use_existing_credit=true to let it).")
     if action == "apply_credit":
         if p.credit != CREDIT_NONE:
             done: dict[str, str] = {
@@ -317,11 +319,11 @@ def _upfront(action: str, facts: PlanFacts, p: Progress, today: date) -> tuple[b
                 CREDIT_APPLIED: f"Done: the credit was applied at {p.credit_applied_at}.",
             }
             return False, done.get(p.credit, "Already done.")
-        if p.invoice_status in ("void", "uncollectible"):
+        if p.invoice_status in (InvoiceStatus.VOID, InvoiceStatus.UNCOLLECTIBLE):
             return False, f"The invoice is {p.invoice_status}: no credit is given for it."
-        if p.invoice_status not in ("open", "paid"):
+        if p.invoice_status not in (InvoiceStatus.OPEN, InvoiceStatus.PAID):
             return False, "Send the invoice first: credits are only given against a sent invoice."
-        if p.invoice_status != "paid":
+        if p.invoice_status != InvoiceStatus.PAID:
             return True, "The invoice is not paid yet: the credit is armed and applied once it is paid."
         if facts.credit_start == "next_billing_cycle":
             return True, "Schedules the credit for the end of the customer's current billing period."
@@ -331,7 +333,7 @@ def _upfront(action: str, facts: PlanFacts, p: Progress, today: date) -> tuple[b
             return False, f"Done: the subscription schedule is {p.schedule_id}."
         if p.schedule_skipped:
             return False, f"Skipped: {p.schedule_skipped}"
-        if p.invoice_status != "paid":
+        if p.invoice_status != InvoiceStatus.PAID:
             return False, "Wait for the invoice to be paid before scheduling the subscription."
         if not facts.products and not p.customer_is_existing:
             return False, "Check at least one product to subscribe to."
@@ -413,7 +415,7 @@ def action_state(action: str, facts: PlanFacts, progress: Progress, today: date)
     mismatch = _schedule_mismatch(action, facts)
     if mismatch:
         return False, mismatch
-    if facts.payment_schedule == "monthly":
+    if facts.payment_schedule == PaymentSchedule.MONTHLY:
         return _monthly(action, facts, progress, today)
     return _upfront(action, facts, progress, today)
 
@@ -423,7 +425,7 @@ def action_states(facts: PlanFacts, progress: Progress, today: date) -> dict[str
 
 
 def is_done(facts: PlanFacts, p: Progress) -> bool:
-    if facts.payment_schedule == "monthly":
+    if facts.payment_schedule == PaymentSchedule.MONTHLY:
         credit_done = p.credit == CREDIT_APPLIED
         return p.billing_synced and credit_done
     return p.credit == CREDIT_APPLIED and bool(p.schedule_id or p.schedule_skipped)
@@ -439,7 +441,7 @@ def plan_state(facts: PlanFacts, p: Progress, today: date) -> str:
         return "step_failed"
     if is_done(facts, p):
         return "done"
-    if facts.payment_schedule == "monthly":
+    if facts.payment_schedule == PaymentSchedule.MONTHLY:
         if p.credit == CREDIT_RELEASING:
             return "credit_releasing"
         if p.credit == CREDIT_APPLIED:
@@ -451,13 +453,13 @@ def plan_state(facts: PlanFacts, p: Progress, today: date) -> str:
         return "credit_applied"
     if p.credit == CREDIT_SCHEDULED:
         return "credit_scheduled"
-    if p.invoice_status == "paid":
+    if p.invoice_status == InvoiceStatus.PAID:
         return "paid"
-    if p.invoice_status == "void":
+    if p.invoice_status == InvoiceStatus.VOID:
         return "invoice_void"
-    if p.invoice_status == "uncollectible":
+    if p.invoice_status == InvoiceStatus.UNCOLLECTIBLE:
         return "invoice_uncollectible"
-    if p.invoice_status == "open":
+    if p.invoice_status == InvoiceStatus.OPEN:
         due = date.fromisoformat(p.invoice_due_date) if p.invoice_due_date else None
         return "overdue" if due is not None and due < today else "awaiting_payment"
     if p.invoice_id:

@@ -37,6 +37,8 @@ with workflow.unsafe.imports_passed_through():
         ActionResult,
         AuditNote,
         InvoiceEvent,
+        InvoiceStatus,
+        PaymentSchedule,
         PlanFacts,
         Progress,
         Projection,
@@ -125,9 +127,13 @@ class PlanWorkflow:
         await workflow.wait_condition(workflow.all_handlers_finished)
         return plan_state(self._facts, self._progress, self._today())
 
+    @property
+    def _monthly(self) -> bool:
+        return self._facts.payment_schedule == PaymentSchedule.MONTHLY
+
     def _finished(self) -> bool:
         p = self._progress
-        if self._facts.payment_schedule == "monthly" and self._facts.credit_release == "per_installment":
+        if self._facts.payment_schedule == PaymentSchedule.MONTHLY and self._facts.credit_release == "per_installment":
             return p.billing_synced and p.shares_released >= self._facts.term_months
         return is_done(self._facts, p)
 
@@ -145,12 +151,12 @@ class PlanWorkflow:
 
     def _waiting_for_payments(self) -> bool:
         p = self._progress
-        if self._facts.payment_schedule == "monthly":
+        if self._facts.payment_schedule == PaymentSchedule.MONTHLY:
             return p.credit == CREDIT_RELEASING and p.shares_released < self._facts.term_months
-        if p.invoice_status == "uncollectible" and p.credit != CREDIT_APPLIED:
+        if p.invoice_status == InvoiceStatus.UNCOLLECTIBLE and p.credit != CREDIT_APPLIED:
             # An uncollectible invoice can still be paid; a lost webhook must not lose that.
             return workflow.patched("poll-uncollectible-invoices")
-        return p.invoice_status == "open"
+        return p.invoice_status == InvoiceStatus.OPEN
 
     # ------------------------------------------------------------------ signals and queries
     @workflow.signal
@@ -164,75 +170,75 @@ class PlanWorkflow:
     # ------------------------------------------------------------------ buttons
     @workflow.update
     async def create_customer(self, request: ActionRequest) -> ActionResult:
-        return await self._act("create_customer", request)
+        return await self._act(Action.CREATE_CUSTOMER, request)
 
     @create_customer.validator
     def _check_create_customer(self, request: ActionRequest) -> None:
-        self._validate("create_customer", request)
+        self._validate(Action.CREATE_CUSTOMER, request)
 
     @workflow.update
     async def create_invoice(self, request: ActionRequest) -> ActionResult:
-        return await self._act("create_invoice", request)
+        return await self._act(Action.CREATE_INVOICE, request)
 
     @create_invoice.validator
     def _check_create_invoice(self, request: ActionRequest) -> None:
-        self._validate("create_invoice", request)
+        self._validate(Action.CREATE_INVOICE, request)
 
     @workflow.update
     async def send_invoice(self, request: ActionRequest) -> ActionResult:
-        return await self._act("send_invoice", request)
+        return await self._act(Action.SEND_INVOICE, request)
 
     @send_invoice.validator
     def _check_send_invoice(self, request: ActionRequest) -> None:
-        self._validate("send_invoice", request)
+        self._validate(Action.SEND_INVOICE, request)
 
     @workflow.update
     async def apply_credit(self, request: ActionRequest) -> ActionResult:
-        return await self._act("apply_credit", request)
+        return await self._act(Action.APPLY_CREDIT, request)
 
     @apply_credit.validator
     def _check_apply_credit(self, request: ActionRequest) -> None:
-        self._validate("apply_credit", request)
+        self._validate(Action.APPLY_CREDIT, request)
 
     @workflow.update
     async def schedule_subscription(self, request: ActionRequest) -> ActionResult:
-        return await self._act("schedule_subscription", request)
+        return await self._act(Action.SCHEDULE_SUBSCRIPTION, request)
 
     @schedule_subscription.validator
     def _check_schedule_subscription(self, request: ActionRequest) -> None:
-        self._validate("schedule_subscription", request)
+        self._validate(Action.SCHEDULE_SUBSCRIPTION, request)
 
     @workflow.update
     async def create_monthly_subscription(self, request: ActionRequest) -> ActionResult:
-        return await self._act("create_monthly_subscription", request)
+        return await self._act(Action.CREATE_MONTHLY_SUBSCRIPTION, request)
 
     @create_monthly_subscription.validator
     def _check_create_monthly_subscription(self, request: ActionRequest) -> None:
-        self._validate("create_monthly_subscription", request)
+        self._validate(Action.CREATE_MONTHLY_SUBSCRIPTION, request)
 
     @workflow.update
     async def apply_credit_monthly(self, request: ActionRequest) -> ActionResult:
-        return await self._act("apply_credit_monthly", request)
+        return await self._act(Action.APPLY_CREDIT_MONTHLY, request)
 
     @apply_credit_monthly.validator
     def _check_apply_credit_monthly(self, request: ActionRequest) -> None:
-        self._validate("apply_credit_monthly", request)
+        self._validate(Action.APPLY_CREDIT_MONTHLY, request)
 
     @workflow.update
     async def sync_billing_service(self, request: ActionRequest) -> ActionResult:
-        return await self._act("sync_billing_service", request)
+        return await self._act(Action.SYNC_BILLING_SERVICE, request)
 
     @sync_billing_service.validator
     def _check_sync_billing_service(self, request: ActionRequest) -> None:
-        self._validate("sync_billing_service", request)
+        self._validate(Action.SYNC_BILLING_SERVICE, request)
 
     @workflow.update
     async def retry_step(self, request: ActionRequest) -> ActionResult:
-        return await self._act("retry_step", request)
+        return await self._act(Action.RETRY_STEP, request)
 
     @retry_step.validator
     def _check_retry_step(self, request: ActionRequest) -> None:
-        self._validate("retry_step", request)
+        self._validate(Action.RETRY_STEP, request)
 
     def _validate(self, action: str, request: ActionRequest) -> None:
         # Validators must not change state: a rejected click leaves no trace in the history.
@@ -247,7 +253,7 @@ class PlanWorkflow:
             if not allowed:
                 raise ApplicationError(reason, type=NOT_ALLOWED, non_retryable=True)
             self._facts = request.facts
-            if action == "retry_step":
+            if action == Action.RETRY_STEP:
                 action = self._progress.failed_action or ""
                 self._progress = replace(self._progress, failed_action=None, failed_message=None)
                 if workflow.patched("fresh-keys-on-retry"):
@@ -276,13 +282,13 @@ class PlanWorkflow:
             return True, f"The mapping is sent once the subscription exists (from {due.isoformat()})."
         if action in STEP_ACTIVITIES:
             return await self._call(action, STEP_ACTIVITIES[action], actor, params or {})
-        if action == "apply_credit":
+        if action == Action.APPLY_CREDIT:
             if p.credit == CREDIT_NONE:
                 self._progress = replace(p, credit=CREDIT_ARMED)
             await self._project(AuditNote(actor, action, "ok", self._key(action),
                                           result={"credit": self._progress.credit}))
             return True, "The credit is armed: it is applied once the invoice is paid."
-        if action == "apply_credit_monthly":
+        if action == Action.APPLY_CREDIT_MONTHLY:
             if self._facts.credit_release == "per_installment":
                 self._progress = replace(p, credit=CREDIT_RELEASING)
                 await self._project(AuditNote(actor, action, "ok", self._key(action),
@@ -329,17 +335,16 @@ class PlanWorkflow:
         if event.event_type in MONEY_BACK_EVENTS:
             # Only a credit still to give can be held; the check itself runs in `_advance`.
             if p.credit in (CREDIT_SCHEDULED, CREDIT_RELEASING) or (p.credit == CREDIT_ARMED
-                                                                    and p.invoice_status == "paid"):
+                                                                    and p.invoice_status == InvoiceStatus.PAID):
                 self._recheck = True
             return
-        status = {"invoice.paid": "paid", "invoice.voided": "void",
-                  "invoice.marked_uncollectible": "uncollectible"}.get(event.event_type)
+        status = _STATUS_FOR_EVENT.get(event.event_type)
         if status is None:
             return
         if event.invoice_id == p.invoice_id:
-            if p.invoice_status != "paid":  # a late "voided" never un-pays an invoice
+            if p.invoice_status != InvoiceStatus.PAID:  # a late "voided" never un-pays an invoice
                 self._progress = replace(p, invoice_status=status)
-        elif (self._facts.payment_schedule == "monthly" and status == "paid" and event.amount != 0
+        elif (self._monthly and status == InvoiceStatus.PAID and event.amount != 0
               and event.invoice_id not in p.installments_paid
               and (event.customer_id is None or event.customer_id == p.customer_id)):
             self._progress = replace(p, installments_paid=[*p.installments_paid, event.invoice_id])
@@ -352,7 +357,7 @@ class PlanWorkflow:
         if self._last_poll is not None and now - self._last_poll < self._poll:
             return
         self._last_poll = now
-        monthly = self._facts.payment_schedule == "monthly"
+        monthly = self._facts.payment_schedule == PaymentSchedule.MONTHLY
         try:
             out = await workflow.execute_activity_method(
                 PlanActivities.list_paid_installments if monthly else PlanActivities.read_invoice,
@@ -379,24 +384,25 @@ class PlanWorkflow:
         p = self._progress
         if p.running:
             return
-        if (p.held_balance and not p.held_balance_returned_txn and p.invoice_status in ("paid", "void")
+        settled = p.invoice_status in (InvoiceStatus.PAID, InvoiceStatus.VOID)
+        if (p.held_balance and not p.held_balance_returned_txn and settled
                 and workflow.patched("return-held-balance")):
             # The invoice no longer needs the old credit kept away from it: give it back.
-            await self._call("send_invoice", PlanActivities.return_held_balance, "workflow", {},
+            await self._call(Action.SEND_INVOICE, PlanActivities.return_held_balance, "workflow", {},
                              entry="return_held_balance")
             p = self._progress
         if p.failed_action:
             return
         if self._recheck:
             self._recheck = False
-            if not await self._payment_kept(p.shares_released if self._facts.payment_schedule == "monthly" else 0):
+            if not await self._payment_kept(p.shares_released if self._monthly else 0):
                 return
             p = self._progress
-        if p.credit == CREDIT_ARMED and p.invoice_status == "paid":
+        if p.credit == CREDIT_ARMED and p.invoice_status == InvoiceStatus.PAID:
             if not await self._payment_kept():
                 return
             if self._facts.credit_start == "next_billing_cycle":
-                ok, _ = await self._call("apply_credit", PlanActivities.billing_period_end, "workflow", {})
+                ok, _ = await self._call(Action.APPLY_CREDIT, PlanActivities.billing_period_end, "workflow", {})
                 if not ok:
                     return
                 period_end = self._progress.credit_scheduled_for
@@ -408,14 +414,14 @@ class PlanWorkflow:
                 await self._project(AuditNote("workflow", "schedule_credit", "info", self._key("schedule"),
                                               result={"credit_scheduled_for": when.isoformat()}))
             else:
-                await self._call("apply_credit", PlanActivities.apply_credit, "workflow", {})
+                await self._call(Action.APPLY_CREDIT, PlanActivities.apply_credit, "workflow", {})
         p = self._progress
         if (p.credit == CREDIT_SCHEDULED and p.credit_scheduled_for and not p.failed_action
                 and datetime.fromisoformat(p.credit_scheduled_for) <= workflow.now()):
             # A refund, credit note or dispute may have come since the payment: check again.
             if not await self._payment_kept():
                 return
-            await self._call("apply_credit", PlanActivities.apply_credit, "workflow", {})
+            await self._call(Action.APPLY_CREDIT, PlanActivities.apply_credit, "workflow", {})
         p = self._progress
         if p.billing_sync_waiting and not p.failed_action and self._billing_sync_at() <= workflow.now():
             ok, _ = await self._call(Action.SYNC_BILLING_SERVICE, PlanActivities.sync_billing_service, "workflow", {})
@@ -426,7 +432,7 @@ class PlanWorkflow:
                and p.shares_released < min(len(p.installments_paid), self._facts.term_months)):
             if not await self._payment_kept(p.shares_released):
                 return
-            ok, _ = await self._call("apply_credit_monthly", PlanActivities.release_credit_share, "workflow", {},
+            ok, _ = await self._call(Action.APPLY_CREDIT_MONTHLY, PlanActivities.release_credit_share, "workflow", {},
                                      share_index=p.shares_released)
             if not ok:
                 return
@@ -443,14 +449,14 @@ class PlanWorkflow:
         if not workflow.patched("verify-payment-before-credit"):
             return True  # plans that reached this point before the check existed
         p = self._progress
-        if self._facts.payment_schedule == "monthly":
+        if self._facts.payment_schedule == PaymentSchedule.MONTHLY:
             if share_index >= len(p.installments_paid):
                 return True  # nothing paid yet to check: no share is due either
-            action = "apply_credit_monthly"
+            action = Action.APPLY_CREDIT_MONTHLY
         else:
             if not p.invoice_id:
                 return True
-            action = "apply_credit"
+            action = Action.APPLY_CREDIT
         ok, _ = await self._call(action, PlanActivities.verify_payment, "workflow", {}, share_index=share_index,
                                  entry="check_payment")
         if not ok:
@@ -489,7 +495,10 @@ class PlanWorkflow:
         return workflow.now().date()
 
 
-_EVENT_FOR_STATUS = {"paid": "invoice.paid", "void": "invoice.voided", "uncollectible": "invoice.marked_uncollectible"}
+_EVENT_FOR_STATUS: dict[str, str] = {InvoiceStatus.PAID: "invoice.paid", InvoiceStatus.VOID: "invoice.voided",
+                                     InvoiceStatus.UNCOLLECTIBLE: "invoice.marked_uncollectible"}
+_STATUS_FOR_EVENT: dict[str, InvoiceStatus] = {
+    event: InvoiceStatus(status) for status, event in _EVENT_FOR_STATUS.items()}
 
 
 def _failure_partial(err: ActivityError) -> dict[str, str]:
