@@ -1,5 +1,5 @@
-"""A realistic data set in a sandbox, fast: thousands of customers with their subscriptions, invoices
-of several lines, invoice items, card payments (charges, PaymentIntents, balance transactions),
+"""A realistic data set in a sandbox, fast: thousands of customers with their subscriptions (and some
+schedules), invoices of several lines, invoice items, card payments (charges, PaymentIntents, balance transactions),
 refunds, credit notes, disputes and customer balance transactions.
 
 Objects are made in-process by the sandbox's own route handlers (parameters checked against the
@@ -81,7 +81,8 @@ def seed(sb: Sandbox, *, customers: int = 2000, span_days: int = 20, seed: int =
     Per customer: a subscription (card customers are charged automatically, the others get
     `send_invoice` invoices), an invoice with three items (paid by card, paid out of band, or left
     open), and a customer balance transaction. Card payments are partly refunded or disputed (some
-    both); paid invoices get credit notes. 2,000 customers make over 1,000 of every object type.
+    both); paid invoices get credit notes; every tenth customer has a subscription schedule starting
+    later. 2,000 customers make about 1,000 or more of every object type but schedules (200).
     """
     rng = random.Random(seed)
     call = _Caller(sb)
@@ -126,6 +127,16 @@ def _customer_bundle(sb: Sandbox, call: _Caller, rng: random.Random, i: int) -> 
     if not card:
         sub_params.update({"collection_method": "send_invoice", "days_until_due": 30})
     sub = call("POST", "/v1/subscriptions", sub_params)
+
+    if i % 10 == 0:
+        # A renewal already agreed: a schedule that starts when the current term ends.
+        call("POST", "/v1/subscription_schedules", {
+            "customer": cus["id"], "start_date": sb.now() + 60 * DAY, "end_behavior": "release",
+            "default_settings": {"collection_method": "send_invoice", "invoice_settings": {"days_until_due": 30}},
+            "phases": [{"items": [{"price": rng.choice(PRICES)}],
+                        "duration": {"interval": "year", "interval_count": 1}}],
+            "metadata": {"seed": str(i)},
+        })
 
     inv_params: dict[str, Any] = {"customer": cus["id"], "metadata": {"seed": str(i)}}
     if not card:
