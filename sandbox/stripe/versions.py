@@ -70,9 +70,10 @@ _PUBLISHED = published()
 
 
 def check_account_version(version: str) -> str:
-    """An account's default version must be one Stripe published (the same rule as requests)."""
+    """An account's default version must be one Stripe published (the same rule as requests);
+    preview flags are a request's business, not the account's, so they are dropped."""
     check_request_version(version)
-    return version.strip()
+    return version.strip().split(";", 1)[0].strip()
 
 
 def before(version: str, boundary: str) -> bool:

@@ -2,11 +2,16 @@
 
 from __future__ import annotations
 
+import functools
 import json
+from typing import Any
 
 import pytest
 import stripe
+from hypothesis import given, settings
+from hypothesis import strategies as st
 
+from sandbox.stripe import versions
 from sandbox.stripe.harness import StripeSandbox
 from sandbox.stripe.resources.accounts import ACCOUNT_ID
 
@@ -156,3 +161,49 @@ def test_webhook_endpoints_get_their_own_version_or_the_account_default(fresh_st
     with pytest.raises(stripe.InvalidRequestError, match="Invalid api_version: must be one of 2011-01-01") as exc:
         client.v1.webhook_endpoints.create({"url": "http://x", "enabled_events": ["*"], "api_version": "v2"})
     assert exc.value.param == "api_version"
+
+
+# ---- every published version, every event: the invariants of the older shapes ------------------
+
+
+@functools.cache
+def _seeded() -> tuple[Any, list[dict[str, Any]]]:
+    """An in-process sandbox with a few seeded customers, and its events (made once per run)."""
+    from sandbox.stripe.bulk_seed import seed
+    from sandbox.stripe.core import Sandbox
+
+    engine = Sandbox()
+    engine.dispatcher.stop()  # no endpoints: nothing to deliver
+    seed(engine, customers=4, span_days=1)
+    return engine, engine.state.all("event")
+
+
+@settings(max_examples=150, deadline=None)
+@given(version=st.sampled_from(sorted(versions.published())), index=st.integers(min_value=0))
+def test_any_published_version_renders_every_event_consistently(version: str, index: int) -> None:
+    engine, events = _seeded()
+    event = events[index % len(events)]
+    stored = json.dumps(event, sort_keys=True, default=str)
+    current = versions.render_event(engine.state, event)
+    shown = versions.render_event(engine.state, event, version)
+    assert json.dumps(event, sort_keys=True, default=str) == stored  # rendering never edits the event
+    assert shown["api_version"] == version and shown["id"] == event["id"] and shown["type"] == event["type"]
+    obj, now = shown["data"]["object"], current["data"]["object"]
+    assert obj["id"] == now["id"] and obj["object"] == now["object"]
+    old = versions.before(version, versions.BASIL)
+    if now["object"] == "invoice":
+        assert ("parent" in obj) is not old
+        if old:
+            assert obj["paid"] is (now["status"] == "paid")
+            assert obj["subscription"] == ((now["parent"] or {}).get("subscription_details") or {}).get("subscription")
+            for line, line_now in zip(obj["lines"]["data"], now["lines"]["data"], strict=True):
+                assert "pricing" not in line and line["type"] in ("subscription", "invoiceitem")
+                price_now = (line_now["pricing"] or {}).get("price_details") or {}
+                assert (line["price"] or {}).get("id") == price_now.get("price")
+    if now["object"] == "subscription":
+        assert ("current_period_end" in obj) is old
+        if old:
+            assert obj["current_period_end"] == now["items"]["data"][0]["current_period_end"]
+        assert ("billing_mode" in obj) is (not versions.before(version, versions.CLOVER) and "billing_mode" in now)
+    if not old and now["object"] not in ("subscription", "subscription_schedule"):
+        assert obj == now  # nothing else changes shape between basil and today
