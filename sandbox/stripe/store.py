@@ -487,6 +487,7 @@ class Disk:
                 "pass another state file."
             ) from None
         self.stats = WriteStats()
+        self._wipe = False  # the next save empties every table first (replace)
         self._hashes: dict[str, int] = {}
         self._meta = ""
         self._counters: dict[str, int] = {}
@@ -545,10 +546,9 @@ class Disk:
         self.conn.executemany("DELETE FROM idempotency WHERE api_key = ? AND key = ?", list(keys))
 
     def replace(self, state: State) -> None:
-        """Write `state` whole (a reset or an import): every table emptied first."""
-        with self._transaction():
-            for table in ("objects", "meta", "counters", "idempotency", "watch"):
-                self.conn.execute(f"DELETE FROM {table}")  # noqa: S608 - fixed table names
+        """Write `state` whole (a reset or an import), in the same transaction that empties the
+        tables, so a crash half-way leaves the old state rather than an empty one."""
+        self._wipe = True
         self._hashes.clear()
         self._meta = ""
         self._counters = {}
@@ -583,6 +583,9 @@ class Disk:
         if not (upserts or removed or meta != self._meta or counters or idem or watch_add or watch_del):
             return
         with self._transaction():
+            if self._wipe:
+                for table in ("objects", "meta", "counters", "idempotency", "watch"):
+                    self.conn.execute(f"DELETE FROM {table}")  # noqa: S608 - fixed table names
             if upserts:
                 self.conn.executemany(
                     "INSERT INTO objects (id, seq, body) VALUES (?, ?, ?) "
@@ -601,6 +604,7 @@ class Disk:
                 self.conn.executemany("INSERT OR IGNORE INTO watch (id) VALUES (?)", watch_add)
             if watch_del:
                 self.conn.executemany("DELETE FROM watch WHERE id = ?", watch_del)
+        self._wipe = False
         rows = len(upserts) + len(removed) + len(counters) + len(idem) + len(watch_add) + len(watch_del)
         rows += int(meta != self._meta)
         self.stats.saves += 1

@@ -164,3 +164,23 @@ def test_port_in_use_raises_oserror() -> None:
         port = s.getsockname()[1]
         with pytest.raises(OSError, match=str(port)):
             serve(port=port, seed_catalog=False)
+
+
+def test_reset_is_persisted(tmp_path: Path) -> None:
+    state = tmp_path / "reset.sqlite3"
+    first = start_in_thread(state_file=state)
+    try:
+        cus = first.client().v1.customers.create({"email": "before-reset@example.com"})
+        control(first, "POST", "/_sandbox/reset")
+        after = first.client().v1.customers.create({"email": "after-reset@example.com"})
+    finally:
+        first.stop()
+    second = start_in_thread(state_file=state)
+    try:
+        client = second.client()
+        assert [c.id for c in client.v1.customers.list().data] == [after.id]
+        with pytest.raises(stripe.InvalidRequestError):
+            client.v1.customers.retrieve(cus.id)
+        assert len(client.v1.products.list({"limit": 100}).data) == len(catalog.PRODUCTS)
+    finally:
+        second.stop()
