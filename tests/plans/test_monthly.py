@@ -243,3 +243,29 @@ async def test_a_future_start_has_a_first_installment_draft_and_a_schedule_for_t
     assert plan["subscription_id"] is None  # a schedule id is no subscription id
     assert plan["state"] == "subscription_ready"
     await save_history(s, pid, "monthly_future_start")
+
+
+async def test_a_monthly_setup_failing_half_way_keeps_its_ids_on_the_row(live_stack: LiveStack) -> None:
+    """Issue 11 #8: the subscription is refused after the price and the draft were made: the row
+    shows both, the draft never finalizes, and "Retry step" finishes with the same objects."""
+    s = live_stack
+    stripe = s.stripe()
+    existing = stripe.v1.customers.create({"email": "billing@installments.test", "name": "Installments Inc"})
+    pid = monthly_plan(s, existing.id)["id"]
+    new_id = act(s, pid, "create_customer")["stripe_customer_id"]
+    s.sandbox.set_faults({"rules": [{"method": "POST", "path": "/v1/subscriptions", "error_rate": 1.0, "status": 400,
+                                     "error": {"type": "invalid_request_error", "message": "Refused by a test."}}]})
+    failed = s.api("POST", f"/api/plans/{pid}/actions/create_monthly_subscription")
+    s.sandbox.clear_faults()
+    assert failed.status_code == 502 and "Made so far" in failed.json()["error"]
+    plan = get_plan(s, pid)
+    partial = plan["workflow"]["partial"]
+    assert partial["monthly_price"].startswith("price_") and partial["first_invoice"].startswith("in_")
+    assert plan["subscription_id"] is None and plan["state"] == "step_failed"
+    draft = stripe.v1.invoices.retrieve(partial["first_invoice"])
+    assert draft.status == "draft" and not draft.auto_advance  # it will not finalize or go out by itself
+    plan = act(s, pid, "retry_step")
+    assert plan["workflow"]["progress"]["first_invoice_id"] == partial["first_invoice"]
+    assert plan["monthly_price_id"] == partial["monthly_price"] and plan["subscription_id"].startswith("sub_")
+    assert plan["workflow"]["partial"] is None
+    assert [i.id for i in stripe.v1.invoices.list({"customer": new_id}).data if i.total] == [partial["first_invoice"]]
