@@ -16,8 +16,15 @@ from decimal import Decimal
 from typing import Any
 
 import stripe
-from stripe.params import PriceCreateParams, PriceListParams, ProductListParams
+from stripe.params import (
+    PriceCreateParams,
+    PriceListParams,
+    ProductListParams,
+    SubscriptionRetrieveParams,
+    SubscriptionUpdateParams,
+)
 from stripe.params._price_create_params import PriceCreateParamsTier
+from stripe.params._subscription_update_params import SubscriptionUpdateParamsDiscount, SubscriptionUpdateParamsItem
 from stripe.params.billing import MeterCreateParams, MeterListParams
 from temporalio import activity
 
@@ -190,6 +197,193 @@ def create_bespoke_price(client: stripe.StripeClient, config: BillingConfig, req
     price = client.v1.prices.create(params, {"idempotency_key": key})
     audit(actor, "bespoke_price_created", product=product.id, price=price.id, meter=meter, nickname=nickname)
     return BespokeResult(price.id, True, meter, nickname)
+
+
+# ---- subscriptions: moving to other prices, discounts ------------------------------------------
+
+LIVE = ("active", "trialing", "past_due")
+# A counter in the subscription's metadata, raised by every change made here: it is part of each
+# change's idempotency key, so a double click (same counter) changes once, while the same change
+# made again later (move A→B, back, A→B again) gets a fresh key instead of Stripe's stored reply.
+CHANGES = "revops_changes"
+
+
+class SubscriptionChangeRefused(ValueError):
+    """A move or discount that cannot be made; the message is a sentence naming the ids."""
+
+
+@dataclass(frozen=True)
+class SubscriptionView:
+    id: str
+    customer: str
+    status: str
+    currency: str
+    items: list[dict[str, Any]]  # {id, price, product, nickname, quantity, usage_type}
+    discounts: list[dict[str, Any]]  # {id, coupon, name, percent_off, amount_off, duration}
+
+    def to_json(self) -> dict[str, Any]:
+        return {"id": self.id, "customer": self.customer, "status": self.status, "currency": self.currency,
+                "items": self.items, "discounts": self.discounts}
+
+
+@dataclass(frozen=True)
+class SubscriptionChange:
+    subscription: SubscriptionView
+    changed: bool  # False: it was already so (a retry or a double click)
+    detail: dict[str, Any]
+
+
+def _retrieve(client: stripe.StripeClient, subscription_id: str) -> stripe.Subscription:
+    params: SubscriptionRetrieveParams = {"expand": ["discounts"]}
+    try:
+        return client.v1.subscriptions.retrieve(subscription_id, params)
+    except stripe.InvalidRequestError as exc:
+        if exc.http_status == 404:
+            raise SubscriptionChangeRefused(f"Stripe has no subscription {subscription_id}.") from None
+        raise
+
+
+def _coupon_id(discount: Any) -> str | None:
+    source = getattr(discount, "source", None)
+    coupon = getattr(source, "coupon", None)
+    return coupon if isinstance(coupon, str) or coupon is None else str(coupon.id)
+
+
+def view_subscription(client: stripe.StripeClient, subscription_id: str) -> SubscriptionView:
+    return _view(client, _retrieve(client, subscription_id))
+
+
+def _view(client: stripe.StripeClient, sub: stripe.Subscription) -> SubscriptionView:
+    items = []
+    for item in sub["items"].data:
+        price = item.price
+        items.append({"id": item.id, "price": price.id, "product": price.product if isinstance(price.product, str)
+                      else price.product.id, "nickname": price.nickname,
+                      "quantity": getattr(item, "quantity", None),
+                      "usage_type": price.recurring.usage_type if price.recurring else None})
+    discounts: list[dict[str, Any]] = []
+    for discount in sub.discounts:
+        if isinstance(discount, str):  # not expanded: only its id is known
+            discounts.append({"id": discount, "coupon": None, "name": None, "percent_off": None, "amount_off": None,
+                              "duration": None})
+            continue
+        coupon_id = _coupon_id(discount)
+        coupon = client.v1.coupons.retrieve(coupon_id) if coupon_id else None
+        discounts.append({"id": discount.id, "coupon": coupon_id, "name": coupon.name if coupon else None,
+                          "percent_off": None if coupon is None or coupon.percent_off is None
+                          else format(Decimal(str(coupon.percent_off)).normalize(), "f"),
+                          "amount_off": coupon.amount_off if coupon else None,
+                          "duration": coupon.duration if coupon else None})
+    customer = sub.customer if isinstance(sub.customer, str) else sub.customer.id
+    return SubscriptionView(sub.id, customer, sub.status, sub.currency, items, discounts)
+
+
+def _changes(sub: stripe.Subscription) -> int:
+    raw = _metadata(sub).get(CHANGES, "0")
+    return int(raw) if raw.isdigit() else 0
+
+
+def _update(client: stripe.StripeClient, sub: stripe.Subscription, params: SubscriptionUpdateParams, action: str,
+            actor: str, *key_parts: str) -> stripe.Subscription:
+    count = _changes(sub)
+    params["metadata"] = {CHANGES: str(count + 1), "revops_last_change": f"{action} by {actor}"}
+    key = idempotency_key("catalog", action, sub.id, f"change-{count}", *key_parts)
+    client.v1.subscriptions.update(sub.id, params, {"idempotency_key": key})
+    return _retrieve(client, sub.id)
+
+
+def move_subscription_price(client: stripe.StripeClient, subscription_id: str, from_price: str, to_price: str, *,
+                            actor: str) -> SubscriptionChange:
+    """Runbook "Updating subscriptions": remove the item on `from_price`, add one on `to_price`,
+    applied now and never prorated. Removing a metered item resets its usage for the period; the
+    billing service reports it again at its next sync."""
+    sub = _retrieve(client, subscription_id)
+    if sub.status not in LIVE:
+        raise SubscriptionChangeRefused(f"Subscription {sub.id} is {sub.status}; only a live subscription "
+                                        f"({', '.join(LIVE)}) can move to other prices.")
+    items = list(sub["items"].data)
+    old = next((i for i in items if i.price.id == from_price), None)
+    if old is None:
+        if any(i.price.id == to_price for i in items):
+            return SubscriptionChange(_view(client, sub), False, {"from_price": from_price, "to_price": to_price})
+        held = ", ".join(i.price.id for i in items)
+        raise SubscriptionChangeRefused(f"Subscription {sub.id} has no item on price {from_price} (its prices: "
+                                        f"{held}).")
+    if from_price == to_price:
+        raise SubscriptionChangeRefused(f"Subscription {sub.id} is already on price {to_price}.")
+    try:
+        target = client.v1.prices.retrieve(to_price)
+    except stripe.InvalidRequestError:
+        raise SubscriptionChangeRefused(f"Stripe has no price {to_price}.") from None
+    problems = []
+    if not target.active:
+        problems.append(f"price {to_price} is archived")
+    if target.recurring is None:
+        problems.append(f"price {to_price} is one-time, not recurring")
+    if target.currency != sub.currency:
+        problems.append(f"price {to_price} is in {target.currency.upper()}, the subscription in "
+                        f"{sub.currency.upper()}")
+    if problems:
+        raise SubscriptionChangeRefused(f"Subscription {sub.id} cannot move to {to_price}: {'; '.join(problems)}.")
+    new_item: SubscriptionUpdateParamsItem = {"price": to_price}
+    metered = target.recurring is not None and target.recurring.usage_type == "metered"
+    if not metered and getattr(old, "quantity", None):
+        new_item["quantity"] = old.quantity
+    params: SubscriptionUpdateParams = {
+        "items": [{"id": old.id, "deleted": True}, new_item],
+        # Runbook: apply now, never schedule for later, never prorate.
+        "proration_behavior": "none",
+    }
+    updated = _update(client, sub, params, "move-price", actor, from_price, to_price)
+    detail = {"from_price": from_price, "to_price": to_price, "removed_item": old.id,
+              "usage_reset": bool(old.price.recurring and old.price.recurring.usage_type == "metered")}
+    audit(actor, "subscription_price_moved", subscription=sub.id, **detail)
+    return SubscriptionChange(_view(client, updated), True, detail)
+
+
+def _kept(sub: stripe.Subscription, drop: str | None = None) -> list[SubscriptionUpdateParamsDiscount]:
+    return [{"discount": d if isinstance(d, str) else d.id} for d in sub.discounts
+            if (d if isinstance(d, str) else d.id) != drop]
+
+
+def add_subscription_discount(client: stripe.StripeClient, subscription_id: str, coupon_id: str, *,
+                              actor: str) -> SubscriptionChange:
+    """Apply a coupon to the subscription (`discounts: [{coupon}]`; customer coupons are gone from
+    the API), keeping its other discounts."""
+    sub = _retrieve(client, subscription_id)
+    if sub.status not in LIVE:
+        raise SubscriptionChangeRefused(f"Subscription {sub.id} is {sub.status}; discounts go on live subscriptions.")
+    if any(_coupon_id(d) == coupon_id for d in sub.discounts if not isinstance(d, str)):
+        return SubscriptionChange(_view(client, sub), False, {"coupon": coupon_id})
+    try:
+        coupon = client.v1.coupons.retrieve(coupon_id)
+    except stripe.InvalidRequestError:
+        raise SubscriptionChangeRefused(f"Stripe has no coupon {coupon_id}.") from None
+    if not coupon.valid:
+        raise SubscriptionChangeRefused(f"Coupon {coupon_id} is no longer valid (expired or fully redeemed).")
+    if coupon.amount_off is not None and coupon.currency != sub.currency:
+        raise SubscriptionChangeRefused(f"Coupon {coupon_id} takes {coupon.amount_off} off in "
+                                        f"{(coupon.currency or '').upper()}; the subscription bills in "
+                                        f"{sub.currency.upper()}.")
+    params: SubscriptionUpdateParams = {"discounts": [*_kept(sub), {"coupon": coupon_id}]}
+    updated = _update(client, sub, params, "add-discount", actor, coupon_id)
+    audit(actor, "subscription_discount_added", subscription=sub.id, coupon=coupon_id)
+    return SubscriptionChange(_view(client, updated), True, {"coupon": coupon_id})
+
+
+def remove_subscription_discount(client: stripe.StripeClient, subscription_id: str, discount_id: str, *,
+                                 actor: str) -> SubscriptionChange:
+    """Remove one discount (by its `di_` id, or by coupon id) from the subscription."""
+    sub = _retrieve(client, subscription_id)
+    found = next((d for d in sub.discounts if not isinstance(d, str)
+                  and discount_id in (d.id, _coupon_id(d))), None)
+    if found is None:
+        return SubscriptionChange(_view(client, sub), False, {"discount": discount_id})
+    kept = _kept(sub, drop=found.id)
+    params: SubscriptionUpdateParams = {"discounts": kept if kept else ""}
+    updated = _update(client, sub, params, "remove-discount", actor, found.id)
+    audit(actor, "subscription_discount_removed", subscription=sub.id, discount=found.id, coupon=_coupon_id(found))
+    return SubscriptionChange(_view(client, updated), True, {"discount": found.id, "coupon": _coupon_id(found)})
 
 
 class CatalogActivities:

@@ -1,6 +1,7 @@
 """The billing catalog: its problems (page and `GET /api/catalog/problems`), the billing-limit
-calculator (`GET /api/catalog/billing-limit`), and bespoke prices (form and
-`POST /api/catalog/prices`).
+calculator (`GET /api/catalog/billing-limit`), bespoke prices (form and `POST /api/catalog/prices`),
+and a subscription's prices and discounts (page `/catalog/subscriptions/<id>` and
+`/api/subscriptions/<id>…`).
 
 Viewers read; every Stripe write is an operator's. Reads go to Stripe each time: the catalog is
 small, and a cached answer would hide the fix an operator just made in the dashboard.
@@ -16,14 +17,26 @@ from typing import Any
 import stripe
 from flask import Blueprint, flash, jsonify, redirect, render_template, request, url_for
 
-from activities.catalog import BespokeResult, CatalogCheckResult, create_bespoke_price, read_catalog, run_catalog_check
+from activities.catalog import (
+    BespokeResult,
+    CatalogCheckResult,
+    SubscriptionChange,
+    SubscriptionChangeRefused,
+    add_subscription_discount,
+    create_bespoke_price,
+    move_subscription_price,
+    read_catalog,
+    remove_subscription_discount,
+    run_catalog_check,
+    view_subscription,
+)
 from activities.stripe_api import dashboard_url, stripe_client
 from domain.billing_config import BillingConfig, load_billing_config
 from domain.billing_limit import BillingLimitAnswer, BillingLimitError, usage_allowed
 from domain.catalog_check import BespokePrice, BespokeRefused, CatalogSnapshot, parse_tier_rows, product_for
 from domain.money import MoneyError, check_currency, parse_amount
 from web.auth import current_principal, requires
-from web.context import settings
+from web.context import db, settings
 
 bp = Blueprint("catalog", __name__)
 
@@ -254,3 +267,166 @@ def create_price_form() -> Any:
     verb = "Created" if result.created else "Already made earlier:"
     flash(f"{verb} price {result.price_id} ({result.nickname}) on meter {result.meter}.", "ok")
     return redirect(url_for("catalog.page"))
+
+
+# ---- a subscription's prices and discounts ---------------------------------------------------
+
+
+class PlanNotFound(SubscriptionChangeRefused):
+    pass
+
+
+def _plan_id(raw: Any) -> int | None:
+    """The plan row a change is made from (its timeline records it), if any."""
+    if raw in (None, ""):
+        return None
+    text = str(raw).strip()
+    if not text.isdigit():
+        raise SubscriptionChangeRefused(f"plan_id {text!r} must be a plan row's number.")
+    from store.models import Plan
+
+    with db() as session:
+        if session.get(Plan, int(text)) is None:
+            raise PlanNotFound(f"There is no plan row {text}.")
+    return int(text)
+
+
+def _record(plan_id: int | None, action: str, change: SubscriptionChange, subscription_id: str) -> None:
+    if plan_id is None or not change.changed:
+        return
+    from store.plans import record
+
+    with db() as session:
+        record(session, plan_id, actor=_actor(), action=action, outcome="ok",
+               input={"subscription": subscription_id,
+                      **{k: v for k, v in change.detail.items() if k != "usage_reset"}},
+               result={"subscription": subscription_id, **change.detail})
+
+
+def _change(action: str, subscription_id: str, plan_raw: Any, run: Any) -> tuple[SubscriptionChange, int | None]:
+    plan_id = _plan_id(plan_raw)
+    try:
+        change: SubscriptionChange = run(_client())
+    except stripe.StripeError as exc:
+        raise SubscriptionChangeRefused(
+            f"Stripe answered with an error ({exc.user_message or exc}); the same request again is safe.") from None
+    _record(plan_id, action, change, subscription_id)
+    return change, plan_id
+
+
+def _change_json(change: SubscriptionChange) -> dict[str, Any]:
+    return {"subscription": change.subscription.to_json(), "changed": change.changed, **change.detail}
+
+
+def _refused_json(exc: SubscriptionChangeRefused) -> Any:
+    return jsonify({"error": str(exc)}), 404 if isinstance(exc, PlanNotFound) else 409
+
+
+@bp.get("/api/subscriptions/<subscription_id>")
+@requires("viewer")
+def subscription_api(subscription_id: str) -> Any:
+    try:
+        return jsonify(view_subscription(_client(), subscription_id).to_json())
+    except SubscriptionChangeRefused as exc:
+        return jsonify({"error": str(exc)}), 404
+
+
+@bp.post("/api/subscriptions/<subscription_id>/move")
+@requires("operator")
+def move_api(subscription_id: str) -> Any:
+    data = request.get_json(silent=True)
+    if not isinstance(data, dict) or not data.get("from_price") or not data.get("to_price"):
+        return jsonify({"error": "Send {\"from_price\": \"price_…\", \"to_price\": \"price_…\"} as JSON."}), 400
+    try:
+        change, _ = _change("move_subscription_price", subscription_id, data.get("plan_id"), lambda c: (
+            move_subscription_price(c, subscription_id, str(data["from_price"]), str(data["to_price"]),
+                                    actor=_actor())))
+    except SubscriptionChangeRefused as exc:
+        return _refused_json(exc)
+    return jsonify(_change_json(change))
+
+
+@bp.post("/api/subscriptions/<subscription_id>/discounts")
+@requires("operator")
+def add_discount_api(subscription_id: str) -> Any:
+    data = request.get_json(silent=True)
+    if not isinstance(data, dict) or not data.get("coupon"):
+        return jsonify({"error": "Send {\"coupon\": \"<coupon id>\"} as JSON."}), 400
+    try:
+        change, _ = _change("add_subscription_discount", subscription_id, data.get("plan_id"), lambda c: (
+            add_subscription_discount(c, subscription_id, str(data["coupon"]), actor=_actor())))
+    except SubscriptionChangeRefused as exc:
+        return _refused_json(exc)
+    return jsonify(_change_json(change)), 201 if change.changed else 200
+
+
+@bp.delete("/api/subscriptions/<subscription_id>/discounts/<discount_id>")
+@requires("operator")
+def remove_discount_api(subscription_id: str, discount_id: str) -> Any:
+    try:
+        change, _ = _change("remove_subscription_discount", subscription_id, request.args.get("plan_id"),
+                            lambda c: remove_subscription_discount(c, subscription_id, discount_id, actor=_actor()))
+    except SubscriptionChangeRefused as exc:
+        return _refused_json(exc)
+    return jsonify(_change_json(change))
+
+
+def _price_choices(snapshot: CatalogSnapshot, currency: str) -> list[dict[str, str]]:
+    """Prices a subscription may move to: active, recurring, same currency (enterprise, startup,
+    bespoke and default prices alike), grouped by product name."""
+    names = {p.id: p.name for p in snapshot.products}
+    choices = [{"id": p.id, "product": names.get(p.product, p.product), "nickname": p.nickname or p.id,
+                "plan": p.metadata.get("plan", "")}
+               for p in snapshot.prices if p.active and p.recurring and p.currency == currency]
+    return sorted(choices, key=lambda c: (c["product"], c["nickname"], c["id"]))
+
+
+@bp.get("/catalog/subscriptions/<subscription_id>")
+@requires("viewer")
+def subscription_page(subscription_id: str) -> Any:
+    client = _client()
+    try:
+        view = view_subscription(client, subscription_id)
+        snapshot = read_catalog(client)
+        coupons = [c for c in client.v1.coupons.list({"limit": 100}).auto_paging_iter() if c.valid]
+    except SubscriptionChangeRefused as exc:
+        return render_template("error.html", title="No such subscription", message=str(exc)), 404
+    except stripe.StripeError as exc:
+        raise CatalogUnavailable(f"Stripe could not be read ({exc.user_message or exc}).") from None
+    return render_template("catalog/subscription.html", sub=view, prices=_price_choices(snapshot, view.currency),
+                           coupons=coupons, plan_id=request.args.get("plan_id", ""),
+                           link=lambda i: dashboard_url(settings(), i))
+
+
+def _form_change(subscription_id: str, action: str, run: Any) -> Any:
+    plan = request.form.get("plan_id", "")
+    try:
+        change, _ = _change(action, subscription_id, plan, run)
+        flash(f"{'Done' if change.changed else 'Nothing to do: it was already so'}: "
+              f"{action.replace('_', ' ')} on {subscription_id}.", "ok")
+    except SubscriptionChangeRefused as exc:
+        flash(str(exc), "error")
+    target = url_for("catalog.subscription_page", subscription_id=subscription_id)
+    return redirect(f"{target}?plan_id={plan}" if plan.isdigit() else target)
+
+
+@bp.post("/catalog/subscriptions/<subscription_id>/move")
+@requires("operator")
+def move_form(subscription_id: str) -> Any:
+    form = request.form
+    return _form_change(subscription_id, "move_subscription_price", lambda c: move_subscription_price(
+        c, subscription_id, form.get("from_price", ""), form.get("to_price", ""), actor=_actor()))
+
+
+@bp.post("/catalog/subscriptions/<subscription_id>/discounts")
+@requires("operator")
+def add_discount_form(subscription_id: str) -> Any:
+    return _form_change(subscription_id, "add_subscription_discount", lambda c: add_subscription_discount(
+        c, subscription_id, request.form.get("coupon", ""), actor=_actor()))
+
+
+@bp.post("/catalog/subscriptions/<subscription_id>/discounts/<discount_id>/remove")
+@requires("operator")
+def remove_discount_form(subscription_id: str, discount_id: str) -> Any:
+    return _form_change(subscription_id, "remove_subscription_discount", lambda c: remove_subscription_discount(
+        c, subscription_id, discount_id, actor=_actor()))

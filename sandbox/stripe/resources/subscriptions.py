@@ -2,11 +2,16 @@
 
 Billing periods live on each item (`current_period_start/end`), as in the current API. Period ends
 are computed from the billing anchor (period n = anchor + n intervals) so month ends don't drift.
-Proration is not emulated: item changes take effect at the next invoice.
+Item changes through `POST /v1/subscriptions/{id}` prorate as Stripe does by default
+(`proration_behavior=create_prorations`): a credit for the unused time of each removed or changed
+licensed item and a charge for the rest of the period on each new one, as pending invoice items
+(`proration: true`) the next invoice collects; `always_invoice` bills them now and `none` makes
+none. Metered prices bill usage in arrears and are never prorated.
 """
 
 from __future__ import annotations
 
+from fractions import Fraction
 from typing import Any
 
 from .. import billing, store
@@ -18,7 +23,7 @@ from ..store import Obj, State
 from .catalog import make_discounts
 from .common import INVALID_FUTURE_TIMESTAMP, created_filter, future_timestamp, require, set_fields, set_metadata
 from .customers import check_default_payment_method, get_customer
-from .invoices import add_line, finalize, include_pending_items, new_invoice, recalc, void
+from .invoices import add_line, attach_item, finalize, include_pending_items, new_invoice, recalc, void
 
 LIVE_STATUSES = ("active", "trialing", "past_due", "unpaid", "incomplete")
 # A new subscription whose first invoice is not paid within 23 hours expires (`incomplete_expired`).
@@ -496,6 +501,8 @@ def update(sb: Sandbox, req: Req, id: str) -> Obj:  # noqa: A002
         raise state_error("A canceled subscription can only update its cancellation_details and metadata.")
     p = req.params
     now = sb.now()
+    prorations: list[Obj] = []
+    behavior = "none"
     with sb.tracking(sub, "customer.subscription.updated"):
         set_fields(sub, p, ("description",))
         set_metadata(sub, p)
@@ -534,7 +541,12 @@ def update(sb: Sandbox, req: Req, id: str) -> Obj:  # noqa: A002
                 for si_id in sub["_item_ids"]:
                     sb.state.objects[si_id]["current_period_end"] = te
         if "items" in p:
+            before = _licensed_items(sb, sub)
             apply_item_changes(sb, sub, p["items"], "items")
+            behavior = p.get("proration_behavior", "create_prorations")
+            prorations = [] if behavior == "none" else _prorate(sb, sub, before, _licensed_items(sb, sub))
+    if "items" in p and prorations and behavior == "always_invoice":
+        _invoice_prorations(sb, sub, prorations)
     if sub["status"] == "trialing" and sub["trial_end"] is not None and sub["trial_end"] <= now:
         _subscription_tick(sb, sub, now)  # `trial_end=now` ends the trial in this request, as on Stripe
     if "billing_cycle_anchor" in p and p["billing_cycle_anchor"] == "now":
@@ -571,6 +583,96 @@ def apply_item_changes(sb: Sandbox, sub: Obj, changes: list[dict[str, Any]], par
     if not sub["_item_ids"]:
         raise invalid("A subscription needs at least one item.", param=param)
     _check_items(sb, [{"price": sb.state.objects[i]["price"]} for i in sub["_item_ids"]], param)
+
+
+def _licensed_items(sb: Sandbox, sub: Obj) -> dict[str, tuple[str, int]]:
+    """item id → (price id, quantity) of the items proration looks at (metered ones bill usage)."""
+    out = {}
+    for si_id in sub["_item_ids"]:
+        si = sb.state.objects[si_id]
+        price = sb.state.objects[si["price"]]
+        if (price.get("recurring") or {}).get("usage_type") != "metered":
+            out[si_id] = (si["price"], si["quantity"])
+    return out
+
+
+def _prorate(sb: Sandbox, sub: Obj, before: dict[str, tuple[str, int]], after: dict[str, tuple[str, int]]) -> list[Obj]:
+    """Pending proration items for what changed, over the unused part of the current period."""
+    if sub["status"] == "trialing" or not sub["_item_ids"]:
+        return []
+    now = sb.now()
+    first = sb.state.objects[sub["_item_ids"][0]]
+    start, end = first["current_period_start"], first["current_period_end"]
+    if not start <= now < end:
+        return []
+    share = Fraction(end - now, end - start)
+    made = []
+    for si_id, (price_id, qty) in before.items():
+        if after.get(si_id) != (price_id, qty):
+            made += _proration_item(sb, sub, si_id, price_id, qty, share, -1, now, end)
+    for si_id, (price_id, qty) in after.items():
+        if before.get(si_id) != (price_id, qty):
+            made += _proration_item(sb, sub, si_id, price_id, qty, share, 1, now, end)
+    return made
+
+
+def _proration_item(sb: Sandbox, sub: Obj, si_id: str, price_id: str, qty: int, share: Fraction, sign: int,
+                    now: int, end: int) -> list[Obj]:
+    price = sb.state.objects[price_id]
+    exact = billing.price_amount(price, qty) * share
+    amount = sign * int(exact + Fraction(1, 2))  # half up, on the magnitude
+    if amount == 0:
+        return []
+    product = sb.state.objects.get(price["product"], {})
+    name = f"{qty} × {product.get('name', price_id)}"
+    ii = sb.state.add(
+        {
+            "id": store.new_id("ii_"),
+            "object": "invoiceitem",
+            "amount": amount,
+            "currency": price["currency"],
+            "customer": sub["customer"],
+            "date": now,
+            "description": f"{'Unused' if sign < 0 else 'Remaining'} time on {name} after the update",
+            "discountable": False,
+            "discounts": [],
+            "invoice": None,
+            "livemode": False,
+            "metadata": {},
+            "net_amount": amount,
+            "parent": {
+                "subscription_details": {"subscription": sub["id"], "subscription_item": si_id},
+                "type": "subscription_details",
+            },
+            "period": {"start": now, "end": end},
+            "pricing": {
+                "price_details": {"price": price_id, "product": price["product"]},
+                "type": "price_details",
+                "unit_amount_decimal": None,
+            },
+            "proration": True,
+            "proration_details": {"credited_items": None},
+            "quantity": qty,
+            "tax_rates": [],
+            "test_clock": None,
+        }
+    )
+    sb.emit("invoiceitem.created", ii)
+    return [ii]
+
+
+def _invoice_prorations(sb: Sandbox, sub: Obj, items: list[Obj]) -> None:
+    """`proration_behavior=always_invoice`: the prorations are billed now, on their own invoice."""
+    cus = sb.state.objects[sub["customer"]]
+    inv = new_invoice(sb, cus, cur=sub["currency"], collection_method=sub["collection_method"],
+                      days_until_due=sub["days_until_due"], auto_advance=True, billing_reason="subscription_update",
+                      subscription=sub)
+    for ii in items:
+        attach_item(sb, inv, ii)
+    recalc(sb, inv)
+    sub["latest_invoice"] = inv["id"]
+    sb.emit("invoice.created", inv)
+    finalize(sb, inv)
 
 
 def reset_anchor(sb: Sandbox, sub: Obj, reason: str) -> None:
