@@ -69,3 +69,28 @@ async def test_an_uncollectible_invoice_paid_later_releases_the_credit(live_stac
     assert [t.amount for t in balance_transactions(s, plan["stripe_customer_id"])] == [-12_000_000]
     await save_history(s, pid, "upfront_uncollectible_paid_later")
 
+
+
+async def test_a_card_refund_before_a_next_billing_cycle_credit_holds_it(live_stack: LiveStack) -> None:
+    """The `charge.refunded` webhook names only the customer: the plan is found by it, and the
+    payment re-checked through the invoice's PaymentIntent and charge."""
+    s = live_stack
+    stripe = s.stripe()
+    existing = stripe.v1.customers.create({"email": "card@acme.test", "name": "Card Co"})
+    stripe.v1.subscriptions.create({
+        "customer": existing.id, "items": [{"price": "price_product_analytics_default"}],
+        "collection_method": "send_invoice", "days_until_due": 30})
+    pid = upfront_plan(s, stripe_customer_id_existing=existing.id, customer_email="card@acme.test",
+                       credit_start="next_billing_cycle")["id"]
+    for action in ("create_customer", "create_invoice", "send_invoice", "apply_credit"):
+        plan = act(s, pid, action)
+    card = stripe.v1.payment_methods.attach("pm_card_visa", {"customer": existing.id})
+    stripe.v1.invoices.pay(plan["invoice_id"], {"payment_method": card.id})
+    wait_for_plan(s, pid, lambda p: p["state"] == "credit_scheduled")
+    paid = stripe.v1.invoices.retrieve(plan["invoice_id"], {"expand": ["payments"]})
+    charge = stripe.v1.payment_intents.retrieve(paid.payments.data[0].payment.payment_intent).latest_charge
+    stripe.v1.refunds.create({"charge": charge, "amount": 500_000})
+    plan = wait_for_plan(s, pid, lambda p: p["state"] == "credit_on_hold")
+    assert "refunded 5,000.00" in plan["workflow"]["credit_hold"]
+    assert any(e["action"] == "invoice_event" and "charge.refunded" in e["result"].values()
+               for e in timeline(s, pid))
