@@ -50,8 +50,6 @@ class _Caller:
 
     def __init__(self, sb: Sandbox) -> None:
         resources.load()
-        from .resources import accounts  # noqa: F401 - the same routes the server has
-
         self.sb = sb
         self.adapter = Map([Rule(r.path, endpoint=i, methods=[r.method]) for i, r in enumerate(ROUTES)]).bind("seed")
 

@@ -40,7 +40,6 @@ WRITE_METHODS = frozenset({"POST", "DELETE"})
 __all__ = ["StripeSandbox", "SandboxApp", "create_app", "serve", "start_in_thread"]
 
 resources.load()
-from .resources import accounts as _accounts  # noqa: E402,F401 - registers /v1/account(s)
 
 
 def _json(status: int, body: Any, headers: dict[str, str] | None = None) -> Response:

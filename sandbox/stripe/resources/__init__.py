@@ -4,7 +4,8 @@ from __future__ import annotations
 
 import importlib
 
-MODULES = ("customers", "catalog", "invoices", "subscriptions", "schedules", "payments", "events")
+MODULES = ("customers", "catalog", "invoices", "subscriptions", "schedules", "payments", "events",
+           "accounts")
 
 
 def load() -> None:
