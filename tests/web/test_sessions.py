@@ -7,6 +7,7 @@ from collections.abc import Callable
 from datetime import timedelta
 from urllib.parse import urlsplit
 
+import pytest
 from flask import Flask
 from flask.testing import FlaskClient
 from hypothesis import given
@@ -15,7 +16,7 @@ from hypothesis import strategies as st
 from sqlalchemy import func, select
 
 from settings import Settings
-from store.accounts import LOGIN_LIMITS, login_wait_seconds
+from store.accounts import LOGIN_LIMITS, LoginLimit, login_wait_seconds
 from store.db import unit_of_work
 from store.models import LoginFailure, User, WebSession, utcnow
 from tests.web.conftest import NoTemporal, csrf_from, sign_in
@@ -121,9 +122,21 @@ def test_one_account_is_limited_across_addresses_and_processes(settings: Setting
     assert _attempt(apps[1].test_client(), "viewer@example.com", "password-viewer", "10.0.1.1") == 302
 
 
-def test_one_address_is_limited_across_accounts(settings: Settings, users: dict[str, str]) -> None:
+@pytest.fixture
+def small_address_limit(monkeypatch: pytest.MonkeyPatch) -> LoginLimit:
+    """The per-address limit lowered for speed (each failed sign-in costs an Argon2 hash)."""
+    import store.accounts
+
+    limit = LoginLimit("address", 6, timedelta(minutes=15))
+    monkeypatch.setattr(store.accounts, "LOGIN_LIMITS",
+                        tuple(limit if x.key == "address" else x for x in store.accounts.LOGIN_LIMITS))
+    return limit
+
+
+def test_one_address_is_limited_across_accounts(settings: Settings, users: dict[str, str],
+                                                small_address_limit: LoginLimit) -> None:
     app = create_app(settings, temporal=NoTemporal())
-    per_address = next(limit for limit in LOGIN_LIMITS if limit.key == "address")
+    per_address = small_address_limit
     client = app.test_client()
     for attempt in range(per_address.failures):
         assert _attempt(client, f"nobody{attempt}@example.com", "whatever-it-is", "192.0.2.7") == 401
@@ -201,11 +214,12 @@ def test_an_accepted_path_stays_on_the_site_however_a_browser_reads_it(target: s
     assert not urlsplit(seen).netloc and not urlsplit(seen).scheme, repr(target)
 
 
-def test_behind_a_proxy_the_throttle_counts_the_client_address(settings: Settings, users: dict[str, str]) -> None:
+def test_behind_a_proxy_the_throttle_counts_the_client_address(settings: Settings, users: dict[str, str],
+                                                               small_address_limit: LoginLimit) -> None:
     from dataclasses import replace
 
     app = create_app(replace(settings, trusted_proxies=1), temporal=NoTemporal())
-    per_address = next(limit for limit in LOGIN_LIMITS if limit.key == "address")
+    per_address = small_address_limit
     client = app.test_client()
 
     def attempt(email: str, password: str, client_address: str) -> int:
