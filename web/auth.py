@@ -126,7 +126,8 @@ def login() -> Any:
         wait = login_wait_seconds(s, address, email)
     if wait:
         minutes = max(1, round(wait / 60))
-        error = f"Too many failed sign-ins for {email}. Wait about {minutes} minute(s) and try again."
+        error = (f"Too many failed sign-ins for {email} or from your network. Wait about {minutes} minute(s) "
+                 f"and try again, or ask an admin if you keep being refused.")
         return render_template("auth/login.html", email=email, error=error, next=next_url), 429
     with db() as s:
         principal = authenticate(s, email, password)
