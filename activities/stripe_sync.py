@@ -240,7 +240,7 @@ def _store_objects(session: Session, objects: list[dict[str, Any]], call: _Calle
         elif kind == "invoice_payment":
             # Stripe's link between an invoice and the charge that paid it: the charge stops
             # being a one-off, the invoice's money is dated by the payment.
-            dirty.charges.update(revenue_store.link_payment_charges(session, [o["id"]]))
+            dirty.charges.update(revenue_store.payment_charges(session, [o["id"]]))
             if o.get("invoice"):
                 dirty.invoices.add(o["invoice"] if isinstance(o["invoice"], str) else o["invoice"]["id"])
         elif kind == "charge":

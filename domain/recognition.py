@@ -318,12 +318,20 @@ def _recognise_currency(books: CustomerBooks, currency: str, policy: Policy) -> 
     draws: list[tuple[datetime, int, Invoice, InvoiceLine]] = []
     for inv in sorted((i for i in books.invoices if i.currency == currency), key=lambda i: (i.paid_at, i.invoice_id)):
         plan_money = consumption and inv.plan is not None
+        # What comes back is capped by what the invoice was worth (money and credit together,
+        # tax excluded); beyond the money it paid, it takes back revenue the credit brought.
+        room = max(inv.total - inv.tax, 0)
+        backs: list[tuple[datetime, int]] = []
+        for r in sorted(inv.reductions, key=lambda r: r.at):
+            back = min(_reduction_net(r, inv), room)
+            room -= back
+            backs.append((r.at, back))
         if plan_money and inv.plan is not None:
             pool_for(inv.plan, inv.invoice_id)
             for paid_at, amount in inv.arrivals():
                 add(paid_at, 0, "pool_in", inv.plan, _net_share(amount, inv))
-            for r in inv.reductions:
-                add(r.at, 3, "pool_out", inv.plan, _reduction_net(r, inv))
+            for at, back in backs:
+                add(at, 3, "pool_out", inv.plan, back)
         elif inv.lines:
             weights = _line_weights(inv.lines)
             for line in inv.lines:
@@ -331,9 +339,9 @@ def _recognise_currency(books: CustomerBooks, currency: str, policy: Policy) -> 
             for paid_at, amount in inv.arrivals():
                 for line, share in zip(inv.lines, allocate(_net_share(amount, inv), weights), strict=True):
                     add(paid_at, 0, "line_in", line.line_id, share, start=line.start, end=line.end)
-            for r in inv.reductions:
-                for line, share in zip(inv.lines, allocate(_reduction_net(r, inv), weights), strict=True):
-                    add(r.at, 3, "line_out", line.line_id, share)
+            for at, back in backs:
+                for line, share in zip(inv.lines, allocate(back, weights), strict=True):
+                    add(at, 3, "line_out", line.line_id, share)
         if inv.credit_used > 0 and inv.lines:
             # The balance paid part of this invoice: split by line so each draw keeps its period.
             for line, part in zip(inv.lines, allocate(inv.credit_used, _line_weights(inv.lines)), strict=True):
@@ -388,7 +396,10 @@ def _recognise_currency(books: CustomerBooks, currency: str, policy: Policy) -> 
             ob.book_spread(e.amount, e.start, e.end, e.at)
         elif e.kind == "line_out":
             ob = obligations[e.target]
-            back = min(e.amount, max(ob.received, 0))
+            if ob.source_type == "charge":
+                back = min(e.amount, max(ob.received, 0))  # a charge cannot give back more than it took
+            else:
+                back = e.amount  # capped by the invoice's worth above
             ob.received -= back
             ob.reduce(back, e.at)
         elif e.kind == "credit_in":
@@ -440,7 +451,7 @@ def _pool_event(p: _Pool, e: _Event) -> None:
     elif e.kind == "pool_out":
         # Taken from what is still deferred first: the pool, then what is scheduled for this
         # month and later, and only the rest as a negative adjustment now.
-        back = min(e.amount, max(ob.received, 0))
+        back = e.amount  # capped by the invoice's worth
         ob.received -= back
         from_pool = min(back, p.pool)
         p.pool -= from_pool

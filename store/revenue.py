@@ -13,7 +13,7 @@ from datetime import UTC, date, datetime
 from decimal import Decimal
 from typing import Any, cast
 
-from sqlalchemy import Table, delete, func, select, text, update
+from sqlalchemy import Table, delete, func, select, text
 from sqlalchemy.orm import Session
 
 from domain import mrr, persons, recognition
@@ -66,48 +66,49 @@ def _chunks(ids: Sequence[str]) -> Iterable[Sequence[str]]:
 
 def link_invoice_payments(session: Session, invoice: dict[str, Any]) -> int:
     """Since 2025 charges no longer name their invoice; the invoice's `payments` (expanded) are
-    Stripe's own record of which charge or payment intent paid it. Stored as invoice_payment rows;
-    the charge's `invoice_id` is set too, so refunds and disputes find the invoice."""
+    Stripe's own record of which charge or payment intent paid it, kept as invoice_payment rows.
+    Charges are not updated here: a page of invoices and a page of charges are written by
+    different workers, and updating each other's rows would let them deadlock on PostgreSQL."""
     payments = [p for p in ((invoice.get("payments") or {}).get("data") or []) if isinstance(p, dict)]
-    rows = []
-    for p in payments:
-        if not p.get("id"):
-            continue
-        rows.append(row_for({**p, "object": "invoice_payment", "invoice": invoice["id"]}))
+    rows = [row_for({**p, "object": "invoice_payment", "invoice": invoice["id"]}) for p in payments if p.get("id")]
     if rows:
         upsert(session, StripeInvoicePayment, rows)
-        link_payment_charges(session, [r["id"] for r in rows])
     return len(rows)
 
 
-def link_payment_charges(session: Session, payment_ids: Sequence[str]) -> list[str]:
-    """Set `invoice_id` on the charges these invoice payments name; returns the charges linked."""
-    linked: list[str] = []
+def payment_charges(session: Session, payment_ids: Sequence[str]) -> list[str]:
+    """The charges these invoice payments name (directly or through their payment intent)."""
+    out: list[str] = []
     for chunk in _chunks(list(payment_ids)):
+        for charge_id, intent_id in session.execute(select(StripeInvoicePayment.charge_id,
+                                                           StripeInvoicePayment.payment_intent_id)
+                                                    .where(StripeInvoicePayment.id.in_(chunk))):
+            if charge_id:
+                out.append(charge_id)
+            if intent_id:
+                out.extend(session.scalars(select(StripeCharge.id).where(StripeCharge.payment_intent_id == intent_id)))
+    return out
+
+
+def _invoices_of_charges(session: Session, charge_ids: Sequence[str]) -> dict[str, str]:
+    """charge id → the invoice it paid, from Stripe's invoice payments (by charge or payment intent)."""
+    out: dict[str, str] = {}
+    for chunk in _chunks(list(charge_ids)):
+        intents: dict[str | None, str] = dict(session.execute(
+            select(StripeCharge.payment_intent_id, StripeCharge.id)
+            .where(StripeCharge.id.in_(chunk), StripeCharge.payment_intent_id.is_not(None))).all())
         for invoice_id, charge_id, intent_id in session.execute(select(
                 StripeInvoicePayment.invoice_id, StripeInvoicePayment.charge_id, StripeInvoicePayment.payment_intent_id)
-                .where(StripeInvoicePayment.id.in_(chunk), StripeInvoicePayment.invoice_id.is_not(None))):
-            if charge_id:
-                session.execute(update(StripeCharge).where(StripeCharge.id == charge_id).values(invoice_id=invoice_id))
-                linked.append(charge_id)
-            if intent_id:
-                session.execute(update(StripeCharge).where(StripeCharge.payment_intent_id == intent_id)
-                                .values(invoice_id=invoice_id))
-    return linked
-
-
-def link_charges_from_payments(session: Session, charge_ids: Sequence[str]) -> None:
-    """A charge stored after its invoice's payments: take the link from the invoice_payment rows."""
-    for chunk in _chunks(list(charge_ids)):
-        for charge_id, intent_id in session.execute(select(StripeCharge.id, StripeCharge.payment_intent_id).where(
-                StripeCharge.id.in_(chunk), StripeCharge.invoice_id.is_(None))):
-            cond = StripeInvoicePayment.charge_id == charge_id
-            if intent_id:
-                cond = cond | (StripeInvoicePayment.payment_intent_id == intent_id)
-            invoice_id = session.scalars(select(StripeInvoicePayment.invoice_id).where(
-                cond, StripeInvoicePayment.invoice_id.is_not(None))).first()
-            if invoice_id:
-                session.execute(update(StripeCharge).where(StripeCharge.id == charge_id).values(invoice_id=invoice_id))
+                .where(StripeInvoicePayment.invoice_id.is_not(None),
+                       StripeInvoicePayment.charge_id.in_(chunk)
+                       | StripeInvoicePayment.payment_intent_id.in_(list(intents)))):
+            if invoice_id is None:
+                continue
+            if charge_id is not None and charge_id in chunk:
+                out[charge_id] = invoice_id
+            if intent_id is not None and intent_id in intents:
+                out[intents[intent_id]] = invoice_id
+    return out
 
 
 # --- the revenue schedule: one customer's books at a time -------------------------------------------
@@ -231,10 +232,9 @@ def load_books(session: Session, owners: Sequence[str]) -> dict[str, recognition
         charges[charge_id] = {"customer": customer, "invoice": charge_invoice, "amount": int(amount or 0),
                         "currency": currency, "at": _aware(created) or datetime.now(UTC), "reductions": []}
     charge_ids = list(charges)
-    paid_by_payment = set()
+    for charge_id, paid_invoice in _invoices_of_charges(session, charge_ids).items():
+        charges[charge_id]["invoice"] = paid_invoice
     for chunk in _chunks(charge_ids):
-        paid_by_payment |= set(session.scalars(select(StripeInvoicePayment.charge_id).where(
-            StripeInvoicePayment.charge_id.in_(chunk))))
         for refund in session.scalars(select(StripeRefund).where(StripeRefund.charge_id.in_(chunk))):
             if refund.status in ("succeeded", "pending") and refund.id not in behind_notes \
                     and refund.charge_id in charges:
@@ -302,7 +302,7 @@ def load_books(session: Session, owners: Sequence[str]) -> dict[str, recognition
                     replace(i, reductions=i.reductions + tuple(invoices_reductions)) if i.invoice_id == c["invoice"]
                     else i for i in by_owner_invoices[owner]]
             continue
-        if c["invoice"] is not None or cid in paid_by_payment:
+        if c["invoice"] is not None:
             continue  # paid an invoice that is not paid (or not synced) yet: not a one-off
         by_owner_charges[members[c["customer"]]].append(recognition.Charge(
             cid, c["currency"], c["at"], c["amount"], tuple(c["reductions"])))
@@ -377,9 +377,12 @@ def _recompute_customerless_charges(session: Session, charge_ids: Sequence[str])
                                                            RevenueScheduleEntry.source_id.in_(chunk),
                                                            RevenueScheduleEntry.customer_id.is_(None)))
         rows: list[tuple[Any, ...]] = []
+        paid_invoices = _invoices_of_charges(session, chunk)
         for c in session.scalars(select(StripeCharge).where(
                 StripeCharge.id.in_(chunk), StripeCharge.customer_id.is_(None), StripeCharge.invoice_id.is_(None),
                 StripeCharge.paid.is_(True), StripeCharge.status == "succeeded")):
+            if c.id in paid_invoices:
+                continue
             refunds = tuple(recognition.Reduction(_aware(r.created) or datetime.now(UTC), int(r.amount or 0))
                             for r in session.scalars(select(StripeRefund).where(StripeRefund.charge_id == c.id))
                             if r.status in ("succeeded", "pending"))
@@ -397,7 +400,6 @@ def rebuild(session: Session, *, invoices: Iterable[str], charges: Iterable[str]
             policy: str = "consumption") -> int:
     """Rebuild the books of every customer these changes touch, each customer once."""
     charge_ids = sorted(set(charges))
-    link_charges_from_payments(session, charge_ids)
     touched = set(customers) | customers_of_invoices(session, invoices) | customers_of_charges(session, charge_ids)
     written = recompute_customers(session, touched, policy)
     return written + _recompute_customerless_charges(session, charge_ids)
@@ -406,7 +408,6 @@ def rebuild(session: Session, *, invoices: Iterable[str], charges: Iterable[str]
 def rebuild_all(session: Session, policy: str = "consumption") -> int:
     """The whole schedule again (after a full sync): every customer with money, from scratch."""
     session.execute(delete(RevenueScheduleEntry))
-    link_charges_from_payments(session, all_charge_ids(session))
     customers = set(session.scalars(select(StripeInvoice.customer_id).distinct())) | set(
         session.scalars(select(StripeCharge.customer_id).distinct())) | set(
         session.scalars(select(StripeCustomerBalanceTransaction.customer_id).distinct()))
