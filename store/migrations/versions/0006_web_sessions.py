@@ -5,15 +5,15 @@ Revision ID: 0006_web_sessions
 Revises: 0005_revenue_indexes
 
 """
-from typing import Sequence, Union
+from collections.abc import Sequence
 
 import sqlalchemy as sa
 from alembic import op
 
 revision: str = '0006_web_sessions'
-down_revision: Union[str, Sequence[str], None] = '0005_revenue_indexes'
-branch_labels: Union[str, Sequence[str], None] = None
-depends_on: Union[str, Sequence[str], None] = None
+down_revision: str | Sequence[str] | None = '0005_revenue_indexes'
+branch_labels: str | Sequence[str] | None = None
+depends_on: str | Sequence[str] | None = None
 
 
 def upgrade() -> None:
