@@ -5,7 +5,7 @@
 
 Builds a migrated SQLite database in a temp folder with N plan rows spread over the workflow's
 states (each with a realistic `workflow_view.progress`, so every row's buttons and reasons are
-computed by `web.plan_service.actions_for` exactly as in production), signs in an operator through
+computed by `plans.service.actions_for` exactly as in production), signs in an operator through
 the login form, and times full requests through the Flask test client (routing, auth, CSRF hooks,
 SQL, Jinja). Prints p50/p95/max in milliseconds per figure. No Temporal is involved: the table
 never calls it while rendering (the bench's Temporal stand-in raises if anything tries).
