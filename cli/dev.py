@@ -170,7 +170,7 @@ def run_dev_stack() -> int:
     ]
     if importlib.util.find_spec("sandbox.stripe.server") is not None:
         services.append(Service("stripe-sandbox", [*revops, "sandbox", "stripe", "--port", str(ports["stripe"]),
-                                                   "--state-file", str(var / "stripe-sandbox.json"),
+                                                   "--state-file", str(var / "stripe-sandbox.sqlite3"),
                                                    "--webhook-url", f"{settings.public_url}/webhooks/stripe",
                                                    "--webhook-secret", settings.stripe_webhook_secret],
                                 ports["stripe"]))
