@@ -50,6 +50,10 @@ EVENTS_KEPT_SECONDS = 30 * 86400
 # Start a full sync a little before Stripe's 30 days run out, not after.
 EVENTS_SAFETY_SECONDS = 3600
 EVENTS_CURSOR = "events"
+# When the events were last read completely (Stripe's clock as far as we see it). Events can have
+# been lost only if that is older than the 30 days Stripe keeps them; an account with no events
+# for a month has an old `events` cursor but nothing to lose.
+CHECKED_CURSOR = "events_checked"
 MAX_ATTEMPTS = 8
 RATE_LIMITED_FOR_AT_MOST = 15 * 60.0  # seconds of consecutive 429s on one request
 PAGE_SIZE = 100
@@ -523,6 +527,8 @@ def full_sync(settings: Settings, *, rate: float | None = -1, workers: int = 8, 
     _rebuild(settings, None)
     with unit_of_work(settings.database_url) as session:
         _set_cursor(session, events_from)
+        _set_cursor(session, max(events_from, int(run_started.replace(tzinfo=run_started.tzinfo or UTC).timestamp())),
+                    CHECKED_CURSOR)
         done = session.get(RevenueSyncRun, run_id)
         assert done is not None
         done.finished_at = datetime.now(UTC)
@@ -535,17 +541,17 @@ def full_sync(settings: Settings, *, rate: float | None = -1, workers: int = 8, 
                       paging_seconds=(state.last_page or 0.0) - (state.first_request or 0.0))
 
 
-def _set_cursor(session: Session, value: int) -> None:
-    cursor = session.get(RevenueSyncCursor, EVENTS_CURSOR)
+def _set_cursor(session: Session, value: int, name: str = EVENTS_CURSOR) -> None:
+    cursor = session.get(RevenueSyncCursor, name)
     if cursor is None:
-        session.add(RevenueSyncCursor(name=EVENTS_CURSOR, value=value))
+        session.add(RevenueSyncCursor(name=name, value=value))
     else:
         cursor.value = max(cursor.value, value)
 
 
-def events_cursor(settings: Settings) -> int | None:
+def events_cursor(settings: Settings, name: str = EVENTS_CURSOR) -> int | None:
     with unit_of_work(settings.database_url) as session:
-        cursor = session.get(RevenueSyncCursor, EVENTS_CURSOR)
+        cursor = session.get(RevenueSyncCursor, name)
         return None if cursor is None else cursor.value
 
 
@@ -600,8 +606,11 @@ def incremental_sync(settings: Settings, *, rate: float | None = -1, progress: P
     state = SyncProgress("incremental")
     lock = threading.Lock()
     call = _Caller(TokenBucket(rate), state, lock)
-    if cursor is None or cursor < _stripe_now(client, call) - EVENTS_KEPT_SECONDS + EVENTS_SAFETY_SECONDS:
-        log.info("Events cursor %s is missing or older than Stripe keeps events: running a full sync.", cursor)
+    checked = events_cursor(settings, CHECKED_CURSOR)
+    started = _stripe_now(client, call)
+    if cursor is None or max(cursor, checked or 0) < started - EVENTS_KEPT_SECONDS + EVENTS_SAFETY_SECONDS:
+        log.info("Events were last read at %s, longer ago than Stripe keeps them: running a full sync.",
+                 checked or cursor)
         return full_sync(settings, rate=rate, progress=progress)
 
     # Events come newest first; collect the ids since the cursor, then apply oldest first.
@@ -643,6 +652,8 @@ def incremental_sync(settings: Settings, *, rate: float | None = -1, progress: P
             break
         after = page.objects[-1]["id"]
     _rebuild(settings, dirty)
+    with unit_of_work(settings.database_url) as session:
+        _set_cursor(session, started, CHECKED_CURSOR)
     return SyncReport("incremental", None, state.objects, state.requests, state.rate_limited, state.seconds,
                       events=len(events))
 

@@ -126,10 +126,24 @@ def test_a_cursor_older_than_the_events_window_runs_a_full_sync(fresh_stripe_san
     fill(fresh_stripe_sandbox, customers=3, subscriptions=0, invoices=0)
     full_sync(revenue_settings, rate=None)
     with unit_of_work(revenue_settings.database_url) as s:
+        for name in ("events", "events_checked"):
+            cursor = s.get(RevenueSyncCursor, name)
+            assert cursor is not None
+            cursor.value = int(time.time()) - 31 * 86400
+    assert incremental_sync(revenue_settings, rate=None).kind == "full"
+
+
+def test_an_account_without_events_for_a_month_does_not_run_full_syncs(fresh_stripe_sandbox: Any,
+                                                                      revenue_settings: Settings) -> None:
+    """Issue 18 defect 10: the newest event is 40 days old, but the events were read just now."""
+    fill(fresh_stripe_sandbox, customers=2, subscriptions=0, invoices=0)
+    assert full_sync(revenue_settings, rate=None).kind == "full"
+    with unit_of_work(revenue_settings.database_url) as s:
         cursor = s.get(RevenueSyncCursor, "events")
         assert cursor is not None
-        cursor.value = int(time.time()) - 31 * 86400
-    assert incremental_sync(revenue_settings, rate=None).kind == "full"
+        cursor.value = int(time.time()) - 40 * 86400  # the newest event Stripe has
+    assert incremental_sync(revenue_settings, rate=None).kind == "incremental"
+    assert incremental_sync(revenue_settings, rate=None).kind == "incremental"
 
 
 @pytest.fixture
