@@ -210,3 +210,38 @@ def test_tax_is_never_revenue(revenue_settings: Settings) -> None:
         rebuild(s, invoices=["in_ex", "in_in"], charges=[], customers=[])
     assert revenue(revenue_settings, source_id="in_ex") == 5_000  # half of 100.00, not 40.00
     assert revenue(revenue_settings, source_id="in_in") == 10_000  # the VAT inside is not revenue
+
+
+def test_concurrent_rebuilds_of_one_customer_do_not_collide(revenue_settings: Settings) -> None:
+    """Defect 3: a webhook's rebuild and a sync's rebuild of the same customer at once (on
+    PostgreSQL this was a UniqueViolation on the schedule)."""
+    import threading
+
+    paid = int(datetime(2027, 2, 1, tzinfo=UTC).timestamp())
+    objects: list[dict[str, Any]] = [{"id": "cus_race", "object": "customer", "created": paid, "metadata": {}}]
+    for i in range(5):
+        objects += [{"id": f"in_race{i}", "object": "invoice", "customer": "cus_race", "created": paid,
+                     "currency": "usd", "status": "paid", "total": 120_000, "amount_paid": 120_000,
+                     "status_transitions": {"paid_at": paid}},
+                    {"id": f"il_race{i}", "object": "line_item", "invoice": f"in_race{i}", "amount": 120_000,
+                     "currency": "usd", "period": {"start": paid, "end": paid + 365 * DAY}}]
+    _store(revenue_settings, *objects)
+    errors: list[BaseException] = []
+    start = threading.Barrier(4)
+
+    def rebuild_many() -> None:
+        try:
+            start.wait()
+            for _ in range(15):
+                with unit_of_work(revenue_settings.database_url) as s:
+                    rebuild(s, invoices=["in_race0"], charges=[], customers=["cus_race"])
+        except BaseException as exc:  # noqa: BLE001 - reported below
+            errors.append(exc)
+
+    threads = [threading.Thread(target=rebuild_many) for _ in range(4)]
+    for t in threads:
+        t.start()
+    for t in threads:
+        t.join()
+    assert errors == []
+    assert revenue(revenue_settings, customer_id="cus_race") == 5 * 120_000
