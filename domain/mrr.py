@@ -7,8 +7,15 @@ the moment it has ended. Normalising: a month is 1/12 of a year, a week 52/12 pe
 unit once per subscription, so nothing drifts across items.
 
 A "once" discount applies to a single invoice, so it is not recurring revenue and does not lower
-MRR; "repeating" discounts lower it for their months, "forever" ones always. `amount_off` is per
-invoice, so it is normalised by the subscription's billing interval like the prices.
+MRR; "repeating" discounts lower it for their months, "forever" ones always. Several discounts
+apply one after the other, each to what the previous left (two 50% coupons bill 25%, as Stripe
+does). `amount_off` is per invoice, so it is normalised by the interval the subscription invoices
+at (its most frequent item's). Item discounts apply to their item before the subscription's.
+
+Prices: per unit (`unit_amount`, or `unit_amount_decimal` for fractions of a cent), tiered
+(`volume`: the tier the quantity falls in prices every unit; `graduated`: each tier prices its own
+units; flat amounts added), and metered (usage is not known ahead: the MRR is the last billed
+period's amount). `paused` and `unpaid` subscriptions bill nothing and count zero.
 
 Known limit: MRR on a past day uses today's items and prices of each subscription (Stripe keeps no
 item history); movements are therefore exact for starts, trials, cancellations and discounts, and
@@ -29,8 +36,9 @@ MONTHS_PER_INTERVAL = {
     "month": Fraction(1),
     "year": Fraction(12),
 }
-# Statuses that never produced revenue: the first payment did not go through.
-NEVER_COUNTED = frozenset({"incomplete", "incomplete_expired"})
+# Statuses that produce no revenue: the first payment did not go through (incomplete), or Stripe
+# stopped invoicing (paused) or stopped collecting (unpaid). Known from today's state only.
+NEVER_COUNTED = frozenset({"incomplete", "incomplete_expired", "paused", "unpaid"})
 
 
 class MrrError(ValueError):
@@ -38,19 +46,62 @@ class MrrError(ValueError):
 
 
 @dataclass(frozen=True)
+class Tier:
+    up_to: int | None  # None: every unit above the previous tier
+    unit_amount: Fraction = Fraction(0)  # minor units per unit (decimal prices allowed)
+    flat_amount: int = 0
+
+
+def tiered_amount(tiers: tuple[Tier, ...], mode: str | None, quantity: int) -> Fraction:
+    """What `quantity` units cost per interval under Stripe's tiers."""
+    if quantity <= 0 or not tiers:
+        return Fraction(0)
+    if mode == "graduated":
+        total, below = Fraction(0), 0
+        for tier in tiers:
+            top = quantity if tier.up_to is None else min(quantity, tier.up_to)
+            if top <= below:
+                break
+            total += tier.unit_amount * (top - below) + tier.flat_amount
+            below = top
+        return total
+    # volume: the tier the whole quantity falls in prices every unit
+    for tier in tiers:
+        if tier.up_to is None or quantity <= tier.up_to:
+            return tier.unit_amount * quantity + tier.flat_amount
+    raise MrrError(f"Quantity {quantity} is above every tier and the last tier has an upper bound.")
+
+
+@dataclass(frozen=True)
 class Item:
-    unit_amount: int  # minor units per interval per unit
+    unit_amount: int | Fraction  # minor units per interval per unit (a Fraction for decimal prices)
     quantity: int
     interval: str  # day | week | month | year
     interval_count: int = 1
+    tiers: tuple[Tier, ...] = ()
+    tiers_mode: str | None = None  # volume | graduated
+    metered_amount: int | None = None  # metered price: what the last billed period came to
+    discounts: tuple[Discount, ...] = ()  # the item's own discounts
 
-    def monthly(self) -> Fraction:
+    def billing_months(self) -> Fraction:
         if self.interval not in MONTHS_PER_INTERVAL:
             raise MrrError(f"Price interval {self.interval!r} is not one of day, week, month, year.")
         if self.interval_count <= 0:
             raise MrrError(f"Price interval_count {self.interval_count} must be positive.")
-        months = MONTHS_PER_INTERVAL[self.interval] * self.interval_count
-        return Fraction(self.unit_amount * self.quantity) / months
+        return MONTHS_PER_INTERVAL[self.interval] * self.interval_count
+
+    def per_interval(self) -> Fraction:
+        if self.metered_amount is not None:
+            return Fraction(self.metered_amount)
+        if self.tiers:
+            return tiered_amount(self.tiers, self.tiers_mode, self.quantity)
+        return Fraction(self.unit_amount) * self.quantity
+
+    def monthly(self, on: date | None = None) -> Fraction:
+        value = self.per_interval() / self.billing_months()
+        if on is not None:
+            value = apply_discounts(value, self.discounts, on, self.billing_months())
+        return value
 
 
 @dataclass(frozen=True)
@@ -97,10 +148,24 @@ def _round_half_up(value: Fraction) -> int:
     return int((value + Fraction(1, 2)).__floor__())
 
 
+def apply_discounts(value: Fraction, discounts: Iterable[Discount], on: date, billing_months: Fraction) -> Fraction:
+    """Discounts in force on `on`, one after the other on what is left, never below zero."""
+    for discount in discounts:
+        if not discount.in_force(on):
+            continue
+        if discount.percent_off is not None:
+            value -= value * Fraction(discount.percent_off) / 100
+        if discount.amount_off is not None:
+            value -= Fraction(discount.amount_off) / billing_months
+        value = max(value, Fraction(0))
+    return value
+
+
 def _gross_and_billing_months(sub: Subscription) -> tuple[Fraction, Fraction]:
     gross = sum((item.monthly() for item in sub.items), Fraction(0))
-    billing_months = MONTHS_PER_INTERVAL[sub.items[0].interval] * sub.items[0].interval_count if sub.items else 1
-    return gross, Fraction(billing_months)
+    # Invoices come at the most frequent item's interval (mixed intervals: flexible billing mode).
+    billing_months = min((item.billing_months() for item in sub.items), default=Fraction(1))
+    return gross, billing_months
 
 
 def subscription_mrr(sub: Subscription, on: date, _base: tuple[Fraction, Fraction] | None = None) -> int:
@@ -108,15 +173,9 @@ def subscription_mrr(sub: Subscription, on: date, _base: tuple[Fraction, Fractio
     if not sub.counts_on(on):
         return 0
     gross, billing_months = _base or _gross_and_billing_months(sub)
-    value = gross
-    for discount in sub.discounts:
-        if not discount.in_force(on):
-            continue
-        if discount.percent_off is not None:
-            value -= gross * Fraction(discount.percent_off) / 100
-        if discount.amount_off is not None:
-            value -= Fraction(discount.amount_off) / billing_months
-    return max(_round_half_up(value), 0)
+    if any(item.discounts for item in sub.items):
+        gross = sum((item.monthly(on) for item in sub.items), Fraction(0))
+    return max(_round_half_up(apply_discounts(gross, sub.discounts, on, billing_months)), 0)
 
 
 Convert = Callable[[int, str], int]

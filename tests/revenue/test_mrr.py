@@ -4,11 +4,22 @@ from __future__ import annotations
 
 from datetime import date
 from decimal import Decimal
+from fractions import Fraction
 
 import pytest
 
 from domain.fx import MissingRate, convert
-from domain.mrr import Discount, Item, Subscription, movements, mrr_by_customer, subscription_mrr, summarise
+from domain.mrr import (
+    Discount,
+    Item,
+    Subscription,
+    Tier,
+    movements,
+    mrr_by_customer,
+    subscription_mrr,
+    summarise,
+    tiered_amount,
+)
 
 JAN, FEB, MAR = date(2026, 1, 10), date(2026, 2, 10), date(2026, 3, 10)
 
@@ -111,3 +122,45 @@ def test_reporting_currency_conversion() -> None:
     summed = mrr_by_customer([Subscription("s", "c", "eur", "active", JAN, (MONTHLY_50,))], FEB,
                              lambda amount, cur: convert(amount, cur, "usd", rates))
     assert summed == {"c": 5400}
+
+
+# --- issue 18 defects 6 and 8 -----------------------------------------------------------------------
+
+def test_paused_and_unpaid_subscriptions_count_nothing() -> None:
+    assert subscription_mrr(sub("s", MONTHLY_50, status="paused"), JAN) == 0
+    assert subscription_mrr(sub("s", MONTHLY_50, status="unpaid"), JAN) == 0
+    assert subscription_mrr(sub("s", MONTHLY_50, status="past_due"), JAN) == 5000  # still billed
+
+
+def test_stacked_percent_discounts_apply_one_after_the_other() -> None:
+    # Two 50% coupons: Stripe bills 25% (50% of what the first left), not 0.
+    half = Discount(Decimal(50))
+    assert subscription_mrr(sub("s", Item(10000, 1, "month"), discounts=(half, half)), JAN) == 2500
+
+
+def test_amount_off_is_normalised_by_the_invoicing_interval_not_the_first_item() -> None:
+    # An annual item listed first and a monthly one: invoices come monthly, so 10.00 off each
+    # invoice is 10.00 off a month (on main: 10.00 / 12).
+    s = sub("s", Item(120000, 1, "year"), Item(5000, 1, "month"), discounts=(Discount(amount_off=1000),))
+    assert subscription_mrr(s, JAN) == 10000 + 5000 - 1000
+
+
+def test_item_discounts_apply_to_their_item() -> None:
+    discounted = Item(10000, 1, "month", discounts=(Discount(Decimal(10)),))
+    assert subscription_mrr(sub("s", discounted, MONTHLY_50), JAN) == 9000 + 5000
+
+
+def test_tiered_volume_and_graduated_prices() -> None:
+    tiers = (Tier(10, Fraction(500)), Tier(None, Fraction(400), flat_amount=1000))
+    # Volume: 15 units all at the second tier: 15 × 4.00 + 10.00 flat = 70.00.
+    assert subscription_mrr(sub("s", Item(0, 15, "month", tiers=tiers, tiers_mode="volume")), JAN) == 7000
+    # Graduated: 10 × 5.00 + 5 × 4.00 + 10.00 flat = 80.00.
+    assert subscription_mrr(sub("s", Item(0, 15, "month", tiers=tiers, tiers_mode="graduated")), JAN) == 8000
+    assert tiered_amount(tiers, "graduated", 0) == 0
+
+
+def test_decimal_and_metered_prices() -> None:
+    # 0.5 cents a unit for 10,001 units: 50.005 → 50.01 (half up).
+    assert subscription_mrr(sub("s", Item(Fraction(1, 2), 10001, "month")), JAN) == 5001
+    # Metered: what the last period billed, 123.45 a month.
+    assert subscription_mrr(sub("s", Item(0, 0, "month", metered_amount=12345)), JAN) == 12345
