@@ -30,6 +30,7 @@ from sqlalchemy import select, update
 from sqlalchemy.orm import Session
 
 from activities import stripe_api
+from observability.metrics import observe_revenue_sync
 from settings import Settings
 from store import revenue as revenue_store
 from store.db import unit_of_work
@@ -169,12 +170,14 @@ class _Caller:
 
 # --- reads that need more than activities.stripe_api gives -----------------------------------
 
-REFETCHABLE = frozenset({"invoice", "subscription", "customer", "charge"})
+REFETCHABLE = frozenset({"invoice", "subscription", "customer", "charge", "price"})
 
 def _list_page(client: stripe.StripeClient, kind: str, *, created_gte: int | None = None,
                created_lt: int | None = None, starting_after: str | None = None) -> stripe_api.Page:
     """One page of a list; invoices with their `payments` expanded: Stripe's own record of which
     charge paid which invoice (charges stopped naming their invoice in 2025)."""
+    if kind == "price":
+        return _list_prices(client, created_gte=created_gte, created_lt=created_lt, starting_after=starting_after)
     if kind != "invoice":
         return stripe_api.list_page(client, kind, created_gte=created_gte, created_lt=created_lt,
                                     starting_after=starting_after)
@@ -192,7 +195,27 @@ def _list_page(client: stripe.StripeClient, kind: str, *, created_gte: int | Non
     return stripe_api.Page([o.to_dict(for_json=True) for o in page.data], bool(page.has_more))
 
 
+def _list_prices(client: stripe.StripeClient, *, created_gte: int | None, created_lt: int | None,
+                 starting_after: str | None) -> stripe_api.Page:
+    """Prices with their `tiers` (only returned when expanded): MRR of a tiered price needs them."""
+    params: stripe.params.PriceListParams = {"limit": PAGE_SIZE, "expand": ["data.tiers"]}
+    created: stripe.params._price_list_params.PriceListParamsCreated = {}
+    if created_gte is not None:
+        created["gte"] = created_gte
+    if created_lt is not None:
+        created["lt"] = created_lt
+    if created:
+        params["created"] = created
+    if starting_after:
+        params["starting_after"] = starting_after
+    page = client.v1.prices.list(params, {"max_network_retries": 0})
+    return stripe_api.Page([o.to_dict(for_json=True) for o in page.data], bool(page.has_more))
+
+
 def _retrieve(client: stripe.StripeClient, kind: str, object_id: str) -> dict[str, Any]:
+    if kind == "price":
+        return client.v1.prices.retrieve(object_id, {"expand": ["tiers"]},
+                                         {"max_network_retries": 0}).to_dict(for_json=True)
     if kind != "invoice":
         return stripe_api.retrieve_object(client, kind, object_id)
     return client.v1.invoices.retrieve(object_id, {"expand": ["payments"]},
@@ -400,7 +423,7 @@ def full_sync(settings: Settings, *, rate: float | None = -1, workers: int = 8, 
     `rate` requests per second (default: settings.stripe_sync_rate; None: unlimited). `on_page`
     runs after each committed page (tests use it to crash mid-way)."""
     rate = settings.stripe_sync_rate if rate == -1 else rate
-    client = stripe_api.stripe_client(settings)
+    client = stripe_api.sync_client(settings)
     state = SyncProgress("full")
     lock = threading.Lock()
     call = _Caller(TokenBucket(rate), state, lock)
@@ -585,6 +608,8 @@ def apply_event(session: Session, client: stripe.StripeClient, call: _Caller, ev
         # An invoice that took money names the charges that paid it only when expanded.
         unlinked = kind == "invoice" and bool(obj.get("amount_paid")) and not isinstance(obj.get("payments"), dict)
         refetch = refetch or not isinstance(embedded, dict) or bare_discounts or unlinked
+    if kind == "price" and obj.get("billing_scheme") == "tiered" and not obj.get("tiers") and not obj.get("deleted"):
+        refetch = True  # events carry no tiers
     if refetch:
         try:
             obj = call(lambda: _retrieve(client, kind, obj["id"]))
@@ -602,7 +627,7 @@ def incremental_sync(settings: Settings, *, rate: float | None = -1, progress: P
     """Apply `/v1/events` since the cursor; a full sync instead when there is no usable cursor."""
     rate = settings.stripe_sync_rate if rate == -1 else rate
     cursor = events_cursor(settings)
-    client = stripe_api.stripe_client(settings)
+    client = stripe_api.sync_client(settings)
     state = SyncProgress("incremental")
     lock = threading.Lock()
     call = _Caller(TokenBucket(rate), state, lock)
@@ -658,6 +683,7 @@ def incremental_sync(settings: Settings, *, rate: float | None = -1, progress: P
                       events=len(events))
 
 
+@observe_revenue_sync
 def sync_revenue(settings: Settings, *, full: bool = False, rate: float | None = -1,
                  progress: Progress | None = None) -> SyncReport:
     """What `revops sync revenue [--full]` and the schedule run: resume an unfinished full run,
@@ -672,7 +698,7 @@ def sync_revenue(settings: Settings, *, full: bool = False, rate: float | None =
 
 def apply_stripe_event(settings: Settings, event: dict[str, Any]) -> None:
     """A webhook's event, applied within the request's seconds (same rules as the events feed)."""
-    client = stripe_api.stripe_client(settings)
+    client = stripe_api.sync_client(settings)
     state = SyncProgress("webhook")
     call = _Caller(TokenBucket(None), state, threading.Lock())
     with unit_of_work(settings.database_url) as session:

@@ -11,6 +11,7 @@ from collections.abc import Iterable, Sequence
 from dataclasses import replace
 from datetime import UTC, date, datetime
 from decimal import Decimal
+from fractions import Fraction
 from typing import Any, cast
 
 from sqlalchemy import Table, delete, func, select, text
@@ -472,37 +473,126 @@ def rates_on(session: Session, reporting: str, on: date) -> dict[str, Decimal]:
 
 
 def subscriptions_for_mrr(session: Session) -> list[mrr.Subscription]:
-    """Every subscription with its items and prices as domain.mrr dataclasses.
+    """Every subscription with its items and prices as domain.mrr dataclasses."""
+    return mrr_inputs(session)[0]
 
-    Reads columns, not ORM objects, and of the raw JSON only the discounts: at 100,000
-    subscriptions this is what keeps the revenue endpoints interactive."""
-    prices = {pid: (unit, interval, count) for pid, unit, interval, count in session.execute(
-        select(StripePrice.id, StripePrice.unit_amount, StripePrice.interval, StripePrice.interval_count))}
+
+def _fraction(value: Any) -> Fraction | None:
+    if value is None or value == "":
+        return None
+    try:
+        return Fraction(Decimal(str(value)))
+    except (ArithmeticError, ValueError):
+        return None
+
+
+def _tiers(raw: Any) -> tuple[mrr.Tier, ...]:
+    out = []
+    for t in raw or []:
+        if not isinstance(t, dict):
+            continue
+        unit = _fraction(t.get("unit_amount_decimal"))
+        if unit is None:
+            unit = Fraction(int(t.get("unit_amount") or 0))
+        flat = _fraction(t.get("flat_amount_decimal"))
+        out.append(mrr.Tier(t.get("up_to") if isinstance(t.get("up_to"), int) else None, unit,
+                            int(flat) if flat is not None else int(t.get("flat_amount") or 0)))
+    return tuple(out)
+
+
+def _item(price: dict[str, Any], currency: str, quantity: int, metered: int | None,
+          discounts: tuple[mrr.Discount, ...]) -> mrr.Item | str:
+    """A subscription item priced in the subscription's currency, or why it cannot be."""
+    pid = price.get("id")
+    recurring = price.get("recurring") or {}
+    interval = recurring.get("interval")
+    if not interval:
+        return f"price {pid} is not recurring"
+    count = int(recurring.get("interval_count") or 1)
+    terms: dict[str, Any] = price
+    if currency and (price.get("currency") or currency) != currency:
+        # A price with currency_options bills a subscription in another currency at that amount.
+        option = (price.get("currency_options") or {}).get(currency)
+        if not isinstance(option, dict):
+            return f"price {pid} has no amount in {currency}"
+        terms = option
+    if recurring.get("usage_type") == "metered":
+        if metered is None:
+            return f"price {pid} is metered and no period has been billed yet"
+        return mrr.Item(0, quantity, str(interval), count, metered_amount=metered, discounts=discounts)
+    if price.get("billing_scheme") == "tiered":
+        tiers = _tiers(terms.get("tiers"))
+        if not tiers:
+            return f"price {pid} is tiered but its tiers were not synced"
+        return mrr.Item(0, quantity, str(interval), count, tiers=tiers, tiers_mode=price.get("tiers_mode"),
+                        discounts=discounts)
+    unit = _fraction(terms.get("unit_amount_decimal"))
+    if unit is None and terms.get("unit_amount") is not None:
+        unit = Fraction(int(terms["unit_amount"]))
+    if unit is None:
+        return f"price {pid} has no unit amount"
+    return mrr.Item(unit if unit.denominator != 1 else int(unit), quantity, str(interval), count,
+                    discounts=discounts)
+
+
+def mrr_inputs(session: Session) -> tuple[list[mrr.Subscription], list[str]]:
+    """Every subscription as domain.mrr dataclasses, and the items left out of MRR with the reason.
+
+    Reads columns, not ORM objects, and of the raw JSON only prices (a few), discounts and the
+    embedded price of items whose price was not synced: at 100,000 subscriptions this is what
+    keeps the revenue endpoints interactive."""
+    prices: dict[str, dict[str, Any]] = {pid: raw or {} for pid, raw in session.execute(
+        select(StripePrice.id, StripePrice.raw))}
+    metered_ids = [pid for pid, raw in prices.items() if (raw.get("recurring") or {}).get("usage_type") == "metered"]
+    last_usage: dict[tuple[str, str], tuple[datetime, int]] = {}
+    L = StripeInvoiceLine  # noqa: N806
+    for chunk in _chunks(metered_ids):
+        for sub_id, price_id, amount, end in session.execute(
+                select(L.subscription_id, L.price_id, L.amount, L.period_end)
+                .where(L.price_id.in_(chunk), L.deleted_at.is_(None), L.subscription_id.is_not(None))):
+            key = (sub_id or "", price_id or "")
+            when = _aware(end) or datetime.min.replace(tzinfo=UTC)
+            if key not in last_usage or when > last_usage[key][0]:
+                last_usage[key] = (when, int(amount or 0))
+    s = StripeSubscription
+    rows = session.execute(select(s.id, s.customer_id, s.currency, s.status, s.start_date, s.created, s.trial_end,
+                                  s.ended_at, s.canceled_at, s.raw["discounts"])).all()
+    currency_of = {r[0]: (r[2] or "usd") for r in rows}
     items: dict[str, list[mrr.Item]] = defaultdict(list)
+    left_out: list[str] = []
     missing: list[str] = []
-    for item_id, sub_id, price_id, quantity in session.execute(
-            select(StripeSubscriptionItem.id, StripeSubscriptionItem.subscription_id, StripeSubscriptionItem.price_id,
-                   StripeSubscriptionItem.quantity).where(StripeSubscriptionItem.deleted_at.is_(None))):
-        unit, interval, count = prices.get(price_id or "", (None, None, None))
-        if unit is None or interval is None:
+    SI = StripeSubscriptionItem  # noqa: N806
+    for item_id, sub_id, price_id, quantity, item_discounts in session.execute(
+            select(SI.id, SI.subscription_id, SI.price_id, SI.quantity, SI.raw["discounts"])
+            .where(SI.deleted_at.is_(None))):
+        price = prices.get(price_id or "")
+        if price is None:
             missing.append(item_id)
             continue
-        items[sub_id].append(mrr.Item(int(unit), int(quantity or 0), str(interval), int(count or 1)))
+        parsed = tuple(d for d in (_discount(x) for x in (item_discounts or []) if isinstance(item_discounts, list))
+                       if d is not None)
+        built = _item(price, currency_of.get(sub_id, ""), int(quantity or 0),
+                      (last_usage.get((sub_id, price_id or "")) or (None, None))[1], parsed)
+        if isinstance(built, str):
+            left_out.append(f"subscription {sub_id} item {item_id}: {built}")
+        else:
+            items[sub_id].append(built)
     for chunk in _chunks(missing):
         # Prices we have not synced (yet): the item's embedded price has the terms.
-        for sub_id, quantity, raw in session.execute(select(
-                StripeSubscriptionItem.subscription_id, StripeSubscriptionItem.quantity, StripeSubscriptionItem.raw)
-                .where(StripeSubscriptionItem.id.in_(chunk))):
-            price = (raw or {}).get("price") or {}
-            recurring = price.get("recurring") or {}
-            if isinstance(price, dict) and price.get("unit_amount") is not None and recurring.get("interval"):
-                items[sub_id].append(mrr.Item(int(price["unit_amount"]), int(quantity or 0),
-                                              str(recurring["interval"]), int(recurring.get("interval_count") or 1)))
+        for item_id, sub_id, quantity, raw in session.execute(select(
+                SI.id, SI.subscription_id, SI.quantity, SI.raw).where(SI.id.in_(chunk))):
+            price = (raw or {}).get("price")
+            if not isinstance(price, dict):
+                left_out.append(f"subscription {sub_id} item {item_id}: its price is not synced")
+                continue
+            built = _item(price, currency_of.get(sub_id, ""), int(quantity or 0), None, ())
+            if isinstance(built, str):
+                left_out.append(f"subscription {sub_id} item {item_id}: {built}")
+            else:
+                items[sub_id].append(built)
     out = []
-    s = StripeSubscription
     for (sub_id, customer_id, currency, status, start_date, created, trial_end, ended_at, canceled_at,
-         discounts) in session.execute(select(s.id, s.customer_id, s.currency, s.status, s.start_date, s.created,
-                                              s.trial_end, s.ended_at, s.canceled_at, s.raw["discounts"])):
+         discounts) in rows:
         ended = _day(ended_at)
         if ended is None and status == "canceled":
             ended = _day(canceled_at)
@@ -511,7 +601,7 @@ def subscriptions_for_mrr(session: Session) -> list[mrr.Subscription]:
         out.append(mrr.Subscription(sub_id, customer_id or "", currency, status or "active",
                                     _day(start_date) or _day(created) or date(1970, 1, 1),
                                     tuple(items.get(sub_id, [])), parsed, _day(trial_end), ended))
-    return out
+    return out, sorted(left_out)
 
 
 def _discount(value: Any) -> mrr.Discount | None:

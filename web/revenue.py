@@ -145,9 +145,14 @@ def _cached(key: tuple[Any, ...], compute: Callable[[], Any]) -> Any:
     return value
 
 
+def _mrr_inputs(session: Session) -> tuple[list[mrr.Subscription], list[str]]:
+    marker = (settings().database_url, queries.subscriptions_marker(session))
+    return _cached(("subs", marker), lambda: queries.mrr_inputs(session))  # type: ignore[no-any-return]
+
+
 def _series(session: Session, days: list[date], convert: Converter) -> list[dict[str, int]]:
     marker = (settings().database_url, queries.subscriptions_marker(session))
-    subs = _cached(("subs", marker), lambda: queries.subscriptions_for_mrr(session))
+    subs = _mrr_inputs(session)[0]
     key = ("series", marker, tuple(days), convert.reporting, tuple(sorted(convert.rates.items())))
     series, missing = _cached(key, lambda: (mrr.mrr_series(subs, days, convert), set(convert.missing)))
     convert.missing |= missing
@@ -185,6 +190,9 @@ def _summary(session: Session, r: Range, convert: Converter) -> dict[str, Any]:
         "revenue": {"gross": m(gross), "net": m(net)},
         "deferred": m(deferred),
         "missing_rates": sorted(convert.missing),
+        # Subscription items MRR could not price (a price not synced, metered and never billed, no
+        # amount in the subscription's currency): named, so 0 is never silently wrong.
+        "mrr_left_out": _mrr_inputs(session)[1][:100],
     }
 
 
