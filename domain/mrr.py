@@ -212,15 +212,18 @@ class Movements:
         return self.new + self.expansion - self.contraction - self.churned
 
 
-def mrr_series(subs: Iterable[Subscription], days: list[date], convert: Convert = _same) -> list[dict[str, int]]:
-    """`mrr_by_customer` on each of `days`, pricing each subscription's items once."""
+def mrr_series(subs: Iterable[Subscription], days: list[date], convert: Convert = _same,
+               converts: list[Convert] | None = None) -> list[dict[str, int]]:
+    """`mrr_by_customer` on each of `days`, pricing each subscription's items once. `converts`:
+    one conversion per day (each day at its own exchange rate), else `convert` for all."""
+    per_day = converts if converts is not None else [convert] * len(days)
     out: list[dict[str, int]] = [{} for _ in days]
     for sub in subs:
         base = _gross_and_billing_months(sub)
         for i, day in enumerate(days):
             value = subscription_mrr(sub, day, base)
             if value:
-                out[i][sub.customer] = out[i].get(sub.customer, 0) + convert(value, sub.currency)
+                out[i][sub.customer] = out[i].get(sub.customer, 0) + per_day[i](value, sub.currency)
     return out
 
 

@@ -472,6 +472,15 @@ def rates_on(session: Session, reporting: str, on: date) -> dict[str, Decimal]:
     return {c: v[1] for c, v in out.items()}
 
 
+def rate_history(session: Session, reporting: str) -> dict[str, list[tuple[date, Decimal]]]:
+    """Currency → its rates into `reporting`, oldest first: each month converts at its own rate."""
+    out: dict[str, list[tuple[date, Decimal]]] = defaultdict(list)
+    for r in session.scalars(select(ExchangeRate).where(ExchangeRate.reporting_currency == reporting.lower())
+                             .order_by(ExchangeRate.valid_from)):
+        out[r.currency].append((r.valid_from, r.rate))
+    return dict(out)
+
+
 def subscriptions_for_mrr(session: Session) -> list[mrr.Subscription]:
     """Every subscription with its items and prices as domain.mrr dataclasses."""
     return mrr_inputs(session)[0]
@@ -658,6 +667,16 @@ def revenue_by_customer(session: Session, start: date, end: date) -> list[tuple[
                RevenueScheduleEntry.customer_id.is_not(None))
         .group_by(RevenueScheduleEntry.customer_id, RevenueScheduleEntry.currency)).all()
     return [(str(c), cur, int(g or 0), int(n or 0)) for c, cur, g, n in rows]
+
+
+def revenue_by_customer_month(session: Session, start: date, end: date) -> list[tuple[str, str, date, int, int]]:
+    """(customer id, currency, month, gross, net) recognised in months [start, end]."""
+    E = RevenueScheduleEntry  # noqa: N806
+    rows = session.execute(
+        select(E.customer_id, E.currency, E.month, func.sum(E.gross), func.sum(E.net))
+        .where(E.month >= start.replace(day=1), E.month <= end, E.customer_id.is_not(None))
+        .group_by(E.customer_id, E.currency, E.month)).all()
+    return [(str(c), cur, m, int(g or 0), int(n or 0)) for c, cur, m, g, n in rows]
 
 
 def customers_by_id(session: Session, ids: Iterable[str]) -> dict[str, StripeCustomer]:

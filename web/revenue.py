@@ -11,10 +11,12 @@ from __future__ import annotations
 
 import copy
 import threading
+from bisect import bisect_right
 from collections import OrderedDict, defaultdict
 from collections.abc import Callable
 from dataclasses import dataclass
 from datetime import UTC, date, datetime, timedelta
+from decimal import Decimal
 from typing import Any
 
 from flask import Blueprint, jsonify, render_template, request
@@ -99,19 +101,48 @@ def _int_arg(name: str, default: int, maximum: int) -> int:
 
 
 class Converter:
-    """Minor units of any currency → minor units of the reporting currency, noting missing rates."""
+    """Minor units of any currency → minor units of the reporting currency, noting missing rates.
+
+    Each amount converts at the rate of its own day (a month at its last day in the range): past
+    months keep their figures when the range moves."""
 
     def __init__(self, session: Session, r: Range) -> None:
         self.reporting = r.currency
-        self.rates = queries.rates_on(session, r.currency, r.end)
+        self.end = r.end
+        self.history = queries.rate_history(session, r.currency)
+        self.rates = self.rates_on(r.end)
         self.missing: set[str] = set()
+        # The whole rates table for this currency: cache keys change when any rate does.
+        self.key = tuple((c, tuple(h)) for c, h in sorted(self.history.items()))
 
-    def __call__(self, amount: int, currency: str) -> int:
+    def rates_on(self, day: date) -> dict[str, Decimal]:
+        out = {}
+        for currency, history in self.history.items():
+            i = bisect_right([d for d, _ in history], day)
+            if i:
+                out[currency] = history[i - 1][1]
+        return out
+
+    def __call__(self, amount: int, currency: str, on: date | None = None) -> int:
+        rates = self.rates if on is None or on == self.end else self._rates_cached(on)
         try:
-            return fx.convert(amount, currency, self.reporting, self.rates)
+            return fx.convert(amount, currency, self.reporting, rates)
         except fx.MissingRate:
             self.missing.add(currency.lower())
             return 0
+
+    def _rates_cached(self, day: date) -> dict[str, Decimal]:
+        cache: dict[date, dict[str, Decimal]] = self.__dict__.setdefault("_by_day", {})
+        if day not in cache:
+            cache[day] = self.rates_on(day)
+        return cache[day]
+
+    def on(self, day: date) -> Callable[[int, str], int]:
+        return lambda amount, currency: self(amount, currency, day)
+
+    def month(self, month: date) -> date:
+        """The day a month's amounts convert on: its last day, or `end` within the last month."""
+        return min(_month_start(month, -1) - timedelta(days=1), self.end)
 
     def money(self, minor: int) -> str:
         return format_amount(minor, self.reporting)
@@ -153,8 +184,9 @@ def _mrr_inputs(session: Session) -> tuple[list[mrr.Subscription], list[str]]:
 def _series(session: Session, days: list[date], convert: Converter) -> list[dict[str, int]]:
     marker = (settings().database_url, queries.subscriptions_marker(session))
     subs = _mrr_inputs(session)[0]
-    key = ("series", marker, tuple(days), convert.reporting, tuple(sorted(convert.rates.items())))
-    series, missing = _cached(key, lambda: (mrr.mrr_series(subs, days, convert), set(convert.missing)))
+    key = ("series", marker, tuple(days), convert.reporting, convert.key)
+    series, missing = _cached(key, lambda: (mrr.mrr_series(subs, days, converts=[convert.on(d) for d in days]),
+                                            set(convert.missing)))
     convert.missing |= missing
     return list(series)
 
@@ -170,13 +202,14 @@ def _by_month(session: Session, r: Range) -> list[tuple[date, str, int, int]]:
 
 
 def _summary(session: Session, r: Range, convert: Converter) -> dict[str, Any]:
-    before, after = _series(session, [r.start, r.end], convert)
+    # Movements from the day before `start`, as the chart measures its first month.
+    before, after = _series(session, [r.start - timedelta(days=1), r.end], convert)
     moved = mrr.movements(before, after)
     now = mrr.summarise(after)
     gross = net = 0
-    for _month, currency, g, n in _by_month(session, r):
-        gross += convert(g, currency)
-        net += convert(n, currency)
+    for month, currency, g, n in _by_month(session, r):
+        gross += convert(g, currency, convert.month(month))
+        net += convert(n, currency, convert.month(month))
     later = _report(session, "deferred", lambda: queries.deferred_after(session, r.end), r.end)
     deferred = sum(convert(n, c) for c, n in later)
     m = convert.money
@@ -200,8 +233,8 @@ def _whole(session: Session, name: str, r: Range, convert: Converter, compute: C
            *extra: Any) -> Any:
     """A whole computed report, cached on the warehouse version, the range and the rates; a copy
     is returned because callers format it in place."""
-    key = (name, settings().database_url, queries.revenue_marker(session), r, convert.reporting,
-           tuple(sorted(convert.rates.items())), *extra)
+    key = (name, settings().database_url, queries.revenue_marker(session), r, convert.reporting, convert.key,
+           *extra)
     value, missing = _cached(key, lambda: (compute(), set(convert.missing)))
     convert.missing |= missing
     return copy.deepcopy(value)
@@ -233,8 +266,8 @@ def _compute_mrr_points(session: Session, r: Range, convert: Converter) -> list[
 def _deferred_points(session: Session, r: Range, convert: Converter) -> list[dict[str, Any]]:
     by_month: dict[date, list[int]] = defaultdict(lambda: [0, 0])
     for month, currency, g, n in _by_month(session, r):
-        by_month[month][0] += convert(g, currency)
-        by_month[month][1] += convert(n, currency)
+        by_month[month][0] += convert(g, currency, convert.month(month))
+        by_month[month][1] += convert(n, currency, convert.month(month))
     return [{"month": month.isoformat(), "gross_minor": by_month[month][0], "net_minor": by_month[month][1],
              "gross": convert.money(by_month[month][0]), "net": convert.money(by_month[month][1])}
             for month in _months(r)]
@@ -246,10 +279,11 @@ def _top_customers(session: Session, r: Range, convert: Converter, limit: int) -
 
 def _compute_top_customers(session: Session, r: Range, convert: Converter, limit: int) -> list[dict[str, Any]]:
     totals: dict[str, list[int]] = defaultdict(lambda: [0, 0])
-    rows = _report(session, "by_customer", lambda: queries.revenue_by_customer(session, r.start, r.end), r.start, r.end)
-    for customer_id, currency, g, n in rows:
-        totals[customer_id][0] += convert(g, currency)
-        totals[customer_id][1] += convert(n, currency)
+    rows = _report(session, "by_customer_month",
+                   lambda: queries.revenue_by_customer_month(session, r.start, r.end), r.start, r.end)
+    for customer_id, currency, month, g, n in rows:
+        totals[customer_id][0] += convert(g, currency, convert.month(month))
+        totals[customer_id][1] += convert(n, currency, convert.month(month))
     top = sorted(totals.items(), key=lambda kv: (-kv[1][1], kv[0]))[:limit]
     customers = queries.customers_by_id(session, [c for c, _ in top])
     out = []

@@ -198,3 +198,46 @@ def test_bad_query_strings_are_a_400_naming_the_parameter(revenue_app: Flask, us
         response = http.get(f"{path}?{query}", headers=viewer)
         assert response.status_code == 400, (path, query, response.status_code)
         assert names in response.get_json()["error"], (path, response.get_json())
+
+
+def test_summary_and_chart_measure_new_mrr_from_the_same_day(fresh_stripe_sandbox: Any, revenue_settings: Settings,
+                                                             revenue_app: Flask, users: dict[str, str]) -> None:
+    """Issue 18 defect 9: a subscription that starts on `start` is new in both."""
+    fill(fresh_stripe_sandbox, customers=1, subscriptions=1, invoices=0)
+    full_sync(revenue_settings, rate=None)
+    today = datetime.fromtimestamp(fresh_stripe_sandbox.now(), UTC).date()
+    http = revenue_app.test_client()
+    viewer = auth(users["viewer"])
+    query = f"start={today}&end={today}"
+    summary = http.get(f"/api/revenue/summary?{query}", headers=viewer).get_json()
+    chart = http.get(f"/api/revenue/mrr?{query}", headers=viewer).get_json()
+    assert summary["movements"]["new"] == chart["points"][0]["new"] == "450.00"
+
+
+def test_each_month_converts_at_its_own_rate(revenue_settings: Settings, revenue_app: Flask,
+                                             users: dict[str, str]) -> None:
+    """Issue 18 defect 9: January's euros stay January's when the range's end moves past a new rate."""
+    from decimal import Decimal
+
+    from store.revenue import rebuild
+    from store.warehouse import TABLES, row_for, upsert
+
+    paid = int(datetime(2026, 1, 10, tzinfo=UTC).timestamp())
+    objects = [{"id": "cus_fx", "object": "customer", "created": paid, "metadata": {}},
+               {"id": "in_fx", "object": "invoice", "customer": "cus_fx", "created": paid, "currency": "usd",
+                "status": "paid", "total": 10_000, "amount_paid": 10_000, "status_transitions": {"paid_at": paid}},
+               {"id": "il_fx", "object": "line_item", "invoice": "in_fx", "amount": 10_000, "currency": "usd",
+                "period": {"start": paid, "end": paid}}]
+    with unit_of_work(revenue_settings.database_url) as s:
+        for o in objects:
+            upsert(s, TABLES[str(o["object"])][0], [row_for(o)])
+        rebuild(s, invoices=["in_fx"], charges=[], customers=[])
+        s.add(ExchangeRate(currency="usd", reporting_currency="eur", rate=Decimal("0.5"), valid_from=date(2020, 1, 1)))
+        s.add(ExchangeRate(currency="usd", reporting_currency="eur", rate=Decimal("0.8"), valid_from=date(2026, 3, 1)))
+    http = revenue_app.test_client()
+    viewer = auth(users["viewer"])
+    january = http.get("/api/revenue/summary?currency=eur&start=2026-01-01&end=2026-01-31", headers=viewer)
+    half_year = http.get("/api/revenue/summary?currency=eur&start=2026-01-01&end=2026-06-30", headers=viewer)
+    assert january.get_json()["revenue"]["net"] == half_year.get_json()["revenue"]["net"] == "50.00"
+    top = http.get("/api/revenue/top-customers?currency=eur&start=2026-01-01&end=2026-06-30", headers=viewer)
+    assert top.get_json()["customers"][0]["net"] == "50.00"
