@@ -14,7 +14,8 @@ from typing import Any
 from sqlalchemy import select
 from temporalio import activity
 
-from domain.pandadoc_mapping import load_field_map, map_details
+from domain.pandadoc_mapping import FieldMap, load_field_map, map_details
+from domain.plan_input import INTAKE_FAILURE_KEY
 from plans.service import DocumentTaken, Keep, PlanService
 from settings import Settings
 from store.db import unit_of_work
@@ -43,10 +44,11 @@ class IntakeActivities:
 
     @activity.defn(name="intake.create_row_from_document")
     def create_row_from_document(self, row: DocumentRow) -> RowResult:
+        field_map = load_field_map(self._settings.pandadoc_field_map)
         existing = self._existing(row.document_id)
         if existing is not None:
-            return existing
-        data = map_details(row.details, load_field_map(self._settings.pandadoc_field_map))
+            return self._completed_again(existing, row, field_map)
+        data = map_details(row.details, field_map)
         data["pandadoc_id"] = row.document_id
         try:
             # Keep.EVERYTHING: a signed document is never dropped; a row that does not validate
@@ -60,6 +62,28 @@ class IntakeActivities:
                 raise
             return found
         return RowResult(int(plan["id"]), True, str(plan["state"]), _visible(plan["errors"]))
+
+    def _completed_again(self, existing: RowResult, row: DocumentRow, field_map: FieldMap) -> RowResult:
+        """A document that already has a row: a retry of the same version changes nothing; a new
+        signed version (edited, completed again) is compared with the one the row was read from,
+        and any difference is noted on the row for a person (issue 17 #6)."""
+        stored = self._stored_details(row.document_id)
+        if stored is None or _version(stored) == _version(row.details) or INTAKE_FAILURE_KEY in row.details:
+            return existing
+        # A row made from stand-in details (the first intake failed) keeps the document beside them.
+        original = stored.get("original_details")
+        before = map_details(original if isinstance(original, dict) else stored, field_map)
+        after = map_details(row.details, field_map)
+        note = self._plans.document_changed(row.document_id, before, after, details=row.details)
+        found = self._existing(row.document_id)
+        assert found is not None  # the row was there a moment ago and rows are never deleted
+        return RowResult(found.plan_id, False, found.state,
+                         {**found.errors, **({"document_change": note["message"]} if note else {})})
+
+    def _stored_details(self, document_id: str) -> dict[str, Any] | None:
+        with unit_of_work(self._settings.database_url) as session:
+            details = session.scalar(select(Plan.pandadoc_details).where(Plan.pandadoc_id == document_id))
+            return details if isinstance(details, dict) else None
 
     @activity.defn(name="intake.documents_without_rows")
     def documents_without_rows(self, document_ids: list[str]) -> list[str]:
@@ -76,6 +100,12 @@ class IntakeActivities:
             if plan is None:
                 return None
             return RowResult(plan.id, False, plan.state, _visible(plan.errors))
+
+
+def _version(details: dict[str, Any]) -> str:
+    """Which signed version of a document the details are: PandaDoc changes `date_modified` when a
+    completed document is edited and completed again."""
+    return f"{details.get('date_modified') or ''}|{details.get('date_completed') or ''}"
 
 
 def _visible(errors: dict[str, Any] | None) -> dict[str, Any]:

@@ -31,7 +31,7 @@ def cmd_import_csv(args: argparse.Namespace) -> None:
         known = None  # no billing config here: product keys are checked when a row is worked on
     try:
         # The CLI is its own composition root: rows go through the plan service, no Temporal needed.
-        report = import_csv(PlanService.for_settings(settings), args.file, known_products=known)
+        report = import_csv(PlanService.for_settings(settings), args.file, known_products=known, locale=args.locale)
     except CsvImportError as exc:
         raise CliError(str(exc)) from None
     print(f"{args.file}: {report.imported} imported, {report.unchanged} unchanged, {len(report.invalid)} invalid.")
@@ -106,6 +106,9 @@ async def ensure_intake_schedules(client: Client, settings: Settings, *, task_qu
 def register(commands: argparse._SubParsersAction[argparse.ArgumentParser]) -> None:
     parser = commands.add_parser("import-csv", help="import an exported Zapier Annual Plan Table (CSV)")
     parser.add_argument("file", help="the CSV file, with the table's original column names")
+    parser.add_argument("--locale", default="en-US",
+                        help="how the file writes amounts and dates (default en-US: 96,000.00 and 12/01/2026 "
+                             "for 1 December; e.g. de-DE for 96.000,00 and 01.12.2026)")
     parser.set_defaults(func=cmd_import_csv)
 
     intake = commands.add_parser("intake", help="PandaDoc intake and the sheet mirror")

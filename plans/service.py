@@ -23,13 +23,20 @@ from functools import lru_cache, partial
 from types import EllipsisType, UnionType
 from typing import TYPE_CHECKING, Any, Protocol, TypeVar, Union, get_args, get_origin, get_type_hints
 
-from sqlalchemy import String, select
+from sqlalchemy import String, func, or_, select
 from sqlalchemy.exc import IntegrityError
 from sqlalchemy.orm import Session
 
 from domain.billing_config import load_billing_config
-from domain.money import format_amount
-from domain.plan_input import INPUT_FIELDS, PlanInput, validate_plan
+from domain.money import display, format_amount
+from domain.plan_input import (
+    INPUT_FIELDS,
+    LOCALE_KEY,
+    OTHER_LINES_KEY,
+    PlanInput,
+    stored_as_input,
+    validate_plan,
+)
 from domain.plan_rules import (
     ACTIONS,
     STATE_LABELS,
@@ -42,6 +49,7 @@ from domain.plan_rules import (
     plan_state,
     progress_from_view,
 )
+from observability.metrics import observe_click
 from settings import Settings
 from store.accounts import Principal
 from store.models import AuditEntry, Plan
@@ -49,6 +57,7 @@ from store.plans import (
     NEEDS_REVIEW,
     apply_values,
     audit_to_json,
+    failed_fields,
     insert_plan,
     percent_text,
     plan_input_text,
@@ -121,13 +130,15 @@ def not_found(plan_id: int) -> PlanRejected:
 # ------------------------------------------------------------------------------------- validation
 
 def check_input(data: Mapping[str, Any], *, existing: Mapping[str, Any] | None,
-                known_products: Collection[str] | None, accept_warnings: bool = False) -> PlanInput:
+                known_products: Collection[str] | None, accept_warnings: bool = False,
+                unresolved: Collection[str] = ()) -> PlanInput:
     """`validate_plan`, plus two guarantees every door relies on: an exception of any kind while
     reading a value becomes a message on the field at fault (never a 500, never a lost document),
-    and a value the database cannot hold is refused here rather than at the INSERT."""
+    and a value the database cannot hold is refused here rather than at the INSERT. `unresolved`:
+    fields that failed before and are stored empty (never defaulted; see `validate_plan`)."""
     try:
         checked = validate_plan(data, known_products=known_products, existing=existing,
-                                accept_warnings=accept_warnings)
+                                accept_warnings=accept_warnings, unresolved=unresolved)
     except Exception as exc:  # noqa: BLE001 - whatever the parser tripped on, name the field
         checked = _field_by_field(data, existing, known_products, accept_warnings, exc)
     _check_storable(checked)
@@ -195,22 +206,24 @@ def facts_for(plan: Plan) -> PlanFacts:
     if plan.state == NEEDS_REVIEW:
         problems = [f"{field}: {message}" for field, message in (plan.errors or {}).items()
                     if not field.startswith("_")] or ["the row needs review."]
+    # A field in error is stored empty (NULL); the rules see the type's neutral value, and a row
+    # with any is in review, where every action is refused with `input_errors` anyway.
     return PlanFacts(
         plan_id=plan.id,
-        company_name=plan.company_name,
-        customer_email=plan.customer_email,
-        credit_amount=plan.credit_amount,
+        company_name=plan.company_name or "",
+        customer_email=plan.customer_email or "",
+        credit_amount=plan.credit_amount or 0,
         discount=format(plan.discount.normalize(), "f") if plan.discount is not None else "0",
-        price=plan.price,
-        currency=plan.currency,
+        price=plan.price or 0,
+        currency=plan.currency or "",
         start_date=plan.start_date.isoformat() if plan.start_date else None,
-        term_months=plan.term_months,
+        term_months=plan.term_months or 0,
         posthog_org_id=plan.posthog_org_id,
         pandadoc_id=plan.pandadoc_id,
-        payment_schedule=plan.payment_schedule,
-        credit_start=plan.credit_start,
-        credit_release=plan.credit_release,
-        payment_terms_days=plan.payment_terms_days,
+        payment_schedule=plan.payment_schedule or "",
+        credit_start=plan.credit_start or "",
+        credit_release=plan.credit_release or "",
+        payment_terms_days=plan.payment_terms_days if plan.payment_terms_days is not None else 0,
         products=list(plan.products or []),
         stripe_customer_id_existing=plan.stripe_customer_id_existing,
         input_errors=problems,
@@ -304,9 +317,58 @@ def current_state(plan: Plan) -> str:
     return row_view(plan).state
 
 
-def plan_json(plan: Plan) -> dict[str, Any]:
+# ------------------------------------------------------------------ possible duplicates (issue 17 #8)
+
+@dataclass(frozen=True)
+class Duplicate:
+    """Another row for what may be the same company: the same PostHog org id or customer email."""
+
+    plan_id: int
+    reason: str  # "the same PostHog org id org-x"
+
+
+def possible_duplicates(session: Session, plans: Collection[Plan]) -> dict[int, list[Duplicate]]:
+    """For each row, the other rows with its org id or its email (two order forms for one company
+    would make two Stripe customers). One query for a whole page of rows."""
+    orgs = {p.posthog_org_id.strip() for p in plans if p.posthog_org_id and p.posthog_org_id.strip()}
+    emails = {p.customer_email.strip().lower() for p in plans if p.customer_email and p.customer_email.strip()}
+    if not orgs and not emails:
+        return {}
+    conditions = []
+    if orgs:
+        conditions.append(Plan.posthog_org_id.in_(orgs))
+    if emails:
+        conditions.append(func.lower(Plan.customer_email).in_(emails))
+    others = session.execute(select(Plan.id, Plan.posthog_org_id, Plan.customer_email)
+                             .where(or_(*conditions)).order_by(Plan.id)).all()
+    found: dict[int, list[Duplicate]] = {}
+    for plan in plans:
+        org = (plan.posthog_org_id or "").strip()
+        email = (plan.customer_email or "").strip().lower()
+        for other_id, other_org, other_email in others:
+            if other_id == plan.id:
+                continue
+            if org and (other_org or "").strip() == org:
+                found.setdefault(plan.id, []).append(Duplicate(other_id, f"the same PostHog org id {org}"))
+            elif email and (other_email or "").strip().lower() == email:
+                found.setdefault(plan.id, []).append(Duplicate(other_id, f"the same customer email {email}"))
+    return found
+
+
+def duplicate_warning(duplicates: Collection[Duplicate]) -> str:
+    """The sentence shown on the row and before "Create Stripe Customer"."""
+    if not duplicates:
+        return ""
+    named = "; ".join(f"row {d.plan_id} ({d.reason})" for d in list(duplicates)[:5])
+    more = f" and {len(duplicates) - 5} more" if len(duplicates) > 5 else ""
+    return (f"Possible duplicate of {named}{more}. Check it is not the same contract before creating a "
+            f"Stripe customer; a renewal of that row is fine.")
+
+
+def plan_json(plan: Plan, duplicates: Collection[Duplicate] | None = None) -> dict[str, Any]:
     """The plan JSON of SPEC §9, with `actions`, a readable state label and, for a row that cannot
-    be projected, `projection_error`. Never raises: the API list answers for every other row."""
+    be projected, `projection_error`. Never raises: the API list answers for every other row.
+    `duplicates` (from `possible_duplicates`) adds `possible_duplicates` and `duplicate_warning`."""
     view = row_view(plan)
     try:
         data = plan_to_json(plan)
@@ -318,11 +380,18 @@ def plan_json(plan: Plan) -> dict[str, Any]:
         view = RowView(view.state, view.actions, view.problem or unreadable)
     data["state"] = view.state
     data["actions"] = view.actions
+    if duplicates is not None:
+        data["possible_duplicates"] = [d.plan_id for d in duplicates]
+        data["duplicate_warning"] = duplicate_warning(duplicates) or None
     data["state_label"] = view.label
     problem = view.problem or stored_projection_error(plan)
     if problem:
         data["projection_error"] = problem
     return data
+
+
+def _full_json(session: Session, plan: Plan) -> dict[str, Any]:
+    return plan_json(plan, possible_duplicates(session, [plan]).get(plan.id, []))
 
 
 def stored_projection_error(plan: Plan) -> str | None:
@@ -386,7 +455,9 @@ class PlanRows:
         raw = dict(data)
         accept = _truthy(raw.pop("accept_warnings", False))
         current = plan_input_values(plan)
-        checked = check_input(raw, existing=current, known_products=self.known_products, accept_warnings=accept)
+        unresolved = failed_fields(plan) if plan.state == NEEDS_REVIEW else []
+        checked = check_input(raw, existing=current, known_products=self.known_products, accept_warnings=accept,
+                              unresolved=unresolved)
         locked = locks_for(plan)
         errors = dict(checked.errors)
         for name, value in checked.values.items():
@@ -406,18 +477,129 @@ class PlanRows:
                                "`accept_warnings`.", 422, warnings=checked.warnings)
         leaves_review = False
         if plan.state == NEEDS_REVIEW:
-            # Re-read the whole row as the text a person would type, so the check is the one
-            # every new row passes (typed values need not round-trip through the parser).
-            merged = {**plan_input_text(plan), **{k: v for k, v in raw.items() if k in INPUT_FIELDS}}
-            full = check_input(merged, existing=None, known_products=self.known_products, accept_warnings=True)
-            leaves_review = not full.errors
+            # Re-read the whole row as the text a person would type (never the minor units back as
+            # input), so the check is the one every new row passes; fields that failed and are
+            # still empty keep it in review (`complete`), whatever their defaults would be.
+            given = {k: v for k, v in raw.items() if k in INPUT_FIELDS}
+            stored = {k: v for k, v in stored_as_input(current).items() if v is not None}
+            merged = {**stored, **given}
+            if LOCALE_KEY in raw:
+                merged[LOCALE_KEY] = raw[LOCALE_KEY]
+            still_open = [name for name in unresolved if name not in given]
+            full = check_input(merged, existing=None, known_products=self.known_products, accept_warnings=True,
+                               unresolved=still_open)
+            leaves_review = full.complete and checked.complete
         apply_values(self.session, plan, checked.values, actor=actor, raw=raw, leaves_review=leaves_review)
+        return plan
+
+    def note_document_change(self, plan: Plan, before: Mapping[str, Any], after: Mapping[str, Any], *,
+                             details: dict[str, Any], actor: str = "pandadoc") -> dict[str, Any] | None:
+        """The row's order form was edited and completed again (issue 17 #6): `before` and `after`
+        are the plan input read from the old and the new document. A difference is never ignored
+        and never applied by itself: a row no workflow has touched goes back to review with the
+        difference; a row Stripe already holds values of keeps them and carries the note. Returns
+        the note, or None when nothing the row reads changed."""
+        changes = document_differences(before, after, self.known_products)
+        # The row keeps the latest signed version; the next one is compared with it.
+        plan.pandadoc_details = details
+        if not changes:
+            record(self.session, plan.id, actor=actor, action="document_completed_again", outcome="info",
+                   result={"date_modified": str(details.get("date_modified") or ""), "changes": 0})
+            return None
+        started = bool(plan.workflow_view) or plan.state not in (NEEDS_REVIEW, "new")
+        held = sorted(set(changes) & set(locks_for(plan))) if started else []
+        summary = "; ".join(f"{_change_label(name)} {change['from']} → {change['to']}"
+                            for name, change in changes.items())
+        message = f"The signed document changed: {summary}."
+        if started:
+            what = ", ".join(_change_label(name) for name in held) if held else "this row's earlier values"
+            message += (f" Stripe already holds {what}, so nothing on the row was changed: agree the change with "
+                        f"the customer, correct Stripe by hand if needed, then dismiss this note.")
+        else:
+            message += " Apply the new values or keep the row as it is."
+        note = {"message": message, "changes": changes, "held_by_stripe": started,
+                "values": {k: v for k, v in after.items() if k in INPUT_FIELDS or k == LOCALE_KEY},
+                "date_modified": str(details.get("date_modified") or ""), "at": datetime.now(UTC).isoformat()}
+        plan.document_change = note
+        if not started:
+            plan.state = NEEDS_REVIEW
+            plan.errors = {**(plan.errors or {}), DOCUMENT_CHANGE_KEY: message}
+        record(self.session, plan.id, actor=actor, action="document_changed", outcome="info",
+               result={"changes": changes, "held_by_stripe": started}, error=message)
+        return note
+
+    def settle_document_change(self, plan: Plan, *, apply: bool, actor: str) -> Plan:
+        """A person applies the changed document's values (checked like any edit) or keeps the row."""
+        note = plan.document_change
+        if not isinstance(note, dict):
+            raise PlanRejected(f"Row {plan.id} has no change of its signed document to settle.", 409)
+        if apply and note.get("held_by_stripe"):
+            raise PlanRejected(f"Row {plan.id}'s document changed after Stripe took its values; change the row "
+                               f"field by field where it is still allowed, then dismiss the note.", 409)
+        plan.document_change = None
+        plan.errors = {k: v for k, v in (plan.errors or {}).items() if k != DOCUMENT_CHANGE_KEY}
+        values = note.get("values") if apply else None
+        changed = {k: v for k, v in (values or {}).items()
+                   if k in (note.get("changes") or {}) or k == LOCALE_KEY}
+        self.edit(plan, {**changed, "accept_warnings": True}, actor=actor)
+        record(self.session, plan.id, actor=actor, action="document_change_applied" if apply else
+               "document_change_dismissed", outcome="ok", result={"changes": note.get("changes") or {}})
         return plan
 
     def _claim_document(self, document_id: str, own_id: int | None) -> None:
         other = self.session.scalar(select(Plan.id).where(Plan.pandadoc_id == document_id))
         if other is not None and other != own_id:
             raise DocumentTaken(document_id, other)
+
+
+DOCUMENT_CHANGE_KEY = "document_change"
+
+
+def document_differences(before: Mapping[str, Any], after: Mapping[str, Any],
+                         known_products: Collection[str] | None = None) -> dict[str, dict[str, str]]:
+    """Field → {"from", "to"} as people read them ("96,000.00 USD"), for every plan field or other
+    pricing line the two readings of a document disagree on."""
+    old = check_input(before, existing=None, known_products=known_products, accept_warnings=True)
+    new = check_input(after, existing=None, known_products=known_products, accept_warnings=True)
+    changes: dict[str, dict[str, str]] = {}
+    for name in INPUT_FIELDS:
+        if name == "pandadoc_id":
+            continue
+        read_before, read_after = old.values.get(name), new.values.get(name)
+        if read_before == read_after and (name not in old.errors and name not in new.errors):
+            continue
+        if read_before == read_after and before.get(name) == after.get(name):
+            continue
+        changes[name] = {"from": _readable(name, read_before, before.get(name), old.values.get("currency")),
+                         "to": _readable(name, read_after, after.get(name), new.values.get("currency"))}
+    if (before.get(OTHER_LINES_KEY) or []) != (after.get(OTHER_LINES_KEY) or []):
+        changes[OTHER_LINES_KEY] = {"from": _lines(before.get(OTHER_LINES_KEY)),
+                                    "to": _lines(after.get(OTHER_LINES_KEY))}
+    return changes
+
+
+def _change_label(name: str) -> str:
+    return "other pricing lines" if name == OTHER_LINES_KEY else _label(name).lower()
+
+
+def _readable(name: str, value: Any, raw: Any, currency: Any) -> str:
+    if value is None:
+        return f"{raw!r} (unreadable)" if raw not in (None, "") else "(empty)"
+    if name in ("credit_amount", "price") and isinstance(value, int) and isinstance(currency, str):
+        return display(value, currency)
+    if name == "discount":
+        return f"{percent_text(value)}%"
+    if isinstance(value, list):
+        return ", ".join(map(str, value)) or "(none)"
+    return str(value)
+
+
+def _lines(lines: Any) -> str:
+    if not lines:
+        return "(none)"
+    items = lines if isinstance(lines, list) else [lines]
+    return ", ".join(f"{item.get('name') or item.get('sku') or 'a line'} ({item.get('total') or item.get('price')})"
+                     if isinstance(item, Mapping) else str(item) for item in items[:10])
 
 
 def locked_message(name: str, why: str) -> str:
@@ -461,7 +643,19 @@ class PlanService:
             plan = session.get(Plan, plan_id)
             if plan is None:
                 raise not_found(plan_id)
-            return plan_json(plan)
+            return _full_json(session, plan)
+
+    def list_page(self, *, state: str | None, limit: int, offset: int) -> tuple[list[dict[str, Any]], int]:
+        """A page of rows, newest first, and how many there are."""
+        query = select(Plan).order_by(Plan.id.desc())
+        if state:
+            query = query.where(Plan.state == state)
+        with self.unit_of_work() as session:
+            total = session.scalar(select(func.count()).select_from(query.subquery())) or 0
+            rows = list(session.scalars(query.limit(limit).offset(offset)))
+            duplicates = possible_duplicates(session, rows)
+            # plan_json never raises: a row that cannot be projected carries `projection_error`.
+            return [plan_json(p, duplicates.get(p.id, [])) for p in rows], total
 
     def find_document(self, document_id: str) -> dict[str, Any] | None:
         with self.unit_of_work() as session:
@@ -483,7 +677,7 @@ class PlanService:
         try:
             with self.batch() as rows:
                 plan = rows.create(data, actor=actor, source=source, keep=keep, pandadoc_details=pandadoc_details)
-                return plan_json(plan)
+                return _full_json(rows.session, plan)
         except IntegrityError:
             document_id = str(data.get("pandadoc_id") or "").strip()
             found = self.find_document(document_id) if document_id else None
@@ -499,12 +693,32 @@ class PlanService:
                 raise not_found(plan_id)
             rows.edit(plan, data, actor=actor)
             rows.session.flush()
-            return plan_json(plan)
+            return _full_json(rows.session, plan)
+
+    def document_changed(self, document_id: str, before: Mapping[str, Any], after: Mapping[str, Any], *,
+                         details: dict[str, Any]) -> dict[str, Any] | None:
+        """The document's row notes a new signed version (see `PlanRows.note_document_change`)."""
+        with self.batch() as rows:
+            plan = rows.session.scalar(select(Plan).where(Plan.pandadoc_id == document_id))
+            if plan is None:
+                raise PlanRejected(f"No row has the PandaDoc order form {document_id!r}.", 404)
+            return rows.note_document_change(plan, before, after, details=details)
+
+    def settle_document_change(self, plan_id: int, *, apply: bool, actor: str) -> dict[str, Any]:
+        """Apply the changed document's values to the row, or keep the row and drop the note."""
+        with self.batch() as rows:
+            plan = rows.session.get(Plan, plan_id)
+            if plan is None:
+                raise not_found(plan_id)
+            rows.settle_document_change(plan, apply=apply, actor=actor)
+            rows.session.flush()
+            return _full_json(rows.session, plan)
 
     def set_products(self, plan_id: int, products: list[str], *, actor: str) -> dict[str, Any]:
         """The table's product checkboxes: an edit of one field, under the same locks."""
         return self.edit(plan_id, {"products": products}, actor=actor)
 
+    @observe_click(ACTIONS)  # clicks by action and outcome, step durations (/metrics)
     def perform_action(self, plan_id: int, action: str, principal: Principal,
                        params: Mapping[str, Any] | None = None) -> dict[str, Any]:
         """Send one click to the plan's workflow as an update (starting the workflow on the row's
@@ -527,6 +741,9 @@ class PlanService:
                                 params={k: str(v) for k, v in (params or {}).items()})
         result = self._click(plan_id, action, request, facts, resume, seq, principal)
         body = self.get(plan_id)
+        # What the step itself said ("The credit is armed: …"), so no door reports a generic "done".
+        body["result"] = {"ok": result.ok, "action": result.action, "message": result.message,
+                          "state": result.state}
         if not result.ok:
             raise PlanRejected(f"The step failed: {result.message} Fix the row, then use \"Retry step\".",
                                502, plan=body)

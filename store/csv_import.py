@@ -22,6 +22,10 @@ from domain.annual_plan_table import IMPORT_COLUMNS
 if TYPE_CHECKING:
     from plans.service import PlanService
 
+# The Zapier table is kept by a US team: its amounts are 96,000.00 and its dates 12/01/2026 for
+# 1 December. A file from elsewhere says so with `--locale`.
+DEFAULT_LOCALE = "en-US"
+
 REQUIRED_COLUMNS = ("PandaDoc Order Form", "Company Name", "Customer Email", "Credit Amount", "Price",
                     "Start Date", "Term")
 
@@ -40,17 +44,21 @@ class ImportReport:
 
 
 def import_csv(plans: PlanService, path: str | Path, *, actor: str = "csv-import",
-               known_products: Collection[str] | None | EllipsisType = ...) -> ImportReport:
+               known_products: Collection[str] | None | EllipsisType = ..., locale: str = DEFAULT_LOCALE,
+               ) -> ImportReport:
     try:
         with open(path, newline="", encoding="utf-8-sig") as handle:
-            return import_lines(plans, handle, actor=actor, known_products=known_products)
+            return import_lines(plans, handle, actor=actor, known_products=known_products, locale=locale)
     except (OSError, UnicodeDecodeError) as exc:
         raise CsvImportError(f"Cannot read {path}: {exc}") from None
 
 
 def import_lines(plans: PlanService, lines: Iterable[str], *, actor: str = "csv-import",
-                 known_products: Collection[str] | None | EllipsisType = ...) -> ImportReport:
-    """Products are checked against the billing config (`...`), the keys given, or not at all (None)."""
+                 known_products: Collection[str] | None | EllipsisType = ..., locale: str = DEFAULT_LOCALE,
+                 ) -> ImportReport:
+    """Products are checked against the billing config (`...`), the keys given, or not at all (None).
+    `locale` says how the file writes amounts and dates ("en-US": 96,000.00 and 12/01/2026)."""
+    from domain.plan_input import LOCALE_KEY
     from plans.service import DocumentTaken, Keep, PlanRejected
 
     reader = csv.DictReader(lines)
@@ -81,6 +89,8 @@ def import_lines(plans: PlanService, lines: Iterable[str], *, actor: str = "csv-
                                                     f"{first_line[document_id]}; keep one of the two lines."))
                 continue
             first_line[document_id] = line_number
+            if locale:
+                data[LOCALE_KEY] = locale
             try:
                 plan = rows.create(data, actor=actor, source="csv", keep=Keep.WARNINGS)
             except DocumentTaken:

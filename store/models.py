@@ -47,20 +47,23 @@ class Plan(Base):
 
     id: Mapped[int] = mapped_column(primary_key=True)
     pandadoc_id: Mapped[str | None] = mapped_column(String(64), unique=True)
-    company_name: Mapped[str] = mapped_column(String(200), default="")
-    customer_email: Mapped[str] = mapped_column(String(254), default="")
-    credit_amount: Mapped[int] = mapped_column(BigInteger, default=0)  # minor units
-    discount: Mapped[Decimal] = mapped_column(Numeric(6, 3), default=Decimal(0))  # percent
-    price: Mapped[int] = mapped_column(BigInteger, default=0)  # minor units, for the whole term
-    currency: Mapped[str] = mapped_column(String(3), default="usd")
+    # Input fields are NULL while they are in error on a needs-review row: a field that failed is
+    # empty until a person fills it, never a column default (a failed currency is not "usd", a
+    # failed term not 12 months). `errors["_failed"]` names them. Any row in another state has them.
+    company_name: Mapped[str | None] = mapped_column(String(200), default="")
+    customer_email: Mapped[str | None] = mapped_column(String(254), default="")
+    credit_amount: Mapped[int | None] = mapped_column(BigInteger, default=0)  # minor units
+    discount: Mapped[Decimal | None] = mapped_column(Numeric(6, 3), default=Decimal(0))  # percent
+    price: Mapped[int | None] = mapped_column(BigInteger, default=0)  # minor units, for the whole term
+    currency: Mapped[str | None] = mapped_column(String(3), default="usd")
     start_date: Mapped[date | None] = mapped_column(Date)
-    term_months: Mapped[int] = mapped_column(Integer, default=12)
+    term_months: Mapped[int | None] = mapped_column(Integer, default=12)
     posthog_org_id: Mapped[str | None] = mapped_column(String(64))
-    payment_schedule: Mapped[str] = mapped_column(String(16), default="upfront")
-    credit_start: Mapped[str] = mapped_column(String(32), default="immediately")
-    credit_release: Mapped[str] = mapped_column(String(32), default="all")
-    payment_terms_days: Mapped[int] = mapped_column(Integer, default=30)
-    products: Mapped[list[Any]] = mapped_column(default=list)
+    payment_schedule: Mapped[str | None] = mapped_column(String(16), default="upfront")
+    credit_start: Mapped[str | None] = mapped_column(String(32), default="immediately")
+    credit_release: Mapped[str | None] = mapped_column(String(32), default="all")
+    payment_terms_days: Mapped[int | None] = mapped_column(Integer, default=30)
+    products: Mapped[list[Any] | None] = mapped_column(default=list)
     stripe_customer_id_existing: Mapped[str | None] = mapped_column(String(64))
 
     # Written by the plan workflow's activities (its projection).
@@ -80,6 +83,9 @@ class Plan(Base):
     warnings: Mapped[dict[str, Any]] = mapped_column(default=dict)
     source: Mapped[str] = mapped_column(String(16), default="manual")  # manual | pandadoc | csv
     pandadoc_details: Mapped[dict[str, Any] | None] = mapped_column(JSON)
+    # The signed order form changed after the row was made (edited and completed again): what
+    # changed, old → new, until a person applies or dismisses it. Never applied by itself.
+    document_change: Mapped[dict[str, Any] | None] = mapped_column(JSON)
     created_at: Mapped[datetime] = mapped_column(default=utcnow)
     updated_at: Mapped[datetime] = mapped_column(default=utcnow, onupdate=utcnow, index=True)
 

@@ -19,6 +19,9 @@ from store.models import AuditEntry, Plan
 
 NEEDS_REVIEW = "needs_review"
 NEW = "new"
+# `errors[FAILED_KEY]`: the input fields that failed and are stored empty (NULL) until a person
+# fills them; an edit passes them to `validate_plan(unresolved=…)` so none is ever defaulted.
+FAILED_KEY = "_failed"
 
 
 def plan_to_json(plan: Plan) -> dict[str, Any]:
@@ -28,9 +31,9 @@ def plan_to_json(plan: Plan) -> dict[str, Any]:
         "pandadoc_id": plan.pandadoc_id,
         "company_name": plan.company_name,
         "customer_email": plan.customer_email,
-        "credit_amount": format_amount(plan.credit_amount, plan.currency),
-        "discount": percent_text(plan.discount),
-        "price": format_amount(plan.price, plan.currency),
+        "credit_amount": _money(plan.credit_amount, plan.currency),
+        "discount": percent_text(plan.discount) if plan.discount is not None else None,
+        "price": _money(plan.price, plan.currency),
         "currency": plan.currency,
         "start_date": plan.start_date.isoformat() if plan.start_date else None,
         "term_months": plan.term_months,
@@ -39,7 +42,7 @@ def plan_to_json(plan: Plan) -> dict[str, Any]:
         "credit_start": plan.credit_start,
         "credit_release": plan.credit_release,
         "payment_terms_days": plan.payment_terms_days,
-        "products": list(plan.products or []),
+        "products": list(plan.products) if plan.products is not None else None,
         "stripe_customer_id_existing": plan.stripe_customer_id_existing,
         "state": plan.state,
         "stripe_customer_id": plan.stripe_customer_id,
@@ -51,11 +54,32 @@ def plan_to_json(plan: Plan) -> dict[str, Any]:
         "credit_scheduled_for": _iso(plan.credit_scheduled_for),
         "errors": dict(plan.errors or {}),
         "warnings": dict(plan.warnings or {}),
+        "failed": failed_fields(plan),
+        "document_change": plan.document_change,
         "source": plan.source,
         "created_at": _iso(plan.created_at),
         "updated_at": _iso(plan.updated_at),
         "workflow": view,
     }
+
+
+def _money(minor: int | None, currency: str | None) -> str | None:
+    # An amount is stored only once its currency is known; either may be empty on a review row.
+    if minor is None or not currency:
+        return None
+    return format_amount(minor, currency)
+
+
+def failed_fields(plan: Plan) -> list[str]:
+    """Input fields that failed and are still empty, as stored on the row."""
+    errors = plan.errors if isinstance(plan.errors, dict) else {}
+    listed = errors.get(FAILED_KEY)
+    if isinstance(listed, list):
+        return [name for name in listed if isinstance(name, str) and name in INPUT_FIELDS]
+    # Rows stored before the list was kept: a field with an error on a review row failed.
+    if plan.state == NEEDS_REVIEW:
+        return [name for name in errors if name in INPUT_FIELDS]
+    return []
 
 
 def plan_input_values(plan: Plan) -> dict[str, Any]:
@@ -70,9 +94,9 @@ def plan_input_text(plan: Plan) -> dict[str, Any]:
     for name in INPUT_FIELDS:
         value = getattr(plan, name)
         if name in ("credit_amount", "price"):
-            values[name] = format_amount(value, plan.currency) if value else ""
+            values[name] = _money(value, plan.currency) or ""
         elif name == "discount":
-            values[name] = percent_text(value)
+            values[name] = percent_text(value) if value is not None else ""
         elif name == "start_date":
             values[name] = value.isoformat() if value else ""
         elif name == "products":
@@ -98,10 +122,14 @@ def insert_plan(
     keeping the raw input beside them so nothing a user or a webhook sent is lost."""
     plan = Plan(source=source, pandadoc_details=pandadoc_details)
     _assign(plan, values)
+    failed = sorted(name for name in errors if name in INPUT_FIELDS)
+    for name in failed:
+        setattr(plan, name, None)  # empty, not the column default: see FAILED_KEY
     if pandadoc_id:
         plan.pandadoc_id = pandadoc_id
     problems = {**errors, **warnings}
-    plan.errors = {**problems, **({"_raw": _jsonable(dict(raw))} if problems else {})}
+    plan.errors = {**problems, **({"_raw": _jsonable(dict(raw))} if problems else {}),
+                   **({FAILED_KEY: failed} if failed else {})}
     plan.warnings = dict(warnings)
     plan.state = NEEDS_REVIEW if problems else NEW
     session.add(plan)
@@ -113,12 +141,19 @@ def insert_plan(
 
 def apply_values(session: Session, plan: Plan, values: Mapping[str, Any], *, actor: str,
                  raw: Mapping[str, Any], leaves_review: bool = False) -> None:
-    """Write a checked change and its timeline entry; `leaves_review` when the whole row now validates."""
+    """Write a checked change and its timeline entry; `leaves_review` when the whole row now validates.
+
+    On a row still in review, the errors of the fields this change filled go, the others stay."""
     _assign(plan, values)
     plan.warnings = {}
     if plan.state == NEEDS_REVIEW and leaves_review:
         plan.errors = {}
         plan.state = NEW
+    elif plan.state == NEEDS_REVIEW:
+        errors = {k: v for k, v in (plan.errors or {}).items() if k not in values}
+        still = [name for name in failed_fields(plan) if name not in values]
+        errors[FAILED_KEY] = still
+        plan.errors = errors
     record(session, plan.id, actor=actor, action="edit_row", outcome="ok",
            input=_jsonable(dict(raw)), result={"state": plan.state})
 

@@ -11,12 +11,10 @@ from __future__ import annotations
 from typing import Any
 
 from flask import Blueprint, Response, jsonify, request
-from sqlalchemy import func, select
 
-from plans.service import PlanRejected, plan_json
-from store.models import Plan
+from plans.service import PlanRejected
 from web.auth import current_principal, requires
-from web.context import db, plans
+from web.context import plans
 
 bp = Blueprint("api", __name__, url_prefix="/api")
 
@@ -57,13 +55,7 @@ def list_plans() -> Any:
         return jsonify({"error": "limit and offset must be whole numbers."}), 422
     if limit < 1:
         return jsonify({"error": f"limit must be 1 or more, not {limit}."}), 422
-    query = select(Plan).order_by(Plan.id.desc())
-    if state := request.args.get("state"):
-        query = query.where(Plan.state == state)
-    with db() as session:
-        total = session.scalar(select(func.count()).select_from(query.subquery()))
-        # plan_json never raises: a row that cannot be projected carries `projection_error`.
-        rows = [plan_json(p) for p in session.scalars(query.limit(limit).offset(offset))]
+    rows, total = plans().list_page(state=request.args.get("state") or None, limit=limit, offset=offset)
     return jsonify({"plans": rows, "total": total, "limit": limit, "offset": offset})
 
 

@@ -50,14 +50,19 @@ SHEETS_RETRY = RetryPolicy(initial_interval=timedelta(seconds=1), backoff_coeffi
 SHEETS_WRITES_PER_MINUTE = 60
 
 
-def intake_workflow_id(document_id: str) -> str:
-    return f"intake-{document_id}"
+def intake_workflow_id(document_id: str, version: str | None = None) -> str:
+    """`intake-{document}`; a later signed version of the document (completed again after an
+    edit, a new `date_modified`) has an intake of its own, named after the version."""
+    if not version:
+        return f"intake-{document_id}"
+    stamp = "".join(ch for ch in version if ch.isalnum())[:40]
+    return f"intake-{document_id}-v{stamp}"
 
 
 @dataclass
 class IntakeInput:
     document_id: str
-    origin: str = "webhook"  # webhook | reconcile | manual
+    origin: str = "webhook"  # webhook | reconcile | manual | completed_again
 
 
 @workflow.defn(name="PandaDocIntake")
