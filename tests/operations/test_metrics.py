@@ -159,8 +159,8 @@ def _signed(event: dict[str, Any], secret: str) -> tuple[bytes, dict[str, str]]:
 
 
 def _event(event_id: str, event_type: str, obj: dict[str, Any], created: int) -> dict[str, Any]:
-    return {"id": event_id, "object": "event", "type": event_type, "created": created, "api_version": stripe.api_version,
-            "data": {"object": obj}, "livemode": False, "pending_webhooks": 1}
+    return {"id": event_id, "object": "event", "type": event_type, "created": created,
+            "api_version": stripe.api_version, "data": {"object": obj}, "livemode": False, "pending_webhooks": 1}
 
 
 def test_stripe_deliveries_received_rejected_duplicated_ignored_failed(client: FlaskClient,
