@@ -266,7 +266,7 @@ class MeteredRequestsClient(stripe.RequestsClient):
         STRIPE_REQUEST_DURATION.observe(seconds, method=verb, endpoint=endpoint)
         request_id = _header(response_headers, "request-id")
         stripe_request_id.set(request_id)
-        if status == 429 or status >= 500:
+        if status in (401, 403, 429) or status >= 500:  # a key without permission, a limit, Stripe down
             log.warning("Stripe %s %s answered %d (request %s).", verb, endpoint, status, request_id)
         else:
             log.debug("Stripe %s %s answered %d in %.0f ms (request %s).", verb, endpoint, status,
