@@ -353,6 +353,7 @@ def _rebuild(settings: Settings, dirty: Dirty | None, session: Session | None = 
             _rebuild(settings, dirty, own)
         return
     policy = settings.revenue_recognition
+    revenue_store.set_reporting_currency(session, settings.reporting_currency)
     if dirty is None:
         revenue_store.rebuild_all(session, policy)
         revenue_store.resolve_customers(session, revenue_store.all_customer_ids(session))

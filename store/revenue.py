@@ -21,6 +21,7 @@ from domain import mrr, persons, recognition
 from domain.money import exponent
 from store.warehouse import (
     ExchangeRate,
+    RevenueReporting,
     RevenueScheduleEntry,
     StripeCharge,
     StripeCreditNote,
@@ -470,6 +471,19 @@ def rates_on(session: Session, reporting: str, on: date) -> dict[str, Decimal]:
         if r.currency not in out or r.valid_from > out[r.currency][0]:
             out[r.currency] = (r.valid_from, r.rate)
     return {c: v[1] for c, v in out.items()}
+
+
+def set_reporting_currency(session: Session, currency: str) -> None:
+    """Keep `revenue_reporting` (what the analytics views convert into) equal to REPORTING_CURRENCY."""
+    code, unit = currency.lower(), _unit(currency.lower())
+    row = session.get(RevenueReporting, 1)
+    if row is None:
+        session.add(RevenueReporting(id=1, currency=code, currency_unit=unit))
+    elif (row.currency, row.currency_unit) != (code, unit):
+        row.currency, row.currency_unit = code, unit
+    else:
+        return
+    touch(session)
 
 
 def rate_history(session: Session, reporting: str) -> dict[str, list[tuple[date, Decimal]]]:

@@ -7,9 +7,11 @@ event applied to the row, so an older event replayed late cannot overwrite a new
 
 Money is integer minor units beside a lowercase ISO currency, as Stripe sends it.
 
-Views (created by migration 0004_warehouse, not models): `persons_revenue_analytics` and
-`groups_revenue_analytics`, see docs/revenue.md. `amount` there is in MAJOR units of `currency`
-(dollars, as in the seed's `amount > 1000000`), `amount_minor` the same in minor units.
+Views (created by migrations 0004_warehouse and 0007_revenue_views, not models):
+`persons_revenue_analytics` and `groups_revenue_analytics` (one row per person / group in the
+reporting currency), `…_by_currency` beside them (a row per currency), see docs/revenue.md.
+`amount` there is in MAJOR units (dollars, as in the seed's `amount > 1000000`), `amount_minor`
+the same in minor units.
 """
 
 from __future__ import annotations
@@ -316,6 +318,17 @@ class RevenueScheduleEntry(Base):
     paid_at: Mapped[datetime | None] = mapped_column(index=True)
 
     __table_args__ = (UniqueConstraint("line_id", "month", name="uq_revenue_schedule_line_month"),)
+
+
+class RevenueReporting(Base):
+    """The reporting currency the analytics views convert into (one row, kept equal to
+    REPORTING_CURRENCY by every revenue rebuild; created by migration 0007_revenue_views)."""
+
+    __tablename__ = "revenue_reporting"
+
+    id: Mapped[int] = mapped_column(primary_key=True)
+    currency: Mapped[str] = mapped_column(String(3))
+    currency_unit: Mapped[int] = mapped_column(Integer)  # minor units per major unit
 
 
 class ExchangeRate(Base):

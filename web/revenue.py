@@ -337,6 +337,8 @@ def _analytics(view: str, key: str) -> Any:
     params: dict[str, Any] = {"limit": limit, "offset": offset}
     where = ""
     if request.args.get("currency"):
+        # One currency's own amounts (unconverted): the per-currency view beside the main one.
+        view = f"{view}_by_currency"
         where = "WHERE currency = :currency"
         try:
             params["currency"] = check_currency(request.args["currency"])
