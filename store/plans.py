@@ -10,7 +10,7 @@ from datetime import UTC, date, datetime
 from decimal import Decimal
 from typing import Any
 
-from sqlalchemy import select
+from sqlalchemy import null, select
 from sqlalchemy.orm import Session
 
 from domain.money import format_amount
@@ -124,7 +124,8 @@ def insert_plan(
     _assign(plan, values)
     failed = sorted(name for name in errors if name in INPUT_FIELDS)
     for name in failed:
-        setattr(plan, name, None)  # empty, not the column default: see FAILED_KEY
+        # Empty, not the column default (see FAILED_KEY); a plain None would let the ORM use it.
+        setattr(plan, name, null())
     if pandadoc_id:
         plan.pandadoc_id = pandadoc_id
     problems = {**errors, **warnings}

@@ -100,7 +100,7 @@ class Button:
 def buttons_for(plan: Plan, principal: Principal | None, view: RowView | None = None) -> list[Button]:
     """The row's buttons in runbook order; a viewer's are all disabled, saying why."""
     actions = (view or row_view(plan)).actions
-    names = list(SCHEDULE_ACTIONS.get(plan.payment_schedule, SCHEDULE_ACTIONS["upfront"]))
+    names = list(SCHEDULE_ACTIONS.get(plan.payment_schedule or "upfront", SCHEDULE_ACTIONS["upfront"]))
     if actions.get("retry_step", {}).get("allowed"):
         names.insert(0, "retry_step")
     may_act = principal is not None and principal.can("operator")
