@@ -110,6 +110,7 @@ def test_one_click_registers_once_and_its_secret_verifies_the_next_delivery(
     theirs = page[page.index('id="stripe-status"'):]
     assert endpoint.id in theirs and "enabled" in theirs and "stored here" in theirs
     assert f"{len(WEBHOOK_EVENTS)}, all the server needs" in theirs
+    assert secret not in page  # stored to verify deliveries, never shown
 
     # Stripe's side changes are shown: an endpoint disabled in the dashboard.
     sdk.v1.webhook_endpoints.update(endpoint.id, {"disabled": True})
@@ -117,6 +118,7 @@ def test_one_click_registers_once_and_its_secret_verifies_the_next_delivery(
     assert status["stripe"]["status"] == "disabled" and status["stripe"]["endpoint_id"] == endpoint.id
     assert status["ours"]["last_event_type"] == "customer.created"
     assert status["ours"]["received_24h"] >= 1
+    assert secret not in str(status)
 
 
 def test_a_delivery_signed_with_neither_secret_is_refused(served: tuple[Flask, Settings]) -> None:
