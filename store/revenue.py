@@ -9,7 +9,7 @@ from __future__ import annotations
 from collections import defaultdict
 from collections.abc import Iterable, Sequence
 from dataclasses import replace
-from datetime import UTC, date, datetime
+from datetime import UTC, date, datetime, timedelta
 from decimal import Decimal
 from fractions import Fraction
 from typing import Any, cast
@@ -661,15 +661,27 @@ def revenue_by_month(session: Session, start: date, end: date) -> list[tuple[dat
     return [(m, c, int(g or 0), int(n or 0)) for m, c, g, n in rows]
 
 
+def _end_of(on: date) -> datetime:
+    return datetime.combine(on + timedelta(days=1), datetime.min.time(), tzinfo=UTC)
+
+
 def deferred_after(session: Session, on: date) -> list[tuple[str, int]]:
-    """(currency, net) paid by `on` but recognised in months after it: the deferred balance."""
+    """(currency, net) booked by the end of `on` for months after its month: the deferred balance."""
     next_month = date(on.year + (on.month == 12), on.month % 12 + 1, 1)
-    cutoff = datetime(on.year, on.month, on.day, 23, 59, 59, tzinfo=UTC)
     rows = session.execute(
         select(RevenueScheduleEntry.currency, func.sum(RevenueScheduleEntry.net))
-        .where(RevenueScheduleEntry.month >= next_month, RevenueScheduleEntry.paid_at <= cutoff)
+        .where(RevenueScheduleEntry.month >= next_month, RevenueScheduleEntry.paid_at < _end_of(on))
         .group_by(RevenueScheduleEntry.currency)).all()
     return [(c, int(n or 0)) for c, n in rows]
+
+
+def booked_in_month(session: Session, on: date) -> list[tuple[str, int, int]]:
+    """(currency, gross, net) of `on`'s month as booked by the end of `on`."""
+    rows = session.execute(
+        select(RevenueScheduleEntry.currency, func.sum(RevenueScheduleEntry.gross), func.sum(RevenueScheduleEntry.net))
+        .where(RevenueScheduleEntry.month == on.replace(day=1), RevenueScheduleEntry.paid_at < _end_of(on))
+        .group_by(RevenueScheduleEntry.currency)).all()
+    return [(c, int(g or 0), int(n or 0)) for c, g, n in rows]
 
 
 def revenue_by_customer(session: Session, start: date, end: date) -> list[tuple[str, str, int, int]]:

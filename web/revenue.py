@@ -24,6 +24,7 @@ from sqlalchemy import text
 from sqlalchemy.orm import Session
 
 from domain import fx, mrr
+from domain.deferred import allocate
 from domain.money import MoneyError, check_currency, display, format_amount
 from store import revenue as queries
 from web.auth import requires
@@ -207,11 +208,26 @@ def _summary(session: Session, r: Range, convert: Converter) -> dict[str, Any]:
     moved = mrr.movements(before, after)
     now = mrr.summarise(after)
     gross = net = 0
+    end_month = r.end.replace(day=1)
+    month_days = (_month_start(end_month, -1) - end_month).days
+    partial = r.end.day < month_days
     for month, currency, g, n in _by_month(session, r):
+        if partial and month == end_month:
+            continue  # counted below, as of `end`
         gross += convert(g, currency, convert.month(month))
         net += convert(n, currency, convert.month(month))
     later = _report(session, "deferred", lambda: queries.deferred_after(session, r.end), r.end)
     deferred = sum(convert(n, c) for c, n in later)
+    if partial:
+        # `end` falls inside a month: of what that month had booked by `end`, the days up to
+        # `end` are recognised and the rest of the month is still deferred.
+        booked = _report(session, "booked", lambda: queries.booked_in_month(session, r.end), r.end)
+        for currency, g, n in booked:
+            done_g, _ = allocate(g, [r.end.day, month_days - r.end.day]) if g else (0, 0)
+            done_n, rest_n = allocate(n, [r.end.day, month_days - r.end.day]) if n else (0, 0)
+            gross += convert(done_g, currency)
+            net += convert(done_n, currency)
+            deferred += convert(rest_n, currency)
     m = convert.money
     return {
         "currency": r.currency, "start": r.start.isoformat(), "end": r.end.isoformat(),

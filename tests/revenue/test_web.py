@@ -241,3 +241,29 @@ def test_each_month_converts_at_its_own_rate(revenue_settings: Settings, revenue
     assert january.get_json()["revenue"]["net"] == half_year.get_json()["revenue"]["net"] == "50.00"
     top = http.get("/api/revenue/top-customers?currency=eur&start=2026-01-01&end=2026-06-30", headers=viewer)
     assert top.get_json()["customers"][0]["net"] == "50.00"
+
+
+def test_a_mid_month_end_keeps_the_rest_of_its_month_deferred(revenue_settings: Settings, revenue_app: Flask,
+                                                              users: dict[str, str]) -> None:
+    """Issue 18 defect 10: on 15 June, half of June is still deferred."""
+    from store.revenue import rebuild
+    from store.warehouse import TABLES, row_for, upsert
+
+    start = int(datetime(2026, 1, 1, tzinfo=UTC).timestamp())
+    paid = int(datetime(2026, 1, 10, tzinfo=UTC).timestamp())
+    objects = [{"id": "cus_mid", "object": "customer", "created": paid, "metadata": {}},
+               {"id": "in_mid", "object": "invoice", "customer": "cus_mid", "created": paid, "currency": "usd",
+                "status": "paid", "total": 120_000, "amount_paid": 120_000, "status_transitions": {"paid_at": paid}},
+               {"id": "il_mid", "object": "line_item", "invoice": "in_mid", "amount": 120_000, "currency": "usd",
+                "period": {"start": start, "end": int(datetime(2027, 1, 1, tzinfo=UTC).timestamp())}}]
+    with unit_of_work(revenue_settings.database_url) as s:
+        for o in objects:
+            upsert(s, TABLES[str(o["object"])][0], [row_for(o)])
+        rebuild(s, invoices=["in_mid"], charges=[], customers=[])
+    body = revenue_app.test_client().get("/api/revenue/summary?start=2026-01-01&end=2026-06-15",
+                                         headers=auth(users["viewer"])).get_json()
+    # 1,200.00 over 2026's 365 days: 31-day months 101.92 (December 101.91, the cents by largest
+    # remainder), 30-day months 98.63. June's 98.63 splits 49.32 | 49.31 at the 15th.
+    # Deferred: 49.31 + July–December (101.92 + 101.92 + 98.63 + 101.92 + 98.63 + 101.91) = 654.24.
+    assert body["deferred"] == "654.24"
+    assert body["revenue"]["net"] == "545.76"  # 1,200.00 − 654.24
