@@ -160,6 +160,11 @@ SETTINGS: tuple[Setting, ...] = (
             "How many reverse proxies stand in front of `revops web`; their X-Forwarded-For gives the "
             "client address the sign-in throttle counts (0: the connection's own address)."),
     Setting("PUBLIC_URL", _url, "http://127.0.0.1:8000", "Base URL of the web app as users reach it."),
+    Setting("STRIPE_SYNC_API_KEY", _stripe_key, "",
+            "Restricted read-only key for the revenue sync (docs/operations.md lists its read permissions); "
+            "STRIPE_API_KEY when empty.", secret=True),
+    Setting("WORKER_METRICS_ADDRESS", _host_port, "",
+            "host:port where `revops worker` serves Prometheus metrics (Temporal SDK and revops); off when empty."),
 )
 
 
@@ -198,6 +203,8 @@ class Settings:
     trusted_proxies: int
     public_url: str
     revenue_recognition: str = "consumption"
+    stripe_sync_api_key: str = ""
+    worker_metrics_address: str = ""
 
     @property
     def stripe_is_live(self) -> bool:

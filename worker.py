@@ -51,8 +51,12 @@ async def ensure_schedules(client: Client, settings: Settings) -> None:
 
 
 async def run(settings: Settings) -> None:
+    from observability.logging import configure_logging
+    from observability.metrics import install_worker_metrics
     from temporal_client import connect
 
+    configure_logging(settings)
+    install_worker_metrics(settings)  # before connecting: the client takes the default runtime
     client = await connect(settings)
     worker = build_worker(client, settings)
     await ensure_schedules(client, settings)

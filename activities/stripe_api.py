@@ -13,19 +13,28 @@ from typing import Any, cast
 import stripe
 from stripe._base_address import BaseAddresses
 
+from observability.metrics import MeteredRequestsClient
 from settings import Settings
 
 
 @lru_cache(maxsize=8)
-def _client(api_key: str, api_base: str, max_network_retries: int) -> stripe.StripeClient:
+def _client(api_key: str, api_base: str, max_network_retries: int, purpose: str = "plans") -> stripe.StripeClient:
     bases: BaseAddresses = {}
     if api_base:
         bases = {"api": api_base, "files": api_base, "connect": api_base}
-    return stripe.StripeClient(api_key, base_addresses=bases, max_network_retries=max_network_retries)
+    # Every request is counted by endpoint and status (/metrics) and logs Stripe's request id.
+    return stripe.StripeClient(api_key, base_addresses=bases, max_network_retries=max_network_retries,
+                               http_client=MeteredRequestsClient(purpose))
 
 
 def stripe_client(settings: Settings) -> stripe.StripeClient:
     return _client(settings.stripe_api_key, settings.stripe_api_base, settings.stripe_max_network_retries)
+
+
+def sync_client(settings: Settings) -> stripe.StripeClient:
+    """The revenue sync's reads: its own restricted read-only key when set (STRIPE_SYNC_API_KEY)."""
+    return _client(settings.stripe_sync_api_key or settings.stripe_api_key, settings.stripe_api_base,
+                   settings.stripe_max_network_retries, "revenue_sync")
 
 
 def idempotency_key(*parts: object) -> str:

@@ -97,9 +97,11 @@ def cmd_tokens_revoke(args: argparse.Namespace) -> None:
 def cmd_web(args: argparse.Namespace) -> None:
     import waitress
 
+    from observability.logging import configure_logging
     from web import create_app
 
     settings = _settings()
+    configure_logging(settings)
     app = create_app(settings)
     waitress.serve(app, host=settings.web_host, port=settings.web_port, threads=8, ident="revops")
 

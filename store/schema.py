@@ -1,5 +1,6 @@
 """Every table the migrations manage: importing a models module registers its tables."""
 
+import activities.webhook_setup  # noqa: F401  (the Stripe webhook endpoint and its secret)
 import store.warehouse  # noqa: F401  (the revenue warehouse)
 from store import models  # noqa: F401  (plans, audit, users, tokens, inbox)
 from store.models import Base

@@ -55,6 +55,9 @@ def create_app(settings: Settings | None = None, *, temporal: Any = None) -> Fla
 
     for module in (health, auth, admin, api, table, stripe_webhooks, pandadoc_webhooks, revenue):
         app.register_blueprint(module.bp)
+    from web import stripe_setup  # the Stripe webhook set-up page (observability: issue 15)
+
+    app.register_blueprint(stripe_setup.bp)
     auth.install(app)
     errors.install(app)
     return app

@@ -3,10 +3,11 @@
 from __future__ import annotations
 
 from flask import Blueprint, Response, jsonify
-from prometheus_client import CONTENT_TYPE_LATEST, generate_latest
+from prometheus_client import CONTENT_TYPE_LATEST
 from sqlalchemy import text
 
-from web.context import db, temporal
+from observability.metrics import exposition
+from web.context import db, settings, temporal
 
 bp = Blueprint("health", __name__)
 
@@ -32,4 +33,4 @@ def healthz() -> tuple[Response, int]:
 
 @bp.get("/metrics")
 def metrics() -> Response:
-    return Response(generate_latest(), mimetype=CONTENT_TYPE_LATEST)
+    return Response(exposition(settings().database_url), mimetype=CONTENT_TYPE_LATEST)

@@ -22,7 +22,9 @@ from sqlalchemy.exc import IntegrityError
 from temporalio.client import Client
 from temporalio.service import RPCError, RPCStatusCode
 
+from activities.webhook_setup import signing_secrets
 from domain.plan_rules import InvoiceEvent
+from observability.metrics import observe_webhook
 from settings import Settings
 from store.db import unit_of_work
 from store.models import Claim, InboundEvent, Plan, utcnow
@@ -60,12 +62,13 @@ def verify_signature(payload: bytes, header: str, secret: str, *, now: float | N
 
 
 @bp.post("/webhooks/stripe")
+@observe_webhook("stripe")
 def receive() -> tuple[Response, int]:
     # Authenticated by the signature, not a login: Stripe has no session or token.
     cfg = current_settings()
     payload = request.get_data()
     header = request.headers.get("Stripe-Signature", "")
-    if not verify_signature(payload, header, cfg.stripe_webhook_secret):
+    if not any(verify_signature(payload, header, secret) for secret in signing_secrets(cfg)):
         log.warning("Stripe webhook with a bad or stale signature refused")
         return jsonify({"error": "The Stripe-Signature header does not verify."}), 400
     try:
