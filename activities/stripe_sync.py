@@ -697,6 +697,16 @@ def sync_revenue(settings: Settings, *, full: bool = False, rate: float | None =
     return incremental_sync(settings, rate=rate, progress=progress)
 
 
+def rebuild_schedule(settings: Settings) -> int:
+    """The revenue schedule again from the warehouse, no Stripe request: after changing
+    REVENUE_RECOGNITION or REPORTING_CURRENCY. Returns the rows written."""
+    with unit_of_work(settings.database_url) as session:
+        revenue_store.set_reporting_currency(session, settings.reporting_currency)
+        written = revenue_store.rebuild_all(session, settings.revenue_recognition)
+        revenue_store.resolve_customers(session, revenue_store.all_customer_ids(session))
+    return written
+
+
 def apply_stripe_event(settings: Settings, event: dict[str, Any]) -> None:
     """A webhook's event, applied within the request's seconds (same rules as the events feed)."""
     client = stripe_api.sync_client(settings)

@@ -1,5 +1,7 @@
 """`revops sync revenue [--full]`: the revenue sync by hand, with a progress line on stderr;
-`revops sync schedule`: create the Temporal Schedule that runs it (idempotent)."""
+`revops sync revenue --rebuild`: the revenue schedule again from the warehouse (after changing
+REVENUE_RECOGNITION), no Stripe request; `revops sync schedule`: create the Temporal Schedule that
+runs the sync (idempotent)."""
 
 from __future__ import annotations
 
@@ -20,6 +22,12 @@ def cmd_sync_revenue(args: argparse.Namespace) -> None:
     from cli import _settings
 
     settings = _settings()
+    if args.rebuild:
+        from activities.stripe_sync import rebuild_schedule
+
+        rows = rebuild_schedule(settings)
+        print(f"Revenue schedule rebuilt ({settings.revenue_recognition} recognition): {rows} rows.")
+        return
     progress = None if args.quiet else _progress_line
     report = sync_revenue(settings, full=args.full, progress=progress)
     if progress is not None:
@@ -51,6 +59,9 @@ def register(commands: argparse._SubParsersAction[argparse.ArgumentParser]) -> N
     revenue = sync.add_parser("revenue", help="sync Stripe into the revenue warehouse now")
     revenue.add_argument("--full", action="store_true", help="list everything again instead of reading events")
     revenue.add_argument("--quiet", action="store_true", help="no progress line")
+    revenue.add_argument("--rebuild", action="store_true",
+                         help="rebuild the revenue schedule from the warehouse (no Stripe requests), e.g. after "
+                              "changing REVENUE_RECOGNITION")
     revenue.set_defaults(func=cmd_sync_revenue)
     schedule = sync.add_parser("schedule", help="create the Temporal Schedule of the revenue sync (idempotent)")
     schedule.add_argument("--every-minutes", type=int, default=15)

@@ -55,3 +55,7 @@ def test_revops_sync_revenue_by_hand(fresh_stripe_sandbox: Any, revenue_settings
     again = subprocess.run([*revops_cli, "sync", "revenue", "--quiet"], env=env, capture_output=True, text=True,
                            timeout=120)
     assert again.returncode == 0 and "Revenue sync (incremental) done:" in again.stdout, again.stderr
+    ratable = subprocess.run([*revops_cli, "sync", "revenue", "--rebuild"],
+                             env={**env, "REVENUE_RECOGNITION": "ratable"}, capture_output=True, text=True, timeout=120)
+    assert ratable.returncode == 0 and "Revenue schedule rebuilt (ratable recognition):" in ratable.stdout, (
+        ratable.stderr)
