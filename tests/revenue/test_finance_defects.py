@@ -245,3 +245,41 @@ def test_concurrent_rebuilds_of_one_customer_do_not_collide(revenue_settings: Se
         t.join()
     assert errors == []
     assert revenue(revenue_settings, customer_id="cus_race") == 5 * 120_000
+
+
+def test_a_partial_payment_is_money_when_it_arrives_and_the_rest_when_it_does(revenue_settings: Settings) -> None:
+    """Defect 1, partial payments: each invoice payment is dated by itself; earlier months stay."""
+    first = int(datetime(2027, 1, 5, tzinfo=UTC).timestamp())
+    second = int(datetime(2027, 3, 5, tzinfo=UTC).timestamp())
+    line = {"id": "il_part", "object": "line_item", "invoice": "in_part", "amount": 100_000, "currency": "usd",
+            "period": {"start": first, "end": first}}
+    open_invoice = {"id": "in_part", "object": "invoice", "customer": "cus_part", "created": first,
+                    "currency": "usd", "status": "open", "total": 100_000, "amount_paid": 40_000,
+                    "status_transitions": {"finalized_at": first},
+                    "payments": {"data": [{"id": "inpay_1", "object": "invoice_payment", "amount_paid": 40_000,
+                                           "currency": "usd", "status": "paid", "invoice": "in_part",
+                                           "payment": {"type": "charge", "charge": "ch_part1"},
+                                           "status_transitions": {"paid_at": first}, "created": first}]}}
+    _store(revenue_settings, {"id": "cus_part", "object": "customer", "created": first, "metadata": {}},
+           open_invoice, line, {"id": "ch_part1", "object": "charge", "customer": "cus_part", "created": first,
+                                "amount": 40_000, "currency": "usd", "status": "succeeded", "paid": True})
+    from store.revenue import link_invoice_payments
+
+    with unit_of_work(revenue_settings.database_url) as s:
+        link_invoice_payments(s, open_invoice)
+        rebuild(s, invoices=["in_part"], charges=["ch_part1"], customers=[])
+    assert by_month(revenue_settings, "cus_part") == {date(2027, 1, 1): 40_000}  # the charge is not a one-off too
+    paid_invoice = {**open_invoice, "status": "paid", "amount_paid": 100_000,
+                    "status_transitions": {"finalized_at": first, "paid_at": second},
+                    "payments": {"data": [*open_invoice["payments"]["data"],  # type: ignore[index]
+                                          {"id": "inpay_2", "object": "invoice_payment", "amount_paid": 60_000,
+                                           "currency": "usd", "status": "paid", "invoice": "in_part",
+                                           "payment": {"type": "charge", "charge": "ch_part2"},
+                                           "status_transitions": {"paid_at": second}, "created": second}]}}
+    _store(revenue_settings, paid_invoice, {"id": "ch_part2", "object": "charge", "customer": "cus_part",
+                                            "created": second, "amount": 60_000, "currency": "usd",
+                                            "status": "succeeded", "paid": True})
+    with unit_of_work(revenue_settings.database_url) as s:
+        link_invoice_payments(s, paid_invoice)
+        rebuild(s, invoices=["in_part"], charges=["ch_part2"], customers=[])
+    assert by_month(revenue_settings, "cus_part") == {date(2027, 1, 1): 40_000, date(2027, 3, 1): 60_000}
