@@ -21,21 +21,34 @@ from sqlalchemy.orm import defer
 
 from activities.stripe_api import dashboard_url
 from domain.billing_config import BillingConfig, load_billing_config
-from domain.money import format_amount
-from domain.plan_input import CREDIT_RELEASES, CREDIT_STARTS, INPUT_FIELDS, PAYMENT_SCHEDULES
+from domain.money import MoneyError, display, format_amount
+from domain.plan_input import (
+    CREDIT_RELEASES,
+    CREDIT_STARTS,
+    DOCUMENT_ERROR_KEY,
+    INPUT_FIELDS,
+    LOCALE_KEY,
+    OTHER_LINES_KEY,
+    PAYMENT_SCHEDULES,
+)
 from domain.plan_rules import ACTION_LABELS, MONTHLY_ACTIONS, STATE_LABELS, UPFRONT_ACTIONS
 from plans.service import (
+    DOCUMENT_CHANGE_KEY,
+    Duplicate,
     PlanRejected,
     RowView,
     audit_to_json,
+    duplicate_warning,
     locks_for,
     percent_text,
     plan_input_text,
+    possible_duplicates,
     row_view,
     stored_projection_error,
 )
 from store.accounts import Principal
 from store.models import AuditEntry, Plan
+from store.plans import failed_fields
 from temporal_client import workflow_url
 from web.auth import current_principal, requires
 from web.context import db, plans, settings
@@ -45,6 +58,10 @@ bp = Blueprint("table", __name__)
 
 PAGE_SIZE = 50
 MAX_LIVE_ROWS = 200
+# New rows the live refresh adds at the top of the first page per poll.
+MAX_NEW_ROWS = 20
+# Where a person opens a PandaDoc document by its id.
+PANDADOC_APP_URL = "https://app.pandadoc.com/a/#/documents/{id}"
 
 # The runbook's buttons per payment schedule, in the order a person clicks them.
 SCHEDULE_ACTIONS = {"upfront": UPFRONT_ACTIONS, "monthly": MONTHLY_ACTIONS}
@@ -130,13 +147,19 @@ def _filtered(q: str, state: str, schedule: str) -> Select[Any]:
         # Typed text matches literally: % and _ are not wildcards here.
         escaped = q.lower().replace("\\", "\\\\").replace("%", "\\%").replace("_", "\\_")
         pattern = f"%{escaped}%"
-        stmt = stmt.where(or_(func.lower(Plan.company_name).like(pattern, escape="\\"),
-                              func.lower(Plan.customer_email).like(pattern, escape="\\")))
+        stmt = stmt.where(or_(*(func.lower(column).like(pattern, escape="\\") for column in SEARCHED)))
     if state:
         stmt = stmt.where(Plan.state == state)
     if schedule:
         stmt = stmt.where(Plan.payment_schedule == schedule)
     return stmt
+
+
+# What the search box looks in: a person pastes whatever id they have at hand (an org id from the
+# product, a PandaDoc id from an email, a Stripe id from the dashboard).
+SEARCHED = (Plan.company_name, Plan.customer_email, Plan.posthog_org_id, Plan.pandadoc_id,
+            Plan.stripe_customer_id, Plan.stripe_customer_id_existing, Plan.invoice_id,
+            Plan.subscription_schedule_id, Plan.subscription_id, Plan.monthly_price_id)
 
 
 def version(plan: Plan) -> str:
@@ -145,10 +168,16 @@ def version(plan: Plan) -> str:
     return f"{stamp.timestamp():.6f}" if isinstance(stamp, datetime) else "0"
 
 
-def row_context(plan: Plan, principal: Principal | None) -> dict[str, Any]:
+def row_context(plan: Plan, principal: Principal | None, duplicates: list[Duplicate] | None = None) -> dict[str, Any]:
     view = row_view(plan)
     return {"plan": plan, "buttons": buttons_for(plan, principal, view), "version": version(plan),
-            "row_error": row_error(plan, view), "products_locked": _products_lock(plan)}
+            "row_error": row_error(plan, view), "products_locked": _products_lock(plan),
+            "duplicates": duplicates or [], "duplicate_warning": duplicate_warning(duplicates or [])}
+
+
+def rows_context(session: Any, plans: list[Plan], principal: Principal | None) -> list[dict[str, Any]]:
+    duplicates = possible_duplicates(session, plans)
+    return [row_context(plan, principal, duplicates.get(plan.id)) for plan in plans]
 
 
 def row_error(plan: Plan, view: RowView) -> str:
@@ -160,8 +189,13 @@ def row_error(plan: Plan, view: RowView) -> str:
     failure = workflow.get("error")
     if isinstance(failure, dict) and failure.get("message"):
         return str(failure["message"])
+    if isinstance(plan.document_change, dict) and plan.document_change.get("message"):
+        return str(plan.document_change["message"])
     if plan.state == "needs_review" and isinstance(plan.errors, dict):
-        return next((str(message) for name, message in plan.errors.items() if not name.startswith("_")), "")
+        problems = [name for name in plan.errors if not name.startswith("_")]
+        if problems:
+            first = str(plan.errors[problems[0]])
+            return first if len(problems) == 1 else f"{first} (and {len(problems) - 1} more to fix)"
     return ""
 
 
@@ -186,25 +220,27 @@ def index() -> Any:
         total = s.scalar(select(func.count()).select_from(filtered.subquery())) or 0
         pages = max(1, -(-total // PAGE_SIZE))
         page = min(page, pages)
-        plans = s.scalars(
+        plans = list(s.scalars(
             filtered.options(defer(Plan.pandadoc_details))
             .order_by(Plan.id.desc()).offset((page - 1) * PAGE_SIZE).limit(PAGE_SIZE)
-        ).all()
-        rows = [row_context(plan, principal) for plan in plans]
+        ))
+        rows = rows_context(s, plans, principal)
+        newest = s.scalar(select(func.max(Plan.id))) or 0
     args = {k: v for k, v in (("q", q), ("state", state), ("schedule", schedule)) if v}
     return render_template(
         "table/index.html", rows=rows, total=total, page=page, pages=pages, args=args,
-        q=q, state=state, schedule=schedule, **_shared_context(),
+        q=q, state=state, schedule=schedule, newest=newest, **_shared_context(),
     )
 
 
 @bp.get("/table/rows")
 @requires("viewer")
 def live_rows() -> Any:
-    """Rows of the page whose version changed: `?rows=12:1763740000.123456,13:…` → their new `<tr>`s.
+    """Rows of the page whose version changed: `?rows=12:1763740000.123456,13:…` → their new `<tr>`s;
+    with `?after=N` (the first page) also rows made since row N that match the page's filters.
 
-    Answers `{"versions": {id: version}, "html": "<tr …>…"}`; nothing changed is a few primary-key
-    lookups, so the table can poll it every few seconds."""
+    Answers `{"versions": {id: version}, "html": "<tr …>…", "new_html": …, "newest": N}`; nothing
+    changed is a few primary-key lookups, so the table can poll it every few seconds."""
     known: dict[int, str] = {}
     for part in request.args.get("rows", "").split(",")[:MAX_LIVE_ROWS]:
         plan_id, _, seen = part.partition(":")
@@ -212,19 +248,42 @@ def live_rows() -> Any:
             known[int(plan_id)] = seen
     principal = current_principal()
     versions: dict[str, str] = {}
-    html = ""
+    html = new_html = ""
+    back = local_path(request.args.get("back")) or url_for("table.index")
+    after = request.args.get("after", "")
+    newest: int | None = None
+    if after.isdigit():
+        filtered = _filtered(request.args.get("q", "").strip(), request.args.get("state", "").strip(),
+                             request.args.get("schedule", "").strip())
+        with db() as s:
+            fresh = list(s.scalars(filtered.options(defer(Plan.pandadoc_details)).where(Plan.id > int(after))
+                                   .order_by(Plan.id.desc()).limit(MAX_NEW_ROWS)))
+            newest = max([int(after), *(plan.id for plan in fresh)])
+            if fresh:
+                rows = rows_context(s, fresh, principal)
+                versions.update({str(r["plan"].id): r["version"] for r in rows})
+                new_html = render_template("table/_rows.html", rows=rows, back=back, **_shared_context())
     if known:
         with db() as s:
             stamps = s.execute(select(Plan.id, Plan.updated_at).where(Plan.id.in_(known))).all()
             stale = [pid for pid, stamp in stamps if stamp is None or f"{stamp.timestamp():.6f}" != known[pid]]
             if stale:
-                plans = s.scalars(select(Plan).options(defer(Plan.pandadoc_details))
-                                  .where(Plan.id.in_(stale)).order_by(Plan.id.desc())).all()
-                back = local_path(request.args.get("back")) or url_for("table.index")
-                rows = [row_context(plan, principal) for plan in plans]
-                versions = {str(r["plan"].id): r["version"] for r in rows}
+                plans = list(s.scalars(select(Plan).options(defer(Plan.pandadoc_details))
+                                       .where(Plan.id.in_(stale)).order_by(Plan.id.desc())))
+                rows = rows_context(s, plans, principal)
+                versions.update({str(r["plan"].id): r["version"] for r in rows})
                 html = render_template("table/_rows.html", rows=rows, back=back, **_shared_context())
-    return jsonify({"versions": versions, "html": html})
+    return jsonify({"versions": versions, "html": html, "new_html": new_html, "newest": newest})
+
+
+def amount(minor: int | None, currency: str | None) -> str:
+    """An amount as people read it: "96,000.00 USD"; "—" for an empty one (a field in review)."""
+    if minor is None or not currency:
+        return "—"
+    try:
+        return display(minor, currency)
+    except MoneyError:
+        return f"{minor} ({currency})"
 
 
 def _shared_context() -> dict[str, Any]:
@@ -232,6 +291,7 @@ def _shared_context() -> dict[str, Any]:
         "labels": STATE_LABELS,
         "products": billing_config().products,
         "money": format_amount,
+        "amount": amount,
         "percent": percent_text,
         "dashboard": lambda object_id: dashboard_url(settings(), object_id),
         "schedules": PAYMENT_SCHEDULES,
@@ -248,12 +308,20 @@ def run_action(plan_id: int, action: str) -> Any:
     params = {k: v for k, v in request.form.items() if k not in ("csrf_token", "next")}
     label = ACTION_LABELS.get(action, action)
     try:
-        plans().perform_action(plan_id, action, principal, params)
+        body = plans().perform_action(plan_id, action, principal, params)
     except PlanRejected as exc:
-        flash(f"{label} was not done: {exc.message}", "error")
+        if exc.status == 502:
+            # The step ran and Stripe refused it: the reason is on the row (once), not repeated here.
+            flash(f"{label} failed on row {plan_id}; the reason is shown on the row. Fix the row, then use "
+                  f"\"Retry step\".", "error")
+        else:
+            flash(f"{label} was not done on row {plan_id}: {exc.message}", "error")
     else:
-        flash(f"{label}: done.", "ok")
-    return redirect(_back(plan_id))
+        # The workflow's own words ("The credit is armed: …"), never a generic "done".
+        result = body.get("result") or {}
+        message = str(result.get("message") or "").strip()
+        flash(f"{label} (row {plan_id}): {message}" if message else f"{label} (row {plan_id}) ran.", "ok")
+    return redirect(_back(plan_id) + f"#plan-{plan_id}")
 
 
 @bp.post("/plans/<int:plan_id>/products")
@@ -262,16 +330,26 @@ def save_products(plan_id: int) -> Any:
     chosen = request.form.getlist("products")
     principal = current_principal()
     assert principal is not None
+    # The table's script saves each box as it changes, without reloading the page (issue 17 #14).
+    in_place = request.headers.get("X-Revops-Inline") == "1"
     try:
-        plans().set_products(plan_id, chosen, actor=principal.email)
+        saved = plans().set_products(plan_id, chosen, actor=principal.email)
     except PlanRejected as exc:
         if exc.status == 404:
             abort(404)
         problem = exc.errors.get("products") or "; ".join(exc.errors.values()) or exc.message
-        flash(f"Products of row {plan_id} were not saved: {problem}", "error")
+        message = f"Products of row {plan_id} were not saved: {problem}"
+        if in_place:
+            return jsonify({"ok": False, "message": message}), exc.status
+        flash(message, "error")
     else:
-        flash(f"Products of row {plan_id} saved.", "ok")
-    return redirect(_back(plan_id))
+        names = [billing_config().products[k].name if k in billing_config().products else k
+                 for k in saved.get("products") or []]
+        message = f"Products of row {plan_id} saved: {', '.join(names) or 'none'}."
+        if in_place:
+            return jsonify({"ok": True, "message": message, "products": saved.get("products") or []})
+        flash(message, "ok")
+    return redirect(_back(plan_id) + f"#plan-{plan_id}")
 
 
 def _back(plan_id: int) -> str:
@@ -299,6 +377,13 @@ def submitted_values(form: Mapping[str, Any], fallback: Mapping[str, Any] | None
     return values
 
 
+def form_locale(form: Mapping[str, Any]) -> dict[str, str]:
+    """The browser's language (`navigator.language`, sent by the form's script as `_locale`): it
+    settles how a typed amount ("96.000,00") or date ("01/12/2026") is read."""
+    locale = str(form.get(LOCALE_KEY) or "").strip()
+    return {LOCALE_KEY: locale[:35]} if locale else {}
+
+
 def _form_context(values: Mapping[str, Any], errors: Mapping[str, str], warnings: Mapping[str, str],
                   locked: Mapping[str, str] | None = None) -> dict[str, Any]:
     return {
@@ -320,6 +405,7 @@ def new_plan() -> Any:
     assert principal is not None
     values = submitted_values(request.form)
     data: dict[str, Any] = {k: v for k, v in values.items() if v not in ("", [])}
+    data.update(form_locale(request.form))
     if request.form.get("accept_warnings"):
         data["accept_warnings"] = True
     try:
@@ -337,7 +423,27 @@ def show_plan(plan_id: int) -> Any:
         plan = s.get(Plan, plan_id)
         if plan is None:
             abort(404)
-        return render_template("table/plan.html", **_plan_page(s, plan, form_values(plan), {}, {}))
+        values, errors, warnings = review_form(plan)
+        return render_template("table/plan.html", **_plan_page(s, plan, values, errors, warnings))
+
+
+def review_form(plan: Plan) -> tuple[dict[str, Any], dict[str, str], dict[str, str]]:
+    """The row form of a row in review (issue 17 #11): each stored error beside its field, and in
+    a field that failed (stored empty) the text the order form had, to correct rather than retype."""
+    values = form_values(plan)
+    if plan.state != "needs_review" or not isinstance(plan.errors, dict):
+        return values, {}, {}
+    found = plan.errors.get("_raw")
+    raw: dict[str, Any] = found if isinstance(found, dict) else {}
+    for name in failed_fields(plan):
+        text = raw.get(name)
+        if isinstance(text, (str, int, float)) and not isinstance(text, bool) and name != "products":
+            values[name] = str(text)
+    stored_warnings = plan.warnings if isinstance(plan.warnings, dict) else {}
+    errors = {k: str(v) for k, v in plan.errors.items()
+              if k in INPUT_FIELDS and k not in stored_warnings}
+    warnings = {k: str(v) for k, v in stored_warnings.items() if k in INPUT_FIELDS}
+    return values, errors, warnings
 
 
 @bp.post("/plans/<int:plan_id>")
@@ -349,19 +455,25 @@ def edit_plan(plan_id: int) -> Any:
         plan = s.get(Plan, plan_id)
         if plan is None:
             abort(404)
-        before = form_values(plan)
+        # What the page showed: in a failed field, the order form's text; sent back unchanged it is
+        # not a change (the field stays empty and flagged), so other fields can be fixed one by one.
+        before, _, _ = review_form(plan)
+        before_state = plan.state
     values = submitted_values(request.form, before)
     changed: dict[str, Any] = {k: v for k, v in values.items() if v != before[k]}
     if "currency" in changed:
         # Amounts are typed in the currency's units: re-read them in the new one.
         changed.update(credit_amount=values["credit_amount"], price=values["price"])
-    if not changed:
+    confirming = bool(request.form.get("accept_warnings"))
+    if not changed and not confirming:
         flash("Nothing changed.", "ok")
         return redirect(url_for("table.show_plan", plan_id=plan_id))
-    if request.form.get("accept_warnings"):
+    changed.update(form_locale(request.form))
+    if confirming:
+        # Also how a row in review with only warnings is confirmed as it is (issue 17 #11).
         changed["accept_warnings"] = True
     try:
-        plans().edit(plan_id, changed, actor=principal.email)
+        saved = plans().edit(plan_id, changed, actor=principal.email)
     except PlanRejected as exc:
         if exc.status == 404:
             abort(404)
@@ -370,7 +482,32 @@ def edit_plan(plan_id: int) -> Any:
             assert plan is not None
             page = _plan_page(s, plan, values, exc.errors, exc.warnings)
             return render_template("table/plan.html", **page), 422
-    flash(f"Row {plan_id} saved.", "ok")
+    if saved.get("state") == "needs_review":
+        flash(f"Row {plan_id} saved; it still needs review: fix the fields marked below.", "ok")
+    elif before_state == "needs_review":
+        flash(f"Row {plan_id} saved and out of review: its buttons can be used now.", "ok")
+    else:
+        flash(f"Row {plan_id} saved.", "ok")
+    return redirect(url_for("table.show_plan", plan_id=plan_id))
+
+
+@bp.post("/plans/<int:plan_id>/document-change")
+@requires("operator")
+def settle_document_change(plan_id: int) -> Any:
+    """The signed document changed (issue 17 #6): apply its new values, or keep the row."""
+    principal = current_principal()
+    assert principal is not None
+    apply = request.form.get("decision") == "apply"
+    try:
+        plans().settle_document_change(plan_id, apply=apply, actor=principal.email)
+    except PlanRejected as exc:
+        if exc.status == 404:
+            abort(404)
+        problem = "; ".join(f"{FIELD_LABELS.get(k, k)}: {v}" for k, v in exc.errors.items()) or exc.message
+        flash(f"The document's new values were not applied to row {plan_id}: {problem}", "error")
+    else:
+        flash(f"Row {plan_id}: the document's new values are applied." if apply else
+              f"Row {plan_id}: kept as it was; the note about the changed document is dismissed.", "ok")
     return redirect(url_for("table.show_plan", plan_id=plan_id))
 
 
@@ -382,6 +519,34 @@ def _plan_page(s: Any, plan: Plan, values: Mapping[str, Any], errors: Mapping[st
         **_form_context(values, errors, warnings, locks_for(plan)),
         **_live_context(s, plan),
         **_shared_context(),
+        "review": _review_context(s, plan),
+    }
+
+
+def _review_context(s: Any, plan: Plan) -> dict[str, Any]:
+    """What helps a person fix or confirm a row (issue 17 #11), and the notes on any row: the
+    changed document, possible duplicates."""
+    stored = plan.errors if isinstance(plan.errors, dict) else {}
+    details = plan.pandadoc_details if isinstance(plan.pandadoc_details, dict) else {}
+    found = stored.get("_raw")
+    raw: dict[str, Any] = found if isinstance(found, dict) else {}
+    other_lines = raw.get(OTHER_LINES_KEY) or []
+    in_review = plan.state == "needs_review"
+    field_problems = [k for k in stored if k in INPUT_FIELDS and k not in (plan.warnings or {})]
+    row_problems = {k: str(v) for k, v in stored.items()
+                    if not k.startswith("_") and k not in INPUT_FIELDS and k != DOCUMENT_CHANGE_KEY}
+    return {
+        "in_review": in_review,
+        "document_error": str(stored.get(DOCUMENT_ERROR_KEY) or ""),
+        "row_problems": row_problems,
+        "original_details": details.get("original_details"),
+        "details": details or None,
+        "other_lines": other_lines if isinstance(other_lines, list) else [other_lines],
+        "document_url": PANDADOC_APP_URL.format(id=plan.pandadoc_id) if plan.pandadoc_id else None,
+        "failed": failed_fields(plan),
+        "only_warnings": in_review and not field_problems and not row_problems and not failed_fields(plan),
+        "document_change": plan.document_change if isinstance(plan.document_change, dict) else None,
+        "duplicate_warning": duplicate_warning(possible_duplicates(s, [plan]).get(plan.id, [])),
     }
 
 

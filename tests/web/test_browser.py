@@ -92,14 +92,19 @@ def test_disabled_button_explains_itself_on_hover_and_on_focus(
     assert button.get_attribute("aria-disabled") == "true"
     reason = button.get_attribute("title")
     assert reason and "customer" in reason.lower()
-    assert not tip.is_visible()
-    button.hover()
-    assert tip.is_visible() and tip.inner_text() == reason
-    page.mouse.move(0, 0)
-    # Reachable by keyboard: Tab from the enabled "Create Stripe customer" lands on it.
+    # The next action is in the row; the rest are one "More" away, by keyboard: Tab, Enter, Tab.
+    assert not button.is_visible()
     page.locator(f'#plan-{plan_id} button[data-action="create_customer"]').focus()
     page.keyboard.press("Tab")
+    assert page.evaluate("document.activeElement.tagName") == "SUMMARY"
+    page.keyboard.press("Enter")
+    page.keyboard.press("Tab")
     assert page.evaluate("document.activeElement.dataset.action") == "create_invoice"
+    assert tip.is_visible() and tip.inner_text() == reason
+    page.mouse.move(0, 0)
+    button.blur()
+    assert not tip.is_visible()
+    button.hover()
     assert tip.is_visible()
     # Clicking it does nothing.
     url = page.url

@@ -35,7 +35,8 @@ def test_table_shows_the_seed_columns_state_and_products(
     row = re.search(rf'<tr id="plan-{plan_id}".*?</tr>', html, re.S)
     assert row
     cells = row.group(0)
-    for expected in ("Acme Analytics", "pd-acme-1", "billing@acme.example", "120000.00", "20%", "96000.00",
+    for expected in ("Acme Analytics", "pd-acme-1", "billing@acme.example", "120,000.00 USD", "20% off",
+                     "96,000.00 USD",
                      "2030-12-01", "12 mo", "org-acme", "upfront",
                      "https://dashboard.stripe.com/test/customers/cus_Acme123",
                      "https://dashboard.stripe.com/test/invoices/in_Acme456",
@@ -177,7 +178,7 @@ def test_products_checkboxes_save_through_the_same_validation(
     client, token = signed_in("operator")
     response = client.post(f"/plans/{plan_id}/products",
                            data={"products": ["surveys", "session_replay"], "csrf_token": token, "next": "/?page=1"})
-    assert response.headers["Location"] == "/?page=1"
+    assert response.headers["Location"] == f"/?page=1#plan-{plan_id}"  # back to the row
     client.post(f"/plans/{plan_id}/products", data={"products": ["made_up"], "csrf_token": token})
     with unit_of_work(settings.database_url) as s:
         plan = s.get(Plan, plan_id)
@@ -211,7 +212,8 @@ def test_live_endpoints_return_only_changed_rows(
     html = _text(client.get("/"))
     versions = dict(re.findall(r'data-plan="(\d+)" data-version="([^"]+)"', html))
     query = ",".join(f"{k}:{v}" for k, v in versions.items())
-    assert client.get(f"/table/rows?rows={query}").get_json() == {"versions": {}, "html": ""}
+    assert client.get(f"/table/rows?rows={query}").get_json() == {"versions": {}, "html": "", "new_html": "",
+                                                                   "newest": None}
     with unit_of_work(settings.database_url) as s:
         plan = s.get(Plan, b)
         assert plan is not None
@@ -244,7 +246,7 @@ def test_a_refused_click_shows_the_reason_and_lands_on_the_timeline(
     response = client.post(f"/plans/{plan_id}/actions/create_customer",
                            data={"csrf_token": token, "next": "/"}, follow_redirects=True)
     page = _text(response)
-    assert "Create Stripe Customer was not done: Fix the row first" in page
+    assert f"Create Stripe Customer was not done on row {plan_id}: Fix the row first" in page
     with unit_of_work(settings.database_url) as s:
         entry = s.scalars(select(AuditEntry).where(AuditEntry.action == "create_customer")).one()
         assert (entry.actor, entry.outcome) == ("operator@example.com", "rejected")
