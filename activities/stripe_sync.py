@@ -619,7 +619,9 @@ def apply_event(session: Session, client: stripe.StripeClient, call: _Caller, ev
     _store_objects(session, [obj], call, client, dirty, event_created=created)
     if kind == "customer":
         previous = (event.get("data") or {}).get("previous_attributes") or {}
-        if "balance" in previous:
+        # Balance changes come only this way (there is no customer_balance_transaction event);
+        # a balance in a second currency shows in `invoice_credit_balance`.
+        if "balance" in previous or "invoice_credit_balance" in previous:
             dirty.balance_customers.add(obj["id"])
     return dirty
 
