@@ -31,6 +31,7 @@ from temporalio import activity
 from activities.stripe_api import idempotency_key, stripe_client
 from domain.billing_config import BillingConfig, load_billing_config
 from domain.catalog_check import (
+    FREE_PLANS,
     BespokePrice,
     BespokeRefused,
     CatalogSnapshot,
@@ -38,9 +39,12 @@ from domain.catalog_check import (
     Price,
     Problem,
     Product,
+    StartupItem,
+    StartupPlan,
     Tier,
     bespoke_price_problems,
     check_catalog,
+    startup_plan,
 )
 from settings import Settings
 
@@ -386,6 +390,104 @@ def remove_subscription_discount(client: stripe.StripeClient, subscription_id: s
     return SubscriptionChange(_view(client, updated), True, {"discount": found.id, "coupon": _coupon_id(found)})
 
 
+# ---- startup plans and free trials ------------------------------------------------------------
+
+
+def read_startup_plan(client: stripe.StripeClient, config: BillingConfig, subscription_id: str) -> StartupPlan | None:
+    """What the subscription's `valid_days` prices say will happen, and when (None: no such price)."""
+    sub = _retrieve(client, subscription_id)
+    snapshot = read_catalog(client)
+    items = []
+    for item in sub["items"].data:
+        price = snapshot.price(item.price.id) or price_from_stripe(item.price)
+        items.append(StartupItem(item=item.id, price=price, since=int(item.created)))
+    return startup_plan(sub.id, items, snapshot, config)
+
+
+@dataclass(frozen=True)
+class StartupOutcome:
+    outcome: str  # moved | free_plans | already_done | ended
+    detail: str
+
+
+def expire_startup_plan(client: stripe.StripeClient, plan: StartupPlan, *, actor: str = "workflow") -> StartupOutcome:
+    """Apply the plan now: move each startup item (removed and re-added, no proration), or end the
+    subscription so the customer is on the free plans. Safe to run twice."""
+    sub = _retrieve(client, plan.subscription)
+    if sub.status not in LIVE:
+        return StartupOutcome("ended", f"Subscription {sub.id} is {sub.status}; nothing to move.")
+    if plan.outcome == FREE_PLANS:
+        client.v1.subscriptions.cancel(sub.id, {"prorate": False}, {
+            "idempotency_key": idempotency_key("catalog", "startup-free-plans", sub.id, plan.expires_at)})
+        audit(actor, "startup_plan_free_plans", subscription=sub.id, reason=plan.reason)
+        return StartupOutcome(FREE_PLANS, f"Subscription {sub.id} ended: {plan.reason}.")
+    held = {i.id: i for i in sub["items"].data}
+    items: list[SubscriptionUpdateParamsItem] = []
+    done = []
+    for move in plan.moves:
+        if move.item not in held or held[move.item].price.id != move.from_price:
+            continue  # moved already (a retry), or changed by hand since: leave it
+        items.append({"id": move.item, "deleted": True})
+        new_item: SubscriptionUpdateParamsItem = {"price": move.to_price}
+        if held[move.item].price.recurring and held[move.item].price.recurring.usage_type != "metered":
+            new_item["quantity"] = held[move.item].quantity or 1
+        items.append(new_item)
+        done.append(f"{move.from_price} → {move.to_price}")
+    if not items:
+        return StartupOutcome("already_done", f"Subscription {sub.id} no longer holds the startup prices.")
+    params: SubscriptionUpdateParams = {"items": items, "proration_behavior": "none"}
+    _update(client, sub, params, "startup-move", actor, str(plan.expires_at))
+    audit(actor, "startup_plan_moved", subscription=sub.id, moves=done)
+    return StartupOutcome("moved", f"Subscription {sub.id} moved: {', '.join(done)}.")
+
+
+@dataclass(frozen=True)
+class FreeTrialEnd:
+    org: str
+    customer: str | None  # the org's Stripe customer, to see whether it subscribed meanwhile
+    trial_started_at: int  # unix seconds
+
+
+@dataclass(frozen=True)
+class FreeTrialOutcome:
+    outcome: str  # subscribed | back_to_free
+    subscription: str | None
+    delivered: str
+
+
+def end_free_trial(client: stripe.StripeClient, settings: Settings, trial: FreeTrialEnd) -> FreeTrialOutcome:
+    """At the trial's end: if the org's customer began a subscription during the trial it keeps
+    it; otherwise the org goes back to the free plan and the billing service is told (signed)."""
+    if trial.customer:
+        for sub in client.v1.subscriptions.list({"customer": trial.customer, "limit": 100}).auto_paging_iter():
+            if sub.status in LIVE and int(sub.created) >= trial.trial_started_at:
+                audit("workflow", "free_trial_ended_subscribed", org=trial.org, subscription=sub.id)
+                return FreeTrialOutcome("subscribed", sub.id, "no: nothing changes")
+    delivered = notify_billing_service(settings, {"posthog_org_id": trial.org, "plan": "free",
+                                                  "free_trial_until": None},
+                                       idempotency=f"free-trial-{trial.org}:{trial.trial_started_at}:ended")
+    audit("workflow", "free_trial_ended_back_to_free", org=trial.org, delivered=delivered)
+    return FreeTrialOutcome("back_to_free", None, delivered)
+
+
+def notify_billing_service(settings: Settings, body: dict[str, Any], *, idempotency: str) -> str:
+    """A signed POST to BILLING_SERVICE_URL, as the monthly mapping is sent; 5xx raise (retried)."""
+    import time
+
+    import requests
+
+    from activities.plan.billing_service import signature_header
+
+    if not settings.billing_service_url:
+        return "no: BILLING_SERVICE_URL is not set"
+    raw = json.dumps(body, sort_keys=True).encode()
+    response = requests.post(settings.billing_service_url, data=raw, timeout=10, headers={
+        "Content-Type": "application/json", "Idempotency-Key": idempotency,
+        "X-Revops-Signature": signature_header(settings.billing_service_secret, raw, int(time.time()))})
+    response.raise_for_status()
+    return f"yes: HTTP {response.status_code}"
+
+
 class CatalogActivities:
     """Activities over the Stripe catalog; one instance per worker, holding its settings."""
 
@@ -399,3 +501,15 @@ class CatalogActivities:
     @activity.defn(name="catalog_check")
     def check(self) -> CatalogCheckResult:
         return run_catalog_check(self.client, self.config())
+
+    @activity.defn(name="catalog_startup_plan_read")
+    def startup_plan_read(self, subscription_id: str) -> StartupPlan | None:
+        return read_startup_plan(self.client, self.config(), subscription_id)
+
+    @activity.defn(name="catalog_startup_plan_expire")
+    def startup_plan_expire(self, plan: StartupPlan) -> StartupOutcome:
+        return expire_startup_plan(self.client, plan)
+
+    @activity.defn(name="catalog_free_trial_end")
+    def free_trial_end(self, trial: FreeTrialEnd) -> FreeTrialOutcome:
+        return end_free_trial(self.client, self.settings, trial)

@@ -483,3 +483,75 @@ def bespoke_price_problems(snapshot: CatalogSnapshot, config: BillingConfig, req
         problems.append("enter at least one tier")
     problems.extend(bespoke_tier_mismatches(snapshot, config, product.id, request.volumes))
     return problems
+
+
+# ---- startup plans ---------------------------------------------------------------------------
+
+DAY_SECONDS = 86400
+MOVE = "move"
+FREE_PLANS = "free_plans"
+
+
+@dataclass(frozen=True)
+class StartupItem:
+    """A subscription item as the startup rules see it: since when it holds which price."""
+
+    item: str
+    price: Price
+    since: int  # unix seconds: when the item was added
+
+
+@dataclass(frozen=True)
+class StartupMove:
+    item: str
+    from_price: str
+    to_price: str
+
+
+@dataclass(frozen=True)
+class StartupPlan:
+    """What happens to a subscription when its shortest `valid_days` run out."""
+
+    subscription: str
+    expires_at: int  # unix seconds
+    outcome: str  # MOVE | FREE_PLANS
+    moves: tuple[StartupMove, ...]
+    reason: str
+
+
+def startup_plan(subscription: str, items: Sequence[StartupItem], snapshot: CatalogSnapshot,
+                 config: BillingConfig) -> StartupPlan | None:
+    """Runbook: a price with `valid_days` is valid for that many days; with several, the shortest
+    wins and all of them reset together. A `plan=startup` price moves to its `move_to_price_id`,
+    else to the config's default price for its product; a price without `plan=startup` sends its
+    customer to the free plans for all products. None: no item has `valid_days`."""
+    timed = [(i, days) for i in items if (days := valid_days(i.price)) is not None]
+    if not timed:
+        return None
+    expires_at = min(i.since + days * DAY_SECONDS for i, days in timed)
+    not_startup = sorted(i.price.id for i, _ in timed if not is_startup(i.price))
+    if not_startup:
+        return StartupPlan(subscription, expires_at, FREE_PLANS, (),
+                           f"price {', '.join(not_startup)} has valid_days but not plan=startup, so when it "
+                           "ends the customer goes to the free plans for all products (runbook)")
+    moves: list[StartupMove] = []
+    notes: list[str] = []
+    for item, _ in sorted(timed, key=lambda t: t[0].item):
+        target_id = item.price.metadata.get("move_to_price_id")
+        target = snapshot.price(target_id) if target_id else None
+        if target_id and target is not None and target.active:
+            moves.append(StartupMove(item.item, item.price.id, target.id))
+            notes.append(f"{item.price.id} → {target.id} (its move_to_price_id)")
+            continue
+        product = snapshot.product(item.price.product)
+        key = product.key if product else None
+        default = config.products[key].price if key in config.products else None
+        if default is None:
+            return StartupPlan(subscription, expires_at, FREE_PLANS, (),
+                               f"price {item.price.id} has no usable move_to_price_id and its product "
+                               f"{item.price.product} has no default price in the billing config, so the "
+                               "customer goes to the free plans")
+        why = f"its move_to_price_id {target_id} is missing or archived, so " if target_id else ""
+        moves.append(StartupMove(item.item, item.price.id, default))
+        notes.append(f"{item.price.id} → {default} ({why}the config's default price)")
+    return StartupPlan(subscription, expires_at, MOVE, tuple(moves), "; ".join(notes))
