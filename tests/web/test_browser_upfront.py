@@ -63,6 +63,16 @@ def _drive(stack: LiveStack) -> int:
         tip = page.locator(f"#why-{plan_id}-schedule_subscription")
         assert tip.is_visible() and "paid" in tip.inner_text()
 
+        # "Apply Credit" before payment arms the credit, and the message says so in the workflow's own
+        # words, never a generic "done" (issue 17 #12); keyboard focus comes back to the row's buttons.
+        _click(page, "Apply Credit")
+        flash = page.locator(".flash-ok").inner_text()
+        assert "The credit is armed: it is applied once the invoice is paid." in flash, flash
+        assert "done" not in flash.lower()
+        assert page.evaluate("document.activeElement.closest('#live') !== null && "
+                             "document.activeElement.tagName === 'BUTTON'")
+        _badge(page, "awaiting payment")
+
         with unit_of_work(stack.settings.database_url) as s:
             plan = s.get(Plan, plan_id)
             assert plan is not None and plan.invoice_id
@@ -70,12 +80,10 @@ def _drive(stack: LiveStack) -> int:
         assert page.locator(f'#live a[href$="/invoices/{invoice_id}"]').count() == 1
         stack.stripe().v1.invoices.pay(invoice_id, {"paid_out_of_band": True})
         # The webhook reaches the workflow; the page shows it without a reload.
+        # The armed credit is applied by the workflow on payment, with no second click.
         page.evaluate("window.__same_page = true")
-        _badge(page, "Paid")
-        assert page.evaluate("window.__same_page") is True
-
-        _click(page, "Apply Credit")
         _badge(page, "Credit applied")
+        assert page.evaluate("window.__same_page") is True
         assert "Credit applied" in page.locator("#live").inner_text()
         assert "apply credit" in page.locator("table.timeline").inner_text()
         screenshot(page, "row-page-credit-applied.png")
