@@ -49,12 +49,33 @@ def cmd_catalog_check(args: argparse.Namespace) -> None:
     raise SystemExit(check_catalog_command(_settings(), as_json=args.json))
 
 
+def cmd_catalog_schedule(args: argparse.Namespace) -> None:
+    import asyncio
+    from datetime import timedelta
+
+    from cli import _settings
+    from temporal_client import connect
+    from workflows.catalog import ensure_catalog_check_schedule
+
+    settings = _settings()
+
+    async def create() -> str:
+        client = await connect(settings)
+        return await ensure_catalog_check_schedule(client, settings.temporal_task_queue,
+                                                   every=timedelta(hours=args.every_hours))
+
+    print(f"Temporal Schedule {asyncio.run(create())!r} runs the catalog check every {args.every_hours} hours.")
+
+
 def register(commands: argparse._SubParsersAction[argparse.ArgumentParser]) -> None:
     catalog = commands.add_parser("catalog", help="the Stripe catalog").add_subparsers(
         dest="catalog_command", required=True)
     check = catalog.add_parser("check", help="report where the Stripe catalog breaks the runbook's rules")
     check.add_argument("--json", action="store_true", help="print the problems as JSON")
     check.set_defaults(func=cmd_catalog_check)
+    schedule = catalog.add_parser("schedule", help="create the Temporal Schedule of the catalog check (idempotent)")
+    schedule.add_argument("--every-hours", type=int, default=6)
+    schedule.set_defaults(func=cmd_catalog_schedule)
 
 
 def main(argv: Sequence[str] | None = None, settings: Settings | None = None) -> int:
@@ -65,7 +86,7 @@ def main(argv: Sequence[str] | None = None, settings: Settings | None = None) ->
     register(parser.add_subparsers(dest="command", required=True))
     args = parser.parse_args(argv)
     try:
-        if settings is None:
+        if settings is None or args.catalog_command != "check":
             args.func(args)
             return 0
         return check_catalog_command(settings, as_json=args.json)

@@ -1,7 +1,8 @@
 """The billing catalog: its problems (page and `GET /api/catalog/problems`), the billing-limit
 calculator (`GET /api/catalog/billing-limit`), bespoke prices (form and `POST /api/catalog/prices`),
-and a subscription's prices and discounts (page `/catalog/subscriptions/<id>` and
-`/api/subscriptions/<id>…`).
+a subscription's prices and discounts (page `/catalog/subscriptions/<id>` and
+`/api/subscriptions/<id>…`), and the durable timers of startup plans and free trials
+(`/catalog/startup-plans/<subscription id>`, `/catalog/free-trials/<org id>` and their `/api/…`).
 
 Viewers read; every Stripe write is an operator's. Reads go to Stripe each time: the catalog is
 small, and a cached answer would hide the fix an operator just made in the dashboard.
@@ -36,7 +37,7 @@ from domain.billing_limit import BillingLimitAnswer, BillingLimitError, usage_al
 from domain.catalog_check import BespokePrice, BespokeRefused, CatalogSnapshot, parse_tier_rows, product_for
 from domain.money import MoneyError, check_currency, parse_amount
 from web.auth import current_principal, requires
-from web.context import db, settings
+from web.context import db, settings, temporal
 
 bp = Blueprint("catalog", __name__)
 
@@ -430,3 +431,260 @@ def add_discount_form(subscription_id: str) -> Any:
 def remove_discount_form(subscription_id: str, discount_id: str) -> Any:
     return _form_change(subscription_id, "remove_subscription_discount", lambda c: remove_subscription_discount(
         c, subscription_id, discount_id, actor=_actor()))
+
+
+# ---- timers: startup plans and free trials ---------------------------------------------------
+
+
+class TimerRefused(Exception):
+    def __init__(self, message: str, status: int) -> None:
+        super().__init__(message)
+        self.status = status
+
+
+def _timer_call(make: Any) -> Any:
+    """Run a Temporal call; a validator's refusal is a 409 with its sentence, a missing workflow 404."""
+    from temporalio.client import WorkflowUpdateFailedError
+    from temporalio.exceptions import WorkflowAlreadyStartedError
+    from temporalio.service import RPCError, RPCStatusCode
+
+    try:
+        return temporal().run(make)
+    except WorkflowAlreadyStartedError:
+        raise TimerRefused("That timer is already running: change its date instead.", 409) from None
+    except WorkflowUpdateFailedError as err:
+        message = getattr(err.cause, "message", None) or str(err)
+        raise TimerRefused(str(message), 409) from None
+    except RPCError as err:
+        if err.status == RPCStatusCode.NOT_FOUND:
+            raise TimerRefused("There is no such timer (it was never started, or it finished long ago).",
+                               404) from None
+        if err.status == RPCStatusCode.ALREADY_EXISTS:
+            raise TimerRefused("That timer is already running: change its date instead.", 409) from None
+        raise
+
+
+def _status_json(status: Any) -> dict[str, Any]:
+    from dataclasses import asdict
+
+    return asdict(status)
+
+
+def _startup_status(subscription_id: str) -> Any:
+    from workflows.catalog import StartupPlanWorkflow, startup_workflow_id
+
+    async def query(client: Any) -> Any:
+        handle = client.get_workflow_handle_for(StartupPlanWorkflow.run, startup_workflow_id(subscription_id))
+        return await handle.query(StartupPlanWorkflow.status)
+
+    return _timer_call(query)
+
+
+def _startup_action(subscription_id: str, action: str, value: str | None = None) -> Any:
+    from workflows.catalog import StartupPlanWorkflow, ensure_startup_timer, startup_workflow_id
+
+    queue = settings().temporal_task_queue
+
+    async def act(client: Any) -> Any:
+        if action == "start":
+            handle = await ensure_startup_timer(client, queue, subscription_id)
+            return await handle.query(StartupPlanWorkflow.status)
+        handle = client.get_workflow_handle_for(StartupPlanWorkflow.run, startup_workflow_id(subscription_id))
+        if action == "date":
+            return await handle.execute_update(StartupPlanWorkflow.move_date, value or "")
+        return await handle.execute_update(StartupPlanWorkflow.cancel)
+
+    status = _timer_call(act)
+    audit_action = {"start": "startup_timer_started", "date": "startup_timer_moved",
+                    "cancel": "startup_timer_cancelled"}
+    from activities.catalog import audit
+
+    audit(_actor(), audit_action[action], subscription=subscription_id, expires_at=status.expires_at)
+    return status
+
+
+def _timer_error(exc: TimerRefused) -> Any:
+    return jsonify({"error": str(exc)}), exc.status
+
+
+@bp.get("/api/startup-plans/<subscription_id>")
+@requires("viewer")
+def startup_plan_api(subscription_id: str) -> Any:
+    try:
+        return jsonify(_status_json(_startup_status(subscription_id)))
+    except TimerRefused as exc:
+        return _timer_error(exc)
+
+
+@bp.post("/api/startup-plans/<subscription_id>")
+@requires("operator")
+def startup_plan_start_api(subscription_id: str) -> Any:
+    try:
+        return jsonify(_status_json(_startup_action(subscription_id, "start")))
+    except TimerRefused as exc:
+        return _timer_error(exc)
+
+
+@bp.post("/api/startup-plans/<subscription_id>/date")
+@requires("operator")
+def startup_plan_date_api(subscription_id: str) -> Any:
+    data = request.get_json(silent=True)
+    if not isinstance(data, dict) or not isinstance(data.get("expires_at"), str):
+        return jsonify({"error": "Send {\"expires_at\": \"2027-01-31\"} as JSON."}), 400
+    try:
+        return jsonify(_status_json(_startup_action(subscription_id, "date", data["expires_at"])))
+    except TimerRefused as exc:
+        return _timer_error(exc)
+
+
+@bp.post("/api/startup-plans/<subscription_id>/cancel")
+@requires("operator")
+def startup_plan_cancel_api(subscription_id: str) -> Any:
+    try:
+        return jsonify(_status_json(_startup_action(subscription_id, "cancel")))
+    except TimerRefused as exc:
+        return _timer_error(exc)
+
+
+def _trial_status(org: str) -> Any:
+    from workflows.catalog import FreeTrialWorkflow, free_trial_workflow_id
+
+    async def query(client: Any) -> Any:
+        return await client.get_workflow_handle_for(FreeTrialWorkflow.run, free_trial_workflow_id(org)).query(
+            FreeTrialWorkflow.status)
+
+    return _timer_call(query)
+
+
+def _trial_action(org: str, action: str, value: str | None = None) -> Any:
+    from workflows.catalog import FreeTrialWorkflow, free_trial_workflow_id
+
+    async def act(client: Any) -> Any:
+        handle = client.get_workflow_handle_for(FreeTrialWorkflow.run, free_trial_workflow_id(org))
+        if action == "until":
+            return await handle.execute_update(FreeTrialWorkflow.set_until, value or "")
+        return await handle.execute_update(FreeTrialWorkflow.cancel)
+
+    status = _timer_call(act)
+    from activities.catalog import audit
+
+    audit(_actor(), f"free_trial_{action}", org=org, until=status.until)
+    return status
+
+
+@bp.post("/api/free-trials")
+@requires("operator")
+def free_trial_start_api() -> Any:
+    import time
+
+    from temporalio.common import WorkflowIDConflictPolicy
+
+    from workflows.catalog import FreeTrialInput, FreeTrialWorkflow, free_trial_workflow_id
+
+    data = request.get_json(silent=True)
+    if not isinstance(data, dict) or not str(data.get("org") or "").strip() or not data.get("until"):
+        return jsonify({"error": "Send {\"org\": \"<PostHog org id>\", \"until\": \"2027-01-31\", "
+                                 "\"customer\": \"cus_… (optional)\"} as JSON."}), 400
+    org, until = str(data["org"]).strip(), str(data["until"]).strip()
+    try:
+        when = datetime.fromisoformat(until)
+    except ValueError:
+        return jsonify({"error": f"until {until!r} is not an ISO date (2027-01-31)."}), 422
+    if (when if when.tzinfo else when.replace(tzinfo=UTC)) <= datetime.now(UTC):
+        return jsonify({"error": f"until {until} is not in the future."}), 422
+    trial = FreeTrialInput(org, until, str(data.get("customer") or "") or None, granted_at=int(time.time()))
+
+    async def start(client: Any) -> Any:
+        handle = await client.start_workflow(FreeTrialWorkflow.run, trial, id=free_trial_workflow_id(org),
+                                             task_queue=settings().temporal_task_queue,
+                                             id_conflict_policy=WorkflowIDConflictPolicy.FAIL)
+        return await handle.query(FreeTrialWorkflow.status)
+
+    try:
+        status = _timer_call(start)
+    except TimerRefused as exc:
+        return _timer_error(exc)
+    from activities.catalog import audit
+
+    audit(_actor(), "free_trial_started", org=org, until=until, customer=trial.customer)
+    return jsonify(_status_json(status)), 201
+
+
+@bp.get("/api/free-trials/<org>")
+@requires("viewer")
+def free_trial_api(org: str) -> Any:
+    try:
+        return jsonify(_status_json(_trial_status(org)))
+    except TimerRefused as exc:
+        return _timer_error(exc)
+
+
+@bp.post("/api/free-trials/<org>/until")
+@requires("operator")
+def free_trial_until_api(org: str) -> Any:
+    data = request.get_json(silent=True)
+    if not isinstance(data, dict) or not isinstance(data.get("until"), str):
+        return jsonify({"error": "Send {\"until\": \"2027-01-31\"} as JSON."}), 400
+    try:
+        return jsonify(_status_json(_trial_action(org, "until", data["until"])))
+    except TimerRefused as exc:
+        return _timer_error(exc)
+
+
+@bp.post("/api/free-trials/<org>/cancel")
+@requires("operator")
+def free_trial_cancel_api(org: str) -> Any:
+    try:
+        return jsonify(_status_json(_trial_action(org, "cancel")))
+    except TimerRefused as exc:
+        return _timer_error(exc)
+
+
+@bp.get("/catalog/startup-plans/<subscription_id>")
+@requires("viewer")
+def startup_plan_page(subscription_id: str) -> Any:
+    try:
+        status, error = _startup_status(subscription_id), None
+    except TimerRefused as exc:
+        status, error = None, str(exc)
+    return render_template("catalog/timer.html", kind="startup", key=subscription_id, status=status, error=error)
+
+
+@bp.post("/catalog/startup-plans/<subscription_id>")
+@requires("operator")
+def startup_plan_form(subscription_id: str) -> Any:
+    action = request.form.get("action", "")
+    if action not in ("start", "date", "cancel"):
+        flash(f"Unknown action {action!r}.", "error")
+    else:
+        try:
+            _startup_action(subscription_id, action, request.form.get("expires_at"))
+            flash({"start": "Timer started.", "date": "Date moved.", "cancel": "Timer cancelled."}[action], "ok")
+        except TimerRefused as exc:
+            flash(str(exc), "error")
+    return redirect(url_for("catalog.startup_plan_page", subscription_id=subscription_id))
+
+
+@bp.get("/catalog/free-trials/<org>")
+@requires("viewer")
+def free_trial_page(org: str) -> Any:
+    try:
+        status, error = _trial_status(org), None
+    except TimerRefused as exc:
+        status, error = None, str(exc)
+    return render_template("catalog/timer.html", kind="trial", key=org, status=status, error=error)
+
+
+@bp.post("/catalog/free-trials/<org>")
+@requires("operator")
+def free_trial_form(org: str) -> Any:
+    action = request.form.get("action", "")
+    if action not in ("until", "cancel"):
+        flash(f"Unknown action {action!r}.", "error")
+    else:
+        try:
+            _trial_action(org, action, request.form.get("until"))
+            flash("Date changed." if action == "until" else "Trial cancelled.", "ok")
+        except TimerRefused as exc:
+            flash(str(exc), "error")
+    return redirect(url_for("catalog.free_trial_page", org=org))

@@ -177,3 +177,29 @@ def test_any_addon_ladder_other_than_the_main_one_is_reported_once(addon: tuple[
                                       tiers=ladder(addon)))
     found = kinds(snap)
     assert found == ([] if addon == LADDER else [TIERS_DIFFER])
+
+
+def test_startup_plan_rules() -> None:
+    from domain.catalog_check import FREE_PLANS, MOVE, StartupItem, StartupMove, startup_plan
+
+    startup = Price("price_a_startup", "prod_a", metadata={"plan": "startup", "valid_days": "365"})
+    short = Price("price_g_startup", "prod_g", metadata={"plan": "startup", "valid_days": "30",
+                                                        "move_to_price_id": "price_g_tiered"})
+    snap = with_prices(clean(), startup, short)
+    assert startup_plan("sub_1", [StartupItem("si_x", Price("price_a_default", "prod_a"), 0)], snap, CONFIG) is None
+    plan = startup_plan("sub_1", [StartupItem("si_a", startup, 1000), StartupItem("si_g", short, 5000)], snap, CONFIG)
+    assert plan is not None and plan.outcome == MOVE
+    assert plan.expires_at == 5000 + 30 * 86400  # the shortest validity wins
+    assert plan.moves == (StartupMove("si_a", "price_a_startup", "price_a_default"),
+                          StartupMove("si_g", "price_g_startup", "price_g_tiered"))
+    # A move_to price that is archived falls back to the config's default, and says so.
+    gone = replace(short, metadata={**short.metadata, "move_to_price_id": "price_archived"})
+    snap2 = with_prices(clean(), gone, Price("price_archived", "prod_g", active=False))
+    fallback = startup_plan("sub_1", [StartupItem("si_g", gone, 0)], snap2, CONFIG)
+    assert fallback is not None and fallback.moves == (StartupMove("si_g", "price_g_startup", "price_g_default"),)
+    assert "missing or archived" in fallback.reason
+    # Any valid_days price without plan=startup sends the customer to the free plans.
+    plain = Price("price_p", "prod_a", metadata={"valid_days": "90"})
+    free = startup_plan("sub_1", [StartupItem("si_a", startup, 0), StartupItem("si_p", plain, 0)],
+                        with_prices(clean(), startup, plain), CONFIG)
+    assert free is not None and free.outcome == FREE_PLANS and free.moves == () and free.expires_at == 90 * 86400

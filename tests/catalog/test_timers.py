@@ -225,3 +225,22 @@ async def test_free_trial_ends_back_to_free_unless_subscribed(
     timestamp = int(headers["X-Revops-Signature"].split(",")[0].removeprefix("t="))
     raw = json.dumps(body, sort_keys=True).encode()
     assert headers["X-Revops-Signature"] == signature_header("trial-secret", raw, timestamp)
+
+
+async def test_catalog_check_workflow_and_its_schedule(ts: WorkflowEnvironment, dev_env: WorkflowEnvironment,
+                                                       catalog_settings: Settings,
+                                                       fresh_stripe_sandbox: StripeSandbox) -> None:
+    from workflows.catalog import CHECK_SCHEDULE_ID, CatalogCheckWorkflow, ensure_catalog_check_schedule
+
+    queue = f"catalog-{uuid.uuid4().hex[:8]}"
+    async with worker(ts.client, queue, catalog_settings, fresh_stripe_sandbox):
+        clean = await ts.client.execute_workflow(CatalogCheckWorkflow.run, id=f"check-{queue}", task_queue=queue)
+        fresh_stripe_sandbox.client().v1.prices.update("price_surveys_default", {"active": False})
+        broken = await ts.client.execute_workflow(CatalogCheckWorkflow.run, id=f"check2-{queue}", task_queue=queue)
+    assert clean.problems == [] and clean.products == 7
+    assert [(p.kind, p.ids) for p in broken.problems] == [("default_price_unusable", ("price_surveys_default",))]
+    assert await ensure_catalog_check_schedule(dev_env.client, queue) == CHECK_SCHEDULE_ID
+    assert await ensure_catalog_check_schedule(dev_env.client, queue) == CHECK_SCHEDULE_ID  # idempotent
+    described = await dev_env.client.get_schedule_handle(CHECK_SCHEDULE_ID).describe()
+    assert described.schedule.spec.intervals[0].every == timedelta(hours=6)
+    await dev_env.client.get_schedule_handle(CHECK_SCHEDULE_ID).delete()
