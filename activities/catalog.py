@@ -390,6 +390,69 @@ def remove_subscription_discount(client: stripe.StripeClient, subscription_id: s
     return SubscriptionChange(_view(client, updated), True, {"discount": found.id, "coupon": _coupon_id(found)})
 
 
+# ---- customers: the customer page and finding the existing customer ----------------------------
+
+
+@dataclass(frozen=True)
+class CustomerView:
+    id: str
+    email: str | None
+    name: str | None
+    org: str | None  # metadata posthog_org_id
+    balances: dict[str, int]  # currency → minor units; negative is credit the customer holds
+    subscriptions: list[SubscriptionView]
+
+    def to_json(self) -> dict[str, Any]:
+        from domain.money import format_amount
+
+        return {"id": self.id, "email": self.email, "name": self.name, "posthog_org_id": self.org,
+                "balances": {c: format_amount(a, c) for c, a in sorted(self.balances.items())},
+                "subscriptions": [s.to_json() for s in self.subscriptions]}
+
+
+def view_customer(client: stripe.StripeClient, customer_id: str, *, with_subscriptions: bool = True) -> CustomerView:
+    try:
+        customer = client.v1.customers.retrieve(customer_id, {"expand": ["invoice_credit_balance"]})
+    except stripe.InvalidRequestError as exc:
+        if exc.http_status == 404:
+            raise SubscriptionChangeRefused(f"Stripe has no customer {customer_id}.") from None
+        raise
+    if getattr(customer, "deleted", False):
+        raise SubscriptionChangeRefused(f"Customer {customer_id} was deleted in Stripe.")
+    balances: dict[str, int] = {}
+    per_currency = getattr(customer, "invoice_credit_balance", None)
+    if per_currency is not None:
+        # `invoice_credit_balance` counts credit as positive; shown here with `balance`'s sign (and
+        # the balance transactions'), where a credit the customer holds is negative.
+        balances = {str(c): -int(a) for c, a in per_currency.to_dict().items() if a}
+    if customer.balance and customer.currency and customer.currency not in balances:
+        balances[customer.currency] = int(customer.balance)
+    subscriptions = []
+    if with_subscriptions:
+        for sub in client.v1.subscriptions.list({"customer": customer.id, "status": "all", "limit": 100,
+                                                 "expand": ["data.discounts"]}).auto_paging_iter():
+            subscriptions.append(_view(client, sub))
+    return CustomerView(customer.id, customer.email, customer.name, _metadata(customer).get("posthog_org_id"),
+                        balances, subscriptions)
+
+
+def suggest_customers(client: stripe.StripeClient, *, email: str | None, known_ids: list[str]) -> list[CustomerView]:
+    """Stripe customers that may be the row's existing customer: those other rows of the same
+    organisation used, and those with the row's email. Search is not read-after-write on Stripe,
+    so exact list filters are used instead."""
+    ids: list[str] = list(dict.fromkeys(known_ids))
+    if email:
+        ids += [c.id for c in client.v1.customers.list({"email": email, "limit": 20}).auto_paging_iter()
+                if c.id not in ids]
+    found = []
+    for customer_id in ids:
+        try:
+            found.append(view_customer(client, customer_id))
+        except SubscriptionChangeRefused:
+            continue  # deleted or gone: not a suggestion
+    return found
+
+
 # ---- startup plans and free trials ------------------------------------------------------------
 
 

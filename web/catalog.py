@@ -21,6 +21,7 @@ from flask import Blueprint, flash, jsonify, redirect, render_template, request,
 from activities.catalog import (
     BespokeResult,
     CatalogCheckResult,
+    CustomerView,
     SubscriptionChange,
     SubscriptionChangeRefused,
     add_subscription_discount,
@@ -29,6 +30,8 @@ from activities.catalog import (
     read_catalog,
     remove_subscription_discount,
     run_catalog_check,
+    suggest_customers,
+    view_customer,
     view_subscription,
 )
 from activities.stripe_api import dashboard_url, stripe_client
@@ -688,3 +691,121 @@ def free_trial_form(org: str) -> Any:
         except TimerRefused as exc:
             flash(str(exc), "error")
     return redirect(url_for("catalog.free_trial_page", org=org))
+
+
+# ---- customers -------------------------------------------------------------------------------
+
+
+def _plans_of(customer_id: str) -> list[dict[str, Any]]:
+    from sqlalchemy import or_, select
+
+    from store.models import Plan
+
+    with db() as session:
+        rows = session.scalars(select(Plan).where(or_(Plan.stripe_customer_id == customer_id,
+                                                      Plan.stripe_customer_id_existing == customer_id))
+                               .order_by(Plan.id))
+        return [{"id": p.id, "company_name": p.company_name, "state": p.state,
+                 "payment_schedule": p.payment_schedule,
+                 "role": "installments" if p.stripe_customer_id == customer_id and p.payment_schedule == "monthly"
+                 else "customer"} for p in rows]
+
+
+def _customer_json(view: CustomerView) -> dict[str, Any]:
+    return {**view.to_json(), "plans": _plans_of(view.id), "dashboard_url": dashboard_url(settings(), view.id)}
+
+
+@bp.get("/api/customers/<customer_id>")
+@requires("viewer")
+def customer_api(customer_id: str) -> Any:
+    try:
+        return jsonify(_customer_json(view_customer(_client(), customer_id)))
+    except SubscriptionChangeRefused as exc:
+        return jsonify({"error": str(exc)}), 404
+
+
+@bp.get("/catalog/customers/<customer_id>")
+@requires("viewer")
+def customer_page(customer_id: str) -> Any:
+    try:
+        view = view_customer(_client(), customer_id)
+    except SubscriptionChangeRefused as exc:
+        return render_template("error.html", title="No such customer", message=str(exc)), 404
+    except stripe.StripeError as exc:
+        raise CatalogUnavailable(f"Stripe could not be read ({exc.user_message or exc}).") from None
+    return render_template("catalog/customer.html", customer=_customer_json(view),
+                           link=lambda i: dashboard_url(settings(), i))
+
+
+def _suggestions(plan_id: int) -> tuple[dict[str, Any], list[dict[str, Any]]]:
+    """The row, and the Stripe customers that may be its existing one (same org on other rows, or
+    the same email), each with its balances and subscriptions."""
+    from sqlalchemy import select
+
+    from store.models import Plan
+
+    with db() as session:
+        plan = session.get(Plan, plan_id)
+        if plan is None:
+            raise SubscriptionChangeRefused(f"There is no plan row {plan_id}.")
+        row = {"id": plan.id, "company_name": plan.company_name, "customer_email": plan.customer_email,
+               "posthog_org_id": plan.posthog_org_id, "stripe_customer_id_existing": plan.stripe_customer_id_existing}
+        known: list[str] = []
+        if plan.posthog_org_id:
+            for other in session.scalars(select(Plan).where(Plan.posthog_org_id == plan.posthog_org_id,
+                                                            Plan.id != plan.id).order_by(Plan.id)):
+                if other.stripe_customer_id_existing:
+                    known.append(other.stripe_customer_id_existing)
+                if other.stripe_customer_id and other.payment_schedule != "monthly":
+                    known.append(other.stripe_customer_id)
+    found = suggest_customers(_client(), email=str(row["customer_email"] or "") or None, known_ids=known)
+    out = []
+    for view in found:
+        why = []
+        if view.id in known:
+            why.append(f"used by another row of organisation {row['posthog_org_id']}")
+        if row["customer_email"] and (view.email or "").lower() == str(row["customer_email"]).lower():
+            why.append(f"same email {view.email}")
+        if view.org and view.org == row["posthog_org_id"]:
+            why.append("its metadata names the organisation")
+        out.append({**view.to_json(), "why": why})
+    return row, out
+
+
+@bp.get("/api/customer-suggestions")
+@requires("viewer")
+def suggestions_api() -> Any:
+    raw = request.args.get("plan_id", "")
+    if not raw.isdigit():
+        return jsonify({"error": "Give the row as plan_id=<number>."}), 400
+    try:
+        row, found = _suggestions(int(raw))
+    except SubscriptionChangeRefused as exc:
+        return jsonify({"error": str(exc)}), 404
+    return jsonify({"plan": row, "suggestions": found})
+
+
+@bp.get("/catalog/plans/<int:plan_id>/customers")
+@requires("viewer")
+def suggestions_page(plan_id: int) -> Any:
+    try:
+        row, found = _suggestions(plan_id)
+    except SubscriptionChangeRefused as exc:
+        return render_template("error.html", title="No such row", message=str(exc)), 404
+    return render_template("catalog/suggestions.html", row=row, suggestions=found)
+
+
+@bp.post("/catalog/plans/<int:plan_id>/customers")
+@requires("operator")
+def use_customer(plan_id: int) -> Any:
+    from plans.service import PlanRejected
+    from web.context import plans
+
+    customer_id = request.form.get("customer", "").strip()
+    try:
+        plans().edit(plan_id, {"stripe_customer_id_existing": customer_id}, actor=_actor())
+    except PlanRejected as exc:
+        flash(" ".join([exc.message, *exc.errors.values()]), "error")
+        return redirect(url_for("catalog.suggestions_page", plan_id=plan_id))
+    flash(f"Row {plan_id} now uses the existing Stripe customer {customer_id}.", "ok")
+    return redirect(url_for("table.show_plan", plan_id=plan_id))
