@@ -113,6 +113,46 @@ def problems() -> Any:
                     "products": result.products, "prices": result.prices, "meters": result.meters})
 
 
+def last_scheduled_check() -> dict[str, Any] | None:
+    """The newest finished run of the `catalog-check` Schedule: when, and its problems (None when
+    there is no schedule or no finished run yet). For the table page's banner."""
+    from temporalio.client import ScheduleActionExecutionStartWorkflow, WorkflowExecutionStatus
+    from temporalio.service import RPCError
+
+    from workflows.catalog import CHECK_SCHEDULE_ID, CatalogCheckWorkflow
+
+    async def read(client: Any) -> dict[str, Any] | None:
+        try:
+            described = await client.get_schedule_handle(CHECK_SCHEDULE_ID).describe()
+        except RPCError:
+            return None
+        for action in reversed(described.info.recent_actions):
+            started = action.action
+            if not isinstance(started, ScheduleActionExecutionStartWorkflow):
+                continue
+            handle = client.get_workflow_handle_for(CatalogCheckWorkflow.run, started.workflow_id,
+                                                    run_id=started.first_execution_run_id)
+            if (await handle.describe()).status != WorkflowExecutionStatus.COMPLETED:
+                continue
+            result = await handle.result()
+            return {"at": action.started_at.isoformat(), "problems": [p.to_json() for p in result.problems],
+                    "count": len(result.problems)}
+        return None
+
+    result: dict[str, Any] | None = temporal().run(read)
+    return result
+
+
+@bp.get("/api/catalog/last-check")
+@requires("viewer")
+def last_check_api() -> Any:
+    found = last_scheduled_check()
+    if found is None:
+        return jsonify({"error": "The scheduled catalog check has not finished a run yet "
+                                 "(create it with `revops catalog schedule`)."}), 404
+    return jsonify(found)
+
+
 @bp.get("/api/catalog/billing-limit")
 @requires("viewer")
 def billing_limit() -> Any:

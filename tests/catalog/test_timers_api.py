@@ -102,3 +102,38 @@ async def test_free_trial_api(timer_app: tuple[FlaskClient, WorkflowEnvironment]
     assert cancelled.get_json()["state"] == "cancelled"
     assert (await call(client, "get", "/api/free-trials/org-unknown", users["viewer"])).status_code == 404
 
+
+
+async def test_last_scheduled_check(dev_env: WorkflowEnvironment, catalog_settings: Settings, users: dict[str, str],
+                                    fresh_stripe_sandbox: StripeSandbox) -> None:
+    """The table page's banner reads the newest finished run of the `catalog-check` Schedule."""
+    from workflows.catalog import CHECK_SCHEDULE_ID, ensure_catalog_check_schedule
+
+    queue = f"catalog-{uuid.uuid4().hex[:8]}"
+    settings = replace(catalog_settings, temporal_task_queue=queue)
+    target = dev_env.client.service_client.config.target_host
+    bridge = TemporalBridge(lambda: Client.connect(target))
+    app = create_app(settings, temporal=bridge)
+    if "catalog" not in app.blueprints:
+        from web import catalog
+
+        app.register_blueprint(catalog.bp)
+    client = app.test_client()
+    try:
+        async with worker(dev_env.client, queue, settings, fresh_stripe_sandbox):
+            missing = await call(client, "get", "/api/catalog/last-check", users["viewer"])
+            assert missing.status_code == 404 and "revops catalog schedule" in missing.get_json()["error"]
+            fresh_stripe_sandbox.client().v1.prices.update("price_surveys_default", {"active": False})
+            await ensure_catalog_check_schedule(dev_env.client, queue)
+            schedule = dev_env.client.get_schedule_handle(CHECK_SCHEDULE_ID)
+            await schedule.trigger()
+            for _ in range(100):
+                found = await call(client, "get", "/api/catalog/last-check", users["viewer"])
+                if found.status_code == 200:
+                    break
+                await asyncio.sleep(0.1)
+            assert found.status_code == 200, found.get_json()
+            assert [p["ids"] for p in found.get_json()["problems"]] == [["price_surveys_default"]]
+    finally:
+        await dev_env.client.get_schedule_handle(CHECK_SCHEDULE_ID).delete()
+        bridge.close()
