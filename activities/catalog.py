@@ -50,9 +50,13 @@ from settings import Settings
 
 # Who changed the catalog or a subscription, when, with which Stripe ids: one JSON line each.
 audit_log = logging.getLogger("revops.audit.catalog")
+audit_log.setLevel(logging.INFO)
 
 
 def audit(actor: str, action: str, **details: Any) -> None:
+    if not audit_log.handlers and not logging.getLogger().handlers:
+        # A process that configured no logging would drop INFO lines: the audit trail goes to stderr.
+        audit_log.addHandler(logging.StreamHandler())
     audit_log.info(json.dumps({"actor": actor, "action": action, **details}, sort_keys=True, default=str))
 
 

@@ -3,6 +3,7 @@ the Stripe sandbox: what the next invoice bills, exactly once, roles, and the pl
 
 from __future__ import annotations
 
+import json
 from collections.abc import Callable
 from typing import Any
 
@@ -98,7 +99,8 @@ def test_always_invoice_bills_the_prorations_now(fresh_stripe_sandbox: StripeSan
 
 
 def test_move_back_and_forth_moves_each_time(catalog_app: Flask, users: dict[str, str],
-                                             fresh_stripe_sandbox: StripeSandbox) -> None:
+                                             fresh_stripe_sandbox: StripeSandbox,
+                                             caplog: pytest.LogCaptureFixture) -> None:
     sub = subscribe(fresh_stripe_sandbox)
     client = catalog_app.test_client()
     a, b = "price_product_analytics_default", "price_product_analytics_startup"
@@ -106,6 +108,10 @@ def test_move_back_and_forth_moves_each_time(catalog_app: Flask, users: dict[str
         moved = client.post(f"/api/subscriptions/{sub.id}/move", json={"from_price": from_price, "to_price": to_price},
                             headers=auth(users["operator"])).get_json()
         assert moved["changed"] and [i["price"] for i in moved["subscription"]["items"]] == [to_price]
+    audited = [json.loads(r.getMessage()) for r in caplog.records if r.name == "revops.audit.catalog"]
+    assert [(e["actor"], e["action"], e["to_price"]) for e in audited] == [
+        ("operator@example.com", "subscription_price_moved", to) for to in (b, a, b)]
+    assert fresh_stripe_sandbox.client().v1.subscriptions.retrieve(sub.id).metadata["revops_changes"] == "3"
 
 
 @pytest.mark.parametrize(("body", "status", "message"), [
