@@ -580,3 +580,9 @@ class CatalogActivities:
     @activity.defn(name="catalog_free_trial_end")
     def free_trial_end(self, trial: FreeTrialEnd) -> FreeTrialOutcome:
         return end_free_trial(self.client, self.settings, trial)
+
+
+def build(settings: Settings) -> list[Any]:
+    """The catalog activities for the worker (`worker.AREAS` convention)."""
+    activities = CatalogActivities(settings)
+    return [activities.check, activities.startup_plan_read, activities.startup_plan_expire, activities.free_trial_end]

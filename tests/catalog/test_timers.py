@@ -25,7 +25,7 @@ from temporalio.worker import Worker
 from werkzeug.serving import make_server
 from werkzeug.wrappers import Request, Response
 
-from activities.catalog import CatalogActivities
+from activities.catalog import build
 from activities.plan.billing_service import signature_header
 from sandbox.stripe.harness import StripeSandbox
 from settings import Settings
@@ -54,10 +54,8 @@ async def ts() -> AsyncIterator[WorkflowEnvironment]:
 
 
 def worker(client: Client, queue: str, settings: Settings, sandbox: StripeSandbox) -> Worker:
-    activities = CatalogActivities(settings, sandbox.client(max_network_retries=0))
-    return Worker(client, task_queue=queue, workflows=WORKFLOWS,
-                  activities=[activities.check, activities.startup_plan_read, activities.startup_plan_expire,
-                              activities.free_trial_end],
+    assert settings.stripe_api_base == sandbox.url
+    return Worker(client, task_queue=queue, workflows=WORKFLOWS, activities=build(settings),
                   activity_executor=ThreadPoolExecutor(2),
                   # No workflow cache, so no sticky task queue: a stopped worker's sticky queue is never
                   # timed out by the time-skipping server, and a restarted process has no cache anyway.
