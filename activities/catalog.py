@@ -181,6 +181,9 @@ def create_bespoke_price(client: stripe.StripeClient, config: BillingConfig, req
     nickname = f"Custom - {today.isoformat()}"
     for existing in snapshot.prices:
         if existing.product == product.id and existing.metadata.get("bespoke_request") == fingerprint:
+            if not existing.active:
+                raise BespokeRefused([f"the same price was made before as {existing.id} and has been archived; "
+                                      "reactivate it in Stripe, or change the tiers or metadata to make a new one"])
             return BespokeResult(existing.id, False, meter, existing.nickname or nickname)
     tiers: list[PriceCreateParamsTier] = []
     for tier in request.tiers:

@@ -48,6 +48,11 @@ def test_bespoke_price_end_to_end(catalog_app: Flask, users: dict[str, str],
     made_prices = [p for p in stripe.v1.prices.list({"product": "prod_group_analytics", "limit": 100}).data
                    if p.nickname and p.nickname.startswith("Custom - ")]
     assert len(made_prices) == 1
+    # Archived since: the same request does not silently answer with a price nobody can use.
+    stripe.v1.prices.update(answer["price"], {"active": False})
+    archived = client.post("/api/catalog/prices", json=body, headers=auth(users["operator"]))
+    assert archived.status_code == 422 and f"made before as {answer['price']}" in archived.get_json()["problems"][0]
+    stripe.v1.prices.update(answer["price"], {"active": True})
     # A second product reuses nothing but makes its own meter; the catalog stays clean.
     main = client.post("/api/catalog/prices", json={"product": "prod_product_analytics", "tiers": MATCHING},
                        headers=auth(users["operator"]))
