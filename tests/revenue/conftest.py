@@ -16,6 +16,14 @@ CARD: dict[str, Any] = {"payment_method": "pm_card_visa",
                         "invoice_settings": {"default_payment_method": "pm_card_visa"}}
 
 
+def sqlite_only(settings: Settings, why: str) -> None:
+    """Tests of pacing, retries and process wiring run once: the database is not what they test
+    (tests/conftest.py runs every revenue test on SQLite and PostgreSQL), and /tests/revenue must
+    stay fast."""
+    if settings.database_url.startswith("postgresql"):
+        pytest.skip(f"Runs on SQLite only: {why}")
+
+
 @pytest.fixture
 def revenue_settings(settings: Settings, fresh_stripe_sandbox: Any) -> Settings:
     return replace(settings, stripe_api_base=fresh_stripe_sandbox.url, stripe_api_key=fresh_stripe_sandbox.api_key,

@@ -11,6 +11,7 @@ from activities.stripe_sync import full_sync
 from settings import Settings
 from store.db import unit_of_work
 from store.warehouse import StripeInvoiceItem, created_of
+from tests.revenue.conftest import sqlite_only
 
 
 def test_invoice_items_are_dated_by_date() -> None:
@@ -21,6 +22,7 @@ def test_invoice_items_are_dated_by_date() -> None:
 
 def test_a_full_sync_pages_and_splits_invoice_item_windows(fresh_stripe_sandbox: Any,
                                                           revenue_settings: Settings) -> None:
+    sqlite_only(revenue_settings, "Stripe-side paging of invoice items")
     client = fresh_stripe_sandbox.client()
     customer = client.v1.customers.create({"email": "items@example.com"})
     # More than one page, made over several seconds, so an idle worker is handed an older window.

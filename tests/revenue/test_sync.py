@@ -21,7 +21,7 @@ from store.warehouse import (
     StripeInvoice,
     StripeSubscription,
 )
-from tests.revenue.conftest import CARD, PERSON, fill
+from tests.revenue.conftest import CARD, PERSON, fill, sqlite_only
 
 
 def sandbox_ids(sandbox: Any, kind: str) -> list[str]:
@@ -174,6 +174,7 @@ def sandbox_process(revops_cli: list[str]) -> Iterator[str]:
 
 
 def test_rate_limit_sets_the_pace(sandbox_process: str, settings: Settings) -> None:
+    sqlite_only(settings, "the token bucket sets the pace")
     from concurrent.futures import ThreadPoolExecutor
     from dataclasses import replace
 
@@ -196,6 +197,7 @@ def test_rate_limit_sets_the_pace(sandbox_process: str, settings: Settings) -> N
 
 
 def test_429s_slow_the_sync_without_failing_it(fresh_stripe_sandbox: Any, revenue_settings: Settings) -> None:
+    sqlite_only(revenue_settings, "Retry-After handling")
     fill(fresh_stripe_sandbox, customers=250, subscriptions=1, invoices=1)
     fresh_stripe_sandbox.set_faults({"seed": 7, "rules": [
         {"method": "GET", "path": "/v1/", "rate_limit": True, "retry_after": 0.2, "rate": 0.4}]})

@@ -13,13 +13,14 @@ from temporalio.worker import Worker
 
 from activities.revenue import RevenueSyncInput, RevenueSyncResult, build
 from settings import Settings
-from tests.revenue.conftest import fill
+from tests.revenue.conftest import fill, sqlite_only
 from tests.revenue.test_sync import assert_mirrors
 from workflows.revenue import SCHEDULE_ID, RevenueSyncWorkflow, ensure_revenue_sync_schedule
 
 
 async def test_the_sync_workflow_runs_the_checkpointed_activity(ts_env: WorkflowEnvironment, fresh_stripe_sandbox: Any,
                                                                 revenue_settings: Settings) -> None:
+    sqlite_only(revenue_settings, "the Temporal wiring")
     from concurrent.futures import ThreadPoolExecutor
 
     fill(fresh_stripe_sandbox, customers=30, subscriptions=2, invoices=2)
@@ -44,6 +45,7 @@ async def test_the_schedule_is_created_once(dev_env: WorkflowEnvironment) -> Non
 
 def test_revops_sync_revenue_by_hand(fresh_stripe_sandbox: Any, revenue_settings: Settings,
                                      revops_cli: list[str]) -> None:
+    sqlite_only(revenue_settings, "the CLI process")
     fill(fresh_stripe_sandbox, customers=120, subscriptions=1, invoices=1)
     env = {**os.environ, **revenue_settings.as_env()}
     done = subprocess.run([*revops_cli, "sync", "revenue", "--full"], env=env, capture_output=True, text=True,
