@@ -288,7 +288,8 @@ def load_books(session: Session, owners: Sequence[str]) -> dict[str, recognition
             # Paid out of band, or payments Stripe did not list: the rest arrived when it was paid.
             payments.append((money_at, inv["paid"] - known))
         if not inv["lines"]:
-            continue
+            # Lines not synced (yet): the money still counts, as one line with no period.
+            inv["lines"] = [recognition.InvoiceLine(iid, inv["total"] - inv["tax"])]
         by_owner_invoices[members[inv["customer"]]].append(recognition.Invoice(
             iid, inv["currency"], money_at, inv["total"], inv["tax"], inv["paid"], inv["applied"],
             tuple(inv["lines"]), inv["plan"], tuple(inv["reductions"]), inv["finalized"],

@@ -283,3 +283,13 @@ def test_a_partial_payment_is_money_when_it_arrives_and_the_rest_when_it_does(re
         link_invoice_payments(s, paid_invoice)
         rebuild(s, invoices=["in_part"], charges=["ch_part2"], customers=[])
     assert by_month(revenue_settings, "cus_part") == {date(2027, 1, 1): 40_000, date(2027, 3, 1): 60_000}
+
+
+def test_an_invoice_whose_lines_are_not_synced_still_counts_its_money(revenue_settings: Settings) -> None:
+    paid = int(datetime(2027, 6, 2, tzinfo=UTC).timestamp())
+    _store(revenue_settings, {"id": "cus_nl", "object": "customer", "created": paid, "metadata": {}},
+           {"id": "in_nl", "object": "invoice", "customer": "cus_nl", "created": paid, "currency": "usd",
+            "status": "paid", "total": 3_300, "amount_paid": 3_300, "status_transitions": {"paid_at": paid}})
+    with unit_of_work(revenue_settings.database_url) as s:
+        rebuild(s, invoices=["in_nl"], charges=[], customers=[])
+    assert by_month(revenue_settings, "cus_nl") == {date(2027, 6, 1): 3_300}
