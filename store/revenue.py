@@ -409,13 +409,22 @@ def rebuild(session: Session, *, invoices: Iterable[str], charges: Iterable[str]
 
 
 def rebuild_all(session: Session, policy: str = "consumption") -> int:
-    """The whole schedule again (after a full sync): every customer with money, from scratch."""
-    session.execute(delete(RevenueScheduleEntry))
-    customers = set(session.scalars(select(StripeInvoice.customer_id).distinct())) | set(
+    """The whole schedule again (after a full sync): every customer with money, from scratch.
+
+    Customer by customer, each under its lock (not one delete of the whole table first): a webhook
+    rebuilding one customer meanwhile waits for that customer's turn instead of deadlocking."""
+    found = set(session.scalars(select(StripeInvoice.customer_id).distinct())) | set(
         session.scalars(select(StripeCharge.customer_id).distinct())) | set(
         session.scalars(select(StripeCustomerBalanceTransaction.customer_id).distinct()))
-    written = recompute_customers(session, {c for c in customers if c}, policy)
+    customers = {c for c in found if c}
+    written = recompute_customers(session, customers, policy)
+    # Rows of customers with nothing left to book (their objects are gone).
+    keep = set(ledger_owners(session, customers)) | customers
+    stale = [c for c in session.scalars(select(RevenueScheduleEntry.customer_id).distinct()) if c and c not in keep]
+    for chunk in _chunks(stale):
+        session.execute(delete(RevenueScheduleEntry).where(RevenueScheduleEntry.customer_id.in_(chunk)))
     customerless = list(session.scalars(select(StripeCharge.id).where(StripeCharge.customer_id.is_(None))))
+    session.execute(delete(RevenueScheduleEntry).where(RevenueScheduleEntry.customer_id.is_(None)))
     return written + _recompute_customerless_charges(session, customerless)
 
 

@@ -13,7 +13,7 @@ from activities import stripe_sync
 from activities.stripe_sync import apply_stripe_event, full_sync, incremental_sync
 from settings import Settings
 from store.db import unit_of_work
-from store.revenue import rebuild
+from store.revenue import rebuild, rebuild_all
 from store.warehouse import RevenueScheduleEntry, StripeSubscriptionItem, row_for, upsert
 from tests.revenue.conftest import CARD
 
@@ -227,7 +227,7 @@ def test_concurrent_rebuilds_of_one_customer_do_not_collide(revenue_settings: Se
                      "currency": "usd", "period": {"start": paid, "end": paid + 365 * DAY}}]
     _store(revenue_settings, *objects)
     errors: list[BaseException] = []
-    start = threading.Barrier(4)
+    start = threading.Barrier(5)
 
     def rebuild_many() -> None:
         try:
@@ -238,7 +238,16 @@ def test_concurrent_rebuilds_of_one_customer_do_not_collide(revenue_settings: Se
         except BaseException as exc:  # noqa: BLE001 - reported below
             errors.append(exc)
 
-    threads = [threading.Thread(target=rebuild_many) for _ in range(4)]
+    def full_rebuilds() -> None:  # a full sync's rebuild at the same time
+        try:
+            start.wait()
+            for _ in range(8):
+                with unit_of_work(revenue_settings.database_url) as s:
+                    rebuild_all(s)
+        except BaseException as exc:  # noqa: BLE001 - reported below
+            errors.append(exc)
+
+    threads = [threading.Thread(target=rebuild_many) for _ in range(4)] + [threading.Thread(target=full_rebuilds)]
     for t in threads:
         t.start()
     for t in threads:
