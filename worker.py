@@ -13,7 +13,7 @@ from temporalio.worker import Worker
 from settings import Settings
 
 # Each area owns workflows/<area>.py (WORKFLOWS) and activities/<area>.py (build(settings)).
-AREAS = ("plan", "intake", "revenue")
+AREAS = ("plan", "intake", "revenue", "catalog")
 
 
 def all_workflows() -> list[type]:
@@ -41,13 +41,15 @@ def build_worker(client: Client, settings: Settings, *, task_queue: str | None =
 
 
 async def ensure_schedules(client: Client, settings: Settings) -> None:
-    """The recurring work: daily PandaDoc reconcile (+ sheet mirror when configured), revenue sync.
-    Idempotent, so every worker start-up can call it."""
+    """The recurring work: daily PandaDoc reconcile (+ sheet mirror when configured), revenue sync,
+    catalog check. Idempotent, so every worker start-up can call it."""
     from cli.intake import ensure_intake_schedules
+    from workflows.catalog import ensure_catalog_check_schedule
     from workflows.revenue import ensure_revenue_sync_schedule
 
     await ensure_intake_schedules(client, settings)
     await ensure_revenue_sync_schedule(client, settings.temporal_task_queue)
+    await ensure_catalog_check_schedule(client, settings.temporal_task_queue)
 
 
 async def run(settings: Settings) -> None:

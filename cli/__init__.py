@@ -168,10 +168,11 @@ def build_parser() -> argparse.ArgumentParser:
     revoke.add_argument("token_id", type=int)
     revoke.set_defaults(func=cmd_tokens_revoke)
 
-    from cli import intake, revenue
+    from cli import catalog, intake, revenue
 
     intake.register(commands)
     revenue.register(commands)
+    catalog.register(commands)
     return parser
 
 

@@ -45,19 +45,19 @@ def create_app(settings: Settings | None = None, *, temporal: Any = None) -> Fla
         admin,
         api,
         auth,
+        catalog,
         errors,
         health,
         pandadoc_webhooks,
         revenue,
+        stripe_setup,
         stripe_webhooks,
         table,
     )
 
-    for module in (health, auth, admin, api, table, stripe_webhooks, pandadoc_webhooks, revenue):
+    for module in (health, auth, admin, api, table, stripe_webhooks, pandadoc_webhooks, revenue, catalog,
+                   stripe_setup):
         app.register_blueprint(module.bp)
-    from web import stripe_setup  # the Stripe webhook set-up page (observability: issue 15)
-
-    app.register_blueprint(stripe_setup.bp)
     auth.install(app)
     errors.install(app)
     return app
