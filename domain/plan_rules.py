@@ -566,6 +566,11 @@ def locked_fields(facts: PlanFacts, p: Progress) -> dict[str, str]:
         why = f"{billed} was already made from it in Stripe; change it there and leave the row as it is"
         for name in ("price", "currency", "start_date", "term_months", "payment_terms_days"):
             locked[name] = why
+    if p.invoice_id:
+        # The upfront invoice states the credit bought and the discount: the customer pays for those.
+        why = f"the invoice {p.invoice_id} states it; void the invoice in Stripe and make a new row instead"
+        for name in ("credit_amount", "discount"):
+            locked[name] = why
     if p.credit != CREDIT_NONE:
         for name in ("credit_amount", "credit_start", "credit_release"):
             locked[name] = "the credit was already armed or applied"
