@@ -149,13 +149,25 @@ def _aware(value: datetime | None) -> datetime | None:
     return value if value.tzinfo else value.replace(tzinfo=UTC)
 
 
+_ALL = "revenue:all-customers"
+
+
 def _lock_customers(session: Session, owners: Sequence[str]) -> None:
     """Two rebuilds of one customer (a webhook and a sync) must not interleave their delete and
-    insert: on PostgreSQL each takes a transaction lock per customer, in one order (no deadlock)."""
-    if session.get_bind().dialect.name != "postgresql":
-        return  # SQLite serialises writers already
+    insert: on PostgreSQL each takes a transaction lock per customer, in one order (no deadlock),
+    under a shared lock that a full rebuild takes exclusively (it would need too many locks to
+    take one per customer)."""
+    if session.get_bind().dialect.name != "postgresql" or session.info.get(_ALL):
+        return  # SQLite serialises writers already; a full rebuild holds everything
+    session.execute(text("SELECT pg_advisory_xact_lock_shared(hashtext(:k))"), {"k": _ALL})
     for owner in sorted(owners):
         session.execute(text("SELECT pg_advisory_xact_lock(hashtext(:k))"), {"k": f"revenue:{owner}"})
+
+
+def _lock_all(session: Session) -> None:
+    if session.get_bind().dialect.name == "postgresql":
+        session.execute(text("SELECT pg_advisory_xact_lock(hashtext(:k))"), {"k": _ALL})
+        session.info[_ALL] = True
 
 
 _NO_REVENUE_TYPES = frozenset({"applied_to_invoice", "unapplied_from_invoice"})
@@ -411,8 +423,9 @@ def rebuild(session: Session, *, invoices: Iterable[str], charges: Iterable[str]
 def rebuild_all(session: Session, policy: str = "consumption") -> int:
     """The whole schedule again (after a full sync): every customer with money, from scratch.
 
-    Customer by customer, each under its lock (not one delete of the whole table first): a webhook
-    rebuilding one customer meanwhile waits for that customer's turn instead of deadlocking."""
+    Under an exclusive lock that per-customer rebuilds (webhooks) share: they wait for it, it waits
+    for them, and neither deadlocks on the schedule's rows."""
+    _lock_all(session)
     found = set(session.scalars(select(StripeInvoice.customer_id).distinct())) | set(
         session.scalars(select(StripeCharge.customer_id).distinct())) | set(
         session.scalars(select(StripeCustomerBalanceTransaction.customer_id).distinct()))
