@@ -76,9 +76,10 @@ def failed_fields(plan: Plan) -> list[str]:
     listed = errors.get(FAILED_KEY)
     if isinstance(listed, list):
         return [name for name in listed if isinstance(name, str) and name in INPUT_FIELDS]
-    # Rows stored before the list was kept: a field with an error on a review row failed.
+    # Rows stored before the list was kept: a field with an error (not a warning) on a review row failed.
     if plan.state == NEEDS_REVIEW:
-        return [name for name in errors if name in INPUT_FIELDS]
+        warned = plan.warnings if isinstance(plan.warnings, dict) else {}
+        return [name for name in errors if name in INPUT_FIELDS and name not in warned]
     return []
 
 
@@ -128,9 +129,9 @@ def insert_plan(
         setattr(plan, name, null())
     if pandadoc_id:
         plan.pandadoc_id = pandadoc_id
-    problems = {**errors, **warnings}
-    plan.errors = {**problems, **({"_raw": _jsonable(dict(raw))} if problems else {}),
-                   **({FAILED_KEY: failed} if failed else {})}
+    # An error outranks a warning on the same field (a price that cannot be read and other pricing lines).
+    problems = {**warnings, **errors}
+    plan.errors = {**problems, **({"_raw": _jsonable(dict(raw)), FAILED_KEY: failed} if problems else {})}
     plan.warnings = dict(warnings)
     plan.state = NEEDS_REVIEW if problems else NEW
     session.add(plan)

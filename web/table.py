@@ -172,7 +172,16 @@ def row_context(plan: Plan, principal: Principal | None, duplicates: list[Duplic
     view = row_view(plan)
     return {"plan": plan, "buttons": buttons_for(plan, principal, view), "version": version(plan),
             "row_error": row_error(plan, view), "products_locked": _products_lock(plan),
-            "duplicates": duplicates or [], "duplicate_warning": duplicate_warning(duplicates or [])}
+            "duplicates": duplicates or [], "duplicate_warning": duplicate_warning(duplicates or []),
+            "duplicate_note": _duplicate_note(duplicates or [])}
+
+
+def _duplicate_note(duplicates: list[Duplicate]) -> str:
+    """The table's short form of the warning (the row page and the confirm dialog say it in full)."""
+    if not duplicates:
+        return ""
+    rows = ", ".join(f"#{d.plan_id}" for d in duplicates[:3]) + (" …" if len(duplicates) > 3 else "")
+    return f"Possible duplicate of {rows}"
 
 
 def rows_context(session: Any, plans: list[Plan], principal: Principal | None) -> list[dict[str, Any]]:
@@ -424,7 +433,7 @@ def show_plan(plan_id: int) -> Any:
         if plan is None:
             abort(404)
         values, errors, warnings = review_form(plan)
-        return render_template("table/plan.html", **_plan_page(s, plan, values, errors, warnings))
+        return render_template("table/plan.html", **_plan_page(s, plan, values, errors, warnings), submitted=False)
 
 
 def review_form(plan: Plan) -> tuple[dict[str, Any], dict[str, str], dict[str, str]]:
@@ -441,7 +450,7 @@ def review_form(plan: Plan) -> tuple[dict[str, Any], dict[str, str], dict[str, s
             values[name] = str(text)
     stored_warnings = plan.warnings if isinstance(plan.warnings, dict) else {}
     errors = {k: str(v) for k, v in plan.errors.items()
-              if k in INPUT_FIELDS and k not in stored_warnings}
+              if k in INPUT_FIELDS and v != stored_warnings.get(k)}
     warnings = {k: str(v) for k, v in stored_warnings.items() if k in INPUT_FIELDS}
     return values, errors, warnings
 
@@ -481,7 +490,7 @@ def edit_plan(plan_id: int) -> Any:
             plan = s.get(Plan, plan_id)
             assert plan is not None
             page = _plan_page(s, plan, values, exc.errors, exc.warnings)
-            return render_template("table/plan.html", **page), 422
+            return render_template("table/plan.html", **page, submitted=True), 422
     if saved.get("state") == "needs_review":
         flash(f"Row {plan_id} saved; it still needs review: fix the fields marked below.", "ok")
     elif before_state == "needs_review":
@@ -532,7 +541,8 @@ def _review_context(s: Any, plan: Plan) -> dict[str, Any]:
     raw: dict[str, Any] = found if isinstance(found, dict) else {}
     other_lines = raw.get(OTHER_LINES_KEY) or []
     in_review = plan.state == "needs_review"
-    field_problems = [k for k in stored if k in INPUT_FIELDS and k not in (plan.warnings or {})]
+    warned = plan.warnings if isinstance(plan.warnings, dict) else {}
+    field_problems = [k for k, v in stored.items() if k in INPUT_FIELDS and v != warned.get(k)]
     row_problems = {k: str(v) for k, v in stored.items()
                     if not k.startswith("_") and k not in INPUT_FIELDS and k != DOCUMENT_CHANGE_KEY}
     return {
