@@ -141,3 +141,22 @@ def test_lines_go_through_the_plan_service_like_rows_typed_by_hand(tmp_path: Pat
     with unit_of_work(database_url) as session:
         assert session.scalar(select(func.count(Plan.id))) == 1
         assert session.get(Plan, made["id"]).company_name == "By hand"
+
+
+def test_the_file_is_read_as_en_us_unless_told_otherwise(tmp_path: Path, database_url: str,
+                                                          revops_cli: list[str]) -> None:
+    """Issue 17: a CSV carries no locale, so the import says which one (the Zapier table's, en-US)
+    and a file from elsewhere is read with `--locale`; 12/01/2026 is never a guess."""
+    us = _write(tmp_path / "us.csv", [["pdUsLocale0001", "US Co", "ap@us.example", "120,000.00", "20", "96,000.00",
+                                       "12/01/2026", "12", "org-us", "", "upfront", "", ""]])
+    de = _write(tmp_path / "de.csv", [["pdDeLocale0001", "DE Co", "ap@de.example", "120.000,00", "20", "96.000,00",
+                                       "01/12/2026", "12", "org-de", "", "upfront", "", ""]])
+    assert _cli(revops_cli, database_url, "import-csv", str(us)).returncode == 0
+    german = _cli(revops_cli, database_url, "import-csv", "--locale", "de-DE", str(de))
+    assert german.returncode == 0, german.stdout + german.stderr
+    with unit_of_work(database_url) as session:
+        rows = {p.pandadoc_id: plan_to_json(p) for p in session.scalars(select(Plan))}
+    for document in ("pdUsLocale0001", "pdDeLocale0001"):
+        row = rows[document]
+        assert (row["state"], row["start_date"], row["price"], row["credit_amount"]) == (
+            "new", "2026-12-01", "96000.00", "120000.00"), row

@@ -282,3 +282,55 @@ def test_a_failed_step_shows_its_error_on_the_row(
     assert re.search(r'class="btn primary" data-action="retry_step">Retry step<', row.group(0))
     assert re.search(r'aria-disabled="true" data-action="create_invoice"\s+title="[^"]*failed: No such customer',
                      row.group(0))
+
+
+def test_the_forms_locale_reads_a_european_amount_and_a_day_first_date(
+    signed_in: SignedIn, settings: Settings
+) -> None:
+    client, token = signed_in("operator")
+    form = {**VALID_PLAN, "pandadoc_id": "pd-locale", "currency": "eur", "credit_amount": "120.000,00",
+            "price": "96.000", "start_date": "01/12/2030", "_locale": "de-DE", "csrf_token": token}
+    response = client.post("/plans/new", data=form)
+    assert response.status_code == 302, _text(response)
+    with unit_of_work(settings.database_url) as s:
+        plan = s.scalar(select(Plan).where(Plan.pandadoc_id == "pd-locale"))
+        assert plan is not None
+        assert (plan.price, plan.credit_amount, plan.start_date.isoformat()) == (9_600_000, 12_000_000, "2030-12-01")
+    # Without the browser's locale, 01/12/2030 on a EUR form could be either day: refused, not guessed.
+    response = client.post("/plans/new", data={**form, "pandadoc_id": "pd-nolocale", "_locale": ""})
+    assert response.status_code == 422
+    assert "could be 1 December 2030 or 12 January 2030" in _text(response)
+
+
+def test_a_changed_document_is_applied_or_kept_from_the_row_page(
+    signed_in: SignedIn, add_plan: Callable[..., int], settings: Settings
+) -> None:
+    from plans.service import PlanRows
+
+    keep_id, apply_id = add_plan(pandadoc_id="pd-keep"), add_plan(pandadoc_id="pd-apply")
+    before = {**VALID_PLAN}
+    after = {**VALID_PLAN, "price": "120000.00", "discount": "0"}
+    with unit_of_work(settings.database_url) as s:
+        for plan_id in (keep_id, apply_id):
+            plan = s.get(Plan, plan_id)
+            assert plan is not None
+            PlanRows(s, None).note_document_change(plan, before, after, details={"date_modified": "x"})
+    client, token = signed_in("operator")
+    page = _text(client.get(f"/plans/{apply_id}"))
+    assert "The signed document changed" in page and "96,000.00 USD" in page and "120,000.00 USD" in page
+    assert "Use the new values" in page
+    applied = client.post(f"/plans/{apply_id}/document-change", data={"decision": "apply", "csrf_token": token},
+                          follow_redirects=True)
+    assert "the document&#39;s new values are applied" in _text(applied)
+    kept = client.post(f"/plans/{keep_id}/document-change", data={"decision": "keep", "csrf_token": token},
+                       follow_redirects=True)
+    assert "kept as it was" in _text(kept)
+    with unit_of_work(settings.database_url) as s:
+        applied_row, kept_row = s.get(Plan, apply_id), s.get(Plan, keep_id)
+        assert applied_row is not None and kept_row is not None
+        assert (applied_row.price, applied_row.state, applied_row.document_change) == (12_000_000, "new", None)
+        assert (kept_row.price, kept_row.state, kept_row.document_change) == (9_600_000, "new", None)
+    # Nothing is left to settle now.
+    again = client.post(f"/plans/{keep_id}/document-change", data={"decision": "keep", "csrf_token": token},
+                        follow_redirects=True)
+    assert "has no change of its signed document to settle" in _text(again)
