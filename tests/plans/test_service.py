@@ -223,3 +223,50 @@ def test_a_document_stored_by_a_concurrent_door_is_reported_as_taken(service: Pl
         service.create({**PLAN, "pandadoc_id": "pd-race"}, actor="csv", keep=Keep.WARNINGS)
     assert taken.value.existing_id == first["id"]
     assert _count(service) == 1
+
+
+# Fields that fail on intake, the unreadable text the order form had, and a good value for each.
+FAILING = {
+    "currency": ("Euro", "usd"),
+    "term_months": ("forever", "12 months"),
+    "discount": ("twenty", "20"),
+    "payment_terms_days": ("net thirty", "30"),
+    "credit_start": ("whenever", "immediately"),
+}
+GOOD_VALUES = {"currency": "usd", "term_months": 12, "discount": 20, "payment_terms_days": 30,
+               "credit_start": "immediately"}
+
+
+@hypothesis_settings(max_examples=40, deadline=None, suppress_health_check=[HealthCheck.function_scoped_fixture])
+@given(failed=st.sets(st.sampled_from(sorted(FAILING)), min_size=1),
+       fixes=st.lists(st.sets(st.sampled_from(sorted(FAILING)), max_size=2), max_size=4))
+def test_issue17_7_failed_fields_stay_empty_until_filled_and_the_row_leaves_review_only_when_all_are(
+        service: PlanService, failed: set[str], fixes: list[set[str]]) -> None:
+    """Whatever failed and whichever fields a person fixes, in any order: a field that failed is
+    empty (never its default) until it is filled, and the row leaves review exactly when none is left."""
+    data = {**PLAN, **{name: FAILING[name][0] for name in failed}}
+    plan_id = service.create(data, actor="pandadoc", source="pandadoc", keep=Keep.EVERYTHING)["id"]
+    open_fields = set(failed)
+    # An amount cannot be read without its currency: it failed with it and is filled with it.
+    if "currency" in failed:
+        open_fields |= {"price", "credit_amount"}
+    for fix in fixes:
+        change = {name: FAILING[name][1] for name in fix}
+        if "currency" in fix:
+            change.update(price="96000.00", credit_amount="120000.00")
+        body = service.edit(plan_id, change, actor="operator@example.com")
+        open_fields -= set(change)
+        assert sorted(body["failed"]) == sorted(open_fields)
+        assert body["state"] == ("needs_review" if open_fields else "new")
+    with service.unit_of_work() as session:
+        plan = session.get(Plan, plan_id)
+        assert plan is not None
+        for name in open_fields:
+            assert getattr(plan, name) is None, (name, getattr(plan, name))
+        for name in set(FAILING) - open_fields:
+            assert getattr(plan, name) == GOOD_VALUES[name]
+    if open_fields:  # the last ones, all at once: out of review
+        change = {name: FAILING[name][1] for name in open_fields if name in FAILING}
+        if "price" in open_fields:
+            change.update(price="96000.00", credit_amount="120000.00", currency="usd")
+        assert service.edit(plan_id, change, actor="operator@example.com")["state"] == "new"
