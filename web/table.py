@@ -436,12 +436,48 @@ def show_plan(plan_id: int) -> Any:
         return render_template("table/plan.html", **_plan_page(s, plan, values, errors, warnings), submitted=False)
 
 
+# A failed step's message names the field at fault in words Stripe or the rules use; the row form
+# highlights that field so the fix before "Retry step" is where the eye lands (issue 17 #12).
+FAULT_WORDS = (
+    (("no such customer", "customer has been deleted", "deleted customer"), ("stripe_customer_id_existing",)),
+    (("email",), ("customer_email",)),
+    (("due date", "due_date", "in the past"), ("start_date", "payment_terms_days")),
+    (("currency",), ("currency",)),
+    (("org id", "posthog_org_id"), ("posthog_org_id",)),
+    (("product", "no price for"), ("products",)),
+)
+
+
+def fields_at_fault(plan: Plan) -> dict[str, str]:
+    workflow = plan.workflow_view if isinstance(plan.workflow_view, dict) else {}
+    failure = workflow.get("error")
+    message = str(failure.get("message") or "") if isinstance(failure, dict) else ""
+    if not message:
+        return {}
+    lowered = message.lower()
+    step = ACTION_LABELS.get(str(failure.get("action") or ""), "The failed step") if isinstance(failure, dict) else ""
+    found: dict[str, str] = {}
+    for words, names in FAULT_WORDS:
+        if not any(word in lowered for word in words):
+            continue
+        for name in names:
+            value = getattr(plan, name, None)
+            if name == "stripe_customer_id_existing" and not (value and str(value).lower() in lowered):
+                continue  # the customer the message names is not the one typed here
+            # The message itself is shown once, in the status panel; here only where to fix it.
+            found.setdefault(name, f"\"{step}\" failed on this field (see the reason above); fix it, then use "
+                                   f"\"Retry step\".")
+    return found
+
+
 def review_form(plan: Plan) -> tuple[dict[str, Any], dict[str, str], dict[str, str]]:
     """The row form of a row in review (issue 17 #11): each stored error beside its field, and in
-    a field that failed (stored empty) the text the order form had, to correct rather than retype."""
+    a field that failed (stored empty) the text the order form had, to correct rather than retype.
+    For a failed step, the field its message names is marked."""
     values = form_values(plan)
     if plan.state != "needs_review" or not isinstance(plan.errors, dict):
-        return values, {}, {}
+        locked = locks_for(plan)
+        return values, {k: v for k, v in fields_at_fault(plan).items() if k not in locked}, {}
     found = plan.errors.get("_raw")
     raw: dict[str, Any] = found if isinstance(found, dict) else {}
     for name in failed_fields(plan):

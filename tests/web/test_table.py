@@ -282,6 +282,29 @@ def test_a_failed_step_shows_its_error_on_the_row(
     assert re.search(r'class="btn primary" data-action="retry_step">Retry step<', row.group(0))
     assert re.search(r'aria-disabled="true" data-action="create_invoice"\s+title="[^"]*failed: No such customer',
                      row.group(0))
+    # The customer it names was made by the workflow, not typed on the row: no field is blamed.
+    assert 'id="err-stripe_customer_id_existing"' not in page
+
+
+def test_a_failed_step_marks_the_field_its_message_names_once(
+    signed_in: SignedIn, add_plan: Callable[..., int], settings: Settings
+) -> None:
+    plan_id = add_plan(stripe_customer_id_existing="cus_Gone1")
+    message = "No such customer: 'cus_Gone1'."
+    with unit_of_work(settings.database_url) as s:
+        plan = s.get(Plan, plan_id)
+        assert plan is not None
+        plan.state = "step_failed"
+        plan.workflow_view = {"error": {"action": "create_customer", "message": message},
+                              "progress": {"failed_action": "create_customer", "failed_message": message}}
+    client, _ = signed_in("operator")
+    page = _text(client.get(f"/plans/{plan_id}"))
+    field = re.search(r'<div class="field invalid[^"]*" id="field-stripe_customer_id_existing">.*?</div>', page, re.S)
+    assert field and "&#34;Create Stripe Customer&#34; failed on this field" in field.group(0)
+    assert 'aria-invalid="true"' in field.group(0)
+    # The message itself once, in the status panel; the field says where to fix it, not the message again.
+    assert page.count("failed:</strong> No such customer: &#39;cus_Gone1&#39;.") == 1
+    assert "No such customer" not in field.group(0)
 
 
 def test_the_forms_locale_reads_a_european_amount_and_a_day_first_date(
