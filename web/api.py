@@ -113,3 +113,19 @@ def timeline(plan_id: int) -> Any:
         return jsonify({"plan_id": plan_id, "timeline": plans().timeline(plan_id)})
     except PlanRejected as err:
         return _rejected(err)
+
+
+@bp.post("/plans/<int:plan_id>/document-change")
+@requires("operator")
+def settle_document_change(plan_id: int) -> Any:
+    """The signed document changed (issue 17 #6): `{"decision": "apply"}` takes its new values
+    (checked like any edit), `{"decision": "keep"}` keeps the row and drops the note."""
+    data = _json_body()
+    decision = (data or {}).get("decision")
+    if decision not in ("apply", "keep"):
+        message = f"Send {{\"decision\": \"apply\"}} or {{\"decision\": \"keep\"}}, not {decision!r}."
+        return jsonify({"error": message}), 422
+    try:
+        return jsonify(plans().settle_document_change(plan_id, apply=decision == "apply", actor=_actor()))
+    except PlanRejected as err:
+        return _rejected(err)

@@ -238,3 +238,35 @@ def test_a_bug_under_api_answers_json_500_and_is_logged(app: Flask, client: Flas
     body = response.get_json()
     assert body["reference"] in body["error"] and "logged" in body["error"]
     assert any(body["reference"] in r.getMessage() and r.exc_info for r in caplog.records)
+
+
+def test_issue17_6_a_changed_document_is_settled_through_the_api(client: FlaskClient, users: dict[str, str],
+                                                                 settings: Settings) -> None:
+    from plans.service import PlanRows
+
+    created = client.post("/api/plans", json={**PLAN, "posthog_org_id": "org-api-change"},
+                          headers=auth(users["operator"])).json
+    assert created is not None
+    plan_id = created["id"]
+    before = {k: v for k, v in PLAN.items() if k != "products"}
+    with unit_of_work(settings.database_url) as session:
+        plan = session.get(Plan, plan_id)
+        assert plan is not None
+        PlanRows(session, None).note_document_change(plan, before, {**before, "price": "100000.00"},
+                                                     details={"date_modified": "2026-12-01T10:00:00Z"})
+    shown = client.get(f"/api/plans/{plan_id}", headers=auth(users["viewer"])).json
+    assert shown is not None and shown["state"] == "needs_review"
+    assert shown["document_change"]["changes"] == {"price": {"from": "96,000.00 USD", "to": "100,000.00 USD"}}
+    assert client.post(f"/api/plans/{plan_id}/document-change", json={"decision": "apply"},
+                       headers=auth(users["viewer"])).status_code == 403
+    wrong = client.post(f"/api/plans/{plan_id}/document-change", json={"decision": "maybe"},
+                        headers=auth(users["operator"]))
+    assert wrong.status_code == 422 and "'maybe'" in wrong.json["error"]
+    applied = client.post(f"/api/plans/{plan_id}/document-change", json={"decision": "apply"},
+                          headers=auth(users["operator"]))
+    assert applied.status_code == 200, applied.json
+    assert (applied.json["price"], applied.json["state"], applied.json["document_change"]) == ("100000.00", "new",
+                                                                                               None)
+    again = client.post(f"/api/plans/{plan_id}/document-change", json={"decision": "keep"},
+                        headers=auth(users["operator"]))
+    assert again.status_code == 409 and "no change of its signed document" in again.json["error"]
