@@ -185,6 +185,12 @@ def test_a_possible_duplicate_is_warned_before_create_stripe_customer(
     page.locator(f'#plan-{second} button[data-action="create_customer"]').click()
     assert asked and f"Possible duplicate of row {first}" in asked[0]
     assert page.url == url  # dismissed: nothing was sent
+    # The row page says it too, and asks the same before its button sends anything.
+    page.goto(f"{base_url}/plans/{second}")
+    assert page.locator("#duplicate-warning").inner_text().startswith(f"Possible duplicate of row {first}")
+    page.locator('#live button[data-action="create_customer"]').click()
+    assert len(asked) == 2 and asked[1].endswith("Create a Stripe customer anyway?")
+    assert page.url == f"{base_url}/plans/{second}"
 
 
 # ------------------------------------------------------------------ #13 live rows and search

@@ -47,7 +47,13 @@
     if (!target) { target = scope.querySelector(".actions .btn.primary") || scope.querySelector(".actions > form button, .actions > .has-tip button"); }
     if (!target && saved.action === "products") { target = scope.querySelector(".products-pick summary"); }
     if (!target) { target = scope.querySelector("a.company"); }
-    if (target) { target.focus(); }
+    if (!target) { return; }
+    target.focus();
+    // Scrolling to the row's #plan-N fragment, after the page loads, can take focus back to the
+    // page: put it on the button again once that is done.
+    window.addEventListener("load", function () {
+      setTimeout(function () { if (document.activeElement !== target && document.contains(target)) { target.focus(); } }, 0);
+    });
   }
 
   function rememberFocus(plan, action) {
@@ -153,6 +159,11 @@
     root.querySelectorAll("form.action").forEach(function (form) {
       form.addEventListener("submit", function (event) {
         var message = form.getAttribute("data-confirm");
+        // The row page's buttons come from the status panel; its duplicate note asks the same question.
+        var duplicate = document.getElementById("duplicate-warning");
+        if (!message && duplicate && form.querySelector('[data-action="create_customer"]')) {
+          message = duplicate.textContent.trim() + " Create a Stripe customer anyway?";
+        }
         if (message && !window.confirm(message)) { event.preventDefault(); return; }
         var row = form.closest("[data-plan]");
         var button = form.querySelector("[data-action]");
