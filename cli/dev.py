@@ -115,6 +115,14 @@ def dev_environment(var: Path) -> tuple[dict[str, str], dict[str, int], str]:
     return env, ports, stored["DEMO_PASSWORD"]
 
 
+def search_attribute_flags() -> list[str]:
+    """The plan workflows' search attributes, registered on the dev server's namespace: the
+    workflow upserts them, and an unregistered one would fail its every task."""
+    from domain.plan_rules import SEARCH_ATTRIBUTES
+
+    return [arg for name, kind in SEARCH_ATTRIBUTES.items() for arg in ("--search-attribute", f"{name}={kind}")]
+
+
 def _seed_demo_login(settings: Settings, password: str) -> None:
     from sqlalchemy import select
 
@@ -166,7 +174,7 @@ def run_dev_stack() -> int:
         Service("temporal", [temporal_bin, "server", "start-dev", "--ip", "127.0.0.1",
                              "--port", str(ports["temporal"]), "--ui-port", str(ports["temporal_ui"]),
                              "--db-filename", str(var / "temporal.db"), "--ui-disable-news-fetch",
-                             "--log-level", "warn"], ports["temporal"]),
+                             "--log-level", "warn", *search_attribute_flags()], ports["temporal"]),
     ]
     if importlib.util.find_spec("sandbox.stripe.server") is not None:
         services.append(Service("stripe-sandbox", [*revops, "sandbox", "stripe", "--port", str(ports["stripe"]),

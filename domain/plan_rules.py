@@ -7,11 +7,11 @@ Pure: facts of the row + what the workflow has done + today → answers. No I/O,
 
 from __future__ import annotations
 
-import calendar
 from dataclasses import dataclass, field
 from datetime import UTC, date, datetime, time, timedelta
 from enum import StrEnum
 
+from domain.calendar import add_months as add_months  # re-exported: callers import it from here
 from domain.money import display, split_remainder_first
 
 
@@ -90,6 +90,18 @@ STATE_LABELS = {
 }
 STATES = tuple(STATE_LABELS)
 
+# Search attributes of plan workflows in the Temporal UI (name → Temporal's type), kept current
+# by the workflow. A namespace must have them registered before a worker runs the workflow:
+# upserting an unknown one fails the workflow task (`make dev` and the test servers register them,
+# a cluster needs `temporal operator search-attribute create`, see docs/plans.md).
+SEARCH_ATTRIBUTES = {
+    "PlanId": "Int",
+    "PlanState": "Keyword",
+    "CompanyName": "Text",
+    "PaymentSchedule": "Keyword",
+    "StripeCustomerId": "Keyword",
+}
+
 # Credit progress on a row (names kept for the callers that import them).
 CREDIT_NONE, CREDIT_ARMED, CREDIT_SCHEDULED, CREDIT_RELEASING, CREDIT_APPLIED = (
     CreditState.NONE, CreditState.ARMED, CreditState.SCHEDULED, CreditState.RELEASING, CreditState.APPLIED)
@@ -163,13 +175,6 @@ class Progress:
 
 
 # ---------------------------------------------------------------------------------------- dates
-
-def add_months(day: date, months: int) -> date:
-    """Same day of month `months` later, clamped to the month's last day (Jan 31 + 1 → Feb 28)."""
-    index = day.month - 1 + months
-    year, month = day.year + index // 12, index % 12 + 1
-    return date(year, month, min(day.day, calendar.monthrange(year, month)[1]))
-
 
 def term_end(start: date, term_months: int) -> date:
     return add_months(start, term_months)

@@ -21,12 +21,13 @@ from datetime import UTC, date, datetime, time, timedelta
 from typing import Any
 
 from temporalio import workflow
-from temporalio.common import RetryPolicy
+from temporalio.common import RetryPolicy, SearchAttributeKey, SearchAttributeUpdate
 from temporalio.exceptions import ActivityError, ApplicationError, FailureError
 
 with workflow.unsafe.imports_passed_through():
     from activities.plan import PlanActivities
     from domain.plan_rules import (
+        ACTION_LABELS,
         CREDIT_APPLIED,
         CREDIT_ARMED,
         CREDIT_NONE,
@@ -44,6 +45,7 @@ with workflow.unsafe.imports_passed_through():
         Projection,
         StepInput,
         action_state,
+        action_states,
         billing_sync_due,
         credit_release_time,
         is_done,
@@ -75,6 +77,14 @@ NOT_ALLOWED = "ActionNotAllowed"
 # Events that take paid money back: the credit they paid for is re-checked before it is given.
 MONEY_BACK_EVENTS = ("charge.refunded", "credit_note.created", "charge.dispute.created", "charge.dispute.closed")
 
+# The Temporal UI's search attributes (domain.plan_rules.SEARCH_ATTRIBUTES names their types), so an
+# engineer finds plans with e.g. `PlanState = "awaiting_payment"`.
+PLAN_ID = SearchAttributeKey.for_int("PlanId")
+PLAN_STATE = SearchAttributeKey.for_keyword("PlanState")
+COMPANY_NAME = SearchAttributeKey.for_text("CompanyName")
+PAYMENT_SCHEDULE = SearchAttributeKey.for_keyword("PaymentSchedule")
+STRIPE_CUSTOMER_ID = SearchAttributeKey.for_keyword("StripeCustomerId")
+
 
 @dataclass
 class PlanStart:
@@ -86,6 +96,9 @@ class PlanStart:
     seq: int = 0
     # Signals received but not yet handled when the previous run continued as new.
     events: list[InvoiceEvent] = field(default_factory=list)
+    # Off only where the namespace cannot have the search attributes registered: upserting an
+    # unregistered one fails every workflow task of the plan.
+    search_attributes: bool = True
 
 
 @workflow.defn
@@ -102,11 +115,14 @@ class PlanWorkflow:
         self._lock = asyncio.Lock()
         self._last_poll: datetime | None = None
         self._wake = False  # set after a click so the loop re-plans its next wake-up
+        self._search_attributes = start.search_attributes
+        self._published: dict[str, object] = {}  # search attribute values last upserted
 
     # ------------------------------------------------------------------ the process
     @workflow.run
     async def run(self, start: PlanStart) -> str:
         while True:
+            workflow.set_current_details(self._waiting_for())
             try:
                 await workflow.wait_condition(
                     lambda: bool(self._events) or self._wake or self._finished(), timeout=self._next_wake())
@@ -123,7 +139,8 @@ class PlanWorkflow:
                 await workflow.wait_condition(workflow.all_handlers_finished)
                 # Events that arrived meanwhile go with the new run instead of being lost.
                 workflow.continue_as_new(PlanStart(self._plan_id, int(self._poll.total_seconds()),
-                                                   self._facts, self._progress, self._seq, list(self._events)))
+                                                   self._facts, self._progress, self._seq, list(self._events),
+                                                   self._search_attributes))
         await workflow.wait_condition(workflow.all_handlers_finished)
         return plan_state(self._facts, self._progress, self._today())
 
@@ -302,6 +319,8 @@ class PlanWorkflow:
         """Run one activity for `action` (the button "Retry step" re-runs if it fails); the
         timeline entry is named `entry` when the activity is only part of that button's work."""
         self._progress = replace(self._progress, running=action)
+        summary = _summary(action, entry, activity)
+        workflow.set_current_details(f"Running: {summary}. Stripe errors that may pass are retried with backoff.")
         try:
             out = await workflow.execute_activity_method(
                 activity,
@@ -309,6 +328,7 @@ class PlanWorkflow:
                           share_index, dict(params)),
                 start_to_close_timeout=timedelta(seconds=20),
                 retry_policy=STRIPE_RETRY,
+                summary=summary,
             )
         except ActivityError as err:
             message = _failure_message(err)
@@ -364,6 +384,8 @@ class PlanWorkflow:
                 StepInput(self._facts, self._progress, now.isoformat()),
                 start_to_close_timeout=timedelta(seconds=20),
                 retry_policy=STRIPE_RETRY,
+                summary=("Poll the paid installments" if monthly else "Poll the invoice's status")
+                + " (the fallback for a lost webhook)",
             )
         except ActivityError as err:
             # Polling is only the fallback for a lost webhook: try again at the next interval.
@@ -470,6 +492,7 @@ class PlanWorkflow:
 
     # ------------------------------------------------------------------ projection
     async def _project(self, note: AuditNote | None = None) -> None:
+        self._publish()
         self._seq += 1
         # A local activity: the row is written by this worker without a round trip through the
         # server, so a click returns sooner; it is recorded in history all the same.
@@ -479,10 +502,62 @@ class PlanWorkflow:
                 Projection(self._facts, self._progress, workflow.now().isoformat(), self._seq, note),
                 start_to_close_timeout=timedelta(seconds=30),
                 retry_policy=PROJECTION_RETRY,
+                summary="Write the row and its timeline" + (f" ({note.action}: {note.outcome})" if note else ""),
             )
         except ActivityError as err:
             # The row lags until the next projection; the workflow (and every click) goes on.
             workflow.logger.warning("Plan %s could not be projected: %s", self._plan_id, _failure_message(err))
+
+    def _publish(self) -> None:
+        """Upsert the search attributes whose values changed since the last upsert (every
+        projection calls this, so they follow the row's state)."""
+        if not self._search_attributes or not workflow.patched("search-attributes"):
+            return  # plans recorded before the attributes existed replay without the upsert
+        values: list[tuple[SearchAttributeKey[Any], Any]] = [
+            (PLAN_ID, self._plan_id),
+            (PLAN_STATE, plan_state(self._facts, self._progress, self._today())),
+            (COMPANY_NAME, self._facts.company_name or None),
+            (PAYMENT_SCHEDULE, str(self._facts.payment_schedule) or None),
+            (STRIPE_CUSTOMER_ID, self._progress.customer_id),
+        ]
+        updates: list[SearchAttributeUpdate[Any]] = []
+        for key, value in values:
+            if key.name in self._published and self._published[key.name] == value:
+                continue
+            if value is not None:
+                updates.append(key.value_set(value))
+            elif key.name in self._published:
+                updates.append(key.value_unset())
+            self._published[key.name] = value
+        if updates:
+            workflow.upsert_search_attributes(updates)
+
+    def _waiting_for(self) -> str:
+        """The workflow's current details in the Temporal UI: what it waits for now."""
+        p = self._progress
+        state = plan_state(self._facts, p, self._today())
+        if p.failed_action:
+            label = ACTION_LABELS.get(p.failed_action, p.failed_action)
+            return (f"State {state}. The step \"{label}\" failed: {p.failed_message or 'no message'}. "
+                    f"Waiting for \"Retry step\" after the data is fixed.")
+        waits: list[str] = []
+        if self._waiting_for_payments():
+            what = ("the paid installments" if self._monthly
+                    else f"invoice {p.invoice_id or '?'} to be paid")
+            waits.append(f"{what}: the invoice.paid webhook, or a poll every {_duration(self._poll)}")
+        if p.credit == CREDIT_SCHEDULED and p.credit_scheduled_for:
+            waits.append(f"{p.credit_scheduled_for} to apply the credit (next billing cycle)")
+        if p.billing_sync_waiting:
+            waits.append(f"{self._billing_sync_at().isoformat()} to send the billing-service mapping")
+        if p.credit == CREDIT_ARMED and p.invoice_status != InvoiceStatus.PAID:
+            waits.append("the payment to apply the armed credit")
+        allowed = [ACTION_LABELS.get(a, a) for a, (ok, _) in
+                   action_states(self._facts, p, self._today()).items() if ok and a != Action.RETRY_STEP]
+        if allowed:
+            waits.append("a click on " + ", ".join(f'"{label}"' for label in allowed))
+        if not waits:
+            return f"State {state}. Nothing to wait for."
+        return f"State {state}. Waiting for " + "; or ".join(waits) + "."
 
     def _key(self, what: str) -> str:
         info = workflow.info()
@@ -499,6 +574,20 @@ _EVENT_FOR_STATUS: dict[str, str] = {InvoiceStatus.PAID: "invoice.paid", Invoice
                                      InvoiceStatus.UNCOLLECTIBLE: "invoice.marked_uncollectible"}
 _STATUS_FOR_EVENT: dict[str, InvoiceStatus] = {
     event: InvoiceStatus(status) for status, event in _EVENT_FOR_STATUS.items()}
+
+
+def _summary(action: str, entry: str | None, activity: Callable[..., Any]) -> str:
+    """An activity's summary in the Temporal UI: the button it belongs to and what it does."""
+    label = ACTION_LABELS.get(action, action)
+    name = getattr(activity, "__name__", str(activity))
+    return f"{label}: {entry or name}" if (entry or name) != action else label
+
+
+def _duration(value: timedelta) -> str:
+    seconds = int(value.total_seconds())
+    if seconds % 3600 == 0:
+        return f"{seconds // 3600} h"
+    return f"{seconds // 60} min" if seconds % 60 == 0 else f"{seconds} s"
 
 
 def _failure_partial(err: ActivityError) -> dict[str, str]:

@@ -1,8 +1,9 @@
 """Issue 4, point 7: the workflow code still replays the recorded histories of real runs.
 
 The histories under histories/ come from the end-to-end tests
-(`RECORD_PLAN_HISTORIES=1 pytest tests/plans`). A change that would break a running plan fails
-here; evolve the workflow with `workflow.patched(...)` instead.
+(`RECORD_PLAN_HISTORIES=1 pytest tests/plans`; `upfront_search_attributes`, the first with the
+"search-attributes" patch, from tests/operations/test_search_attributes.py). A change that would
+break a running plan fails here; evolve the workflow with `workflow.patched(...)` instead.
 """
 
 from __future__ import annotations
@@ -18,7 +19,8 @@ from workflows.plan import PlanWorkflow
 HISTORIES = sorted((Path(__file__).parent / "histories").glob("*.json"))
 EXPECTED = {"upfront_new_customer", "upfront_polling", "upfront_failed_then_retried", "monthly_all_at_once",
             "monthly_per_installment", "upfront_renewal_held_balance", "upfront_credit_on_hold",
-            "upfront_uncollectible_paid_later", "monthly_share_on_hold", "monthly_future_start"}
+            "upfront_uncollectible_paid_later", "monthly_share_on_hold", "monthly_future_start",
+            "upfront_search_attributes"}
 
 
 def test_every_recorded_scenario_is_present() -> None:
