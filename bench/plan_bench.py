@@ -34,13 +34,12 @@ sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 import requests  # noqa: E402
 from temporalio.testing import WorkflowEnvironment  # noqa: E402
 
+from bench._support import WorkerThread, dev_server_args, serve, temporal_binary  # noqa: E402
 from sandbox.stripe.server import start_in_thread  # noqa: E402
 from settings import Settings  # noqa: E402
 from store.accounts import add_user, create_token  # noqa: E402
 from store.db import unit_of_work  # noqa: E402
 from store.migrate import upgrade  # noqa: E402
-from tests.fixtures.stack import WorkerThread, _serve  # noqa: E402
-from tests.fixtures.temporal import _binary  # noqa: E402
 
 
 def pct(values: list[float], q: float) -> float:
@@ -72,7 +71,7 @@ class Bench:
         from web.temporal_bridge import TemporalBridge
 
         self.app = create_app(self.settings, temporal=TemporalBridge(lambda: connect(self.settings)))
-        self.server, _, port = _serve(self.app)
+        self.server, _, port = serve(self.app)
         self.base = f"http://127.0.0.1:{port}"
         # As a production endpoint for the plans would be: only the payment-gate events. (The sandbox
         # delivers one event at a time; with every event type, 100 plans queue ~1,500 deliveries.)
@@ -166,7 +165,8 @@ class Bench:
 
 
 async def main(plans: int, in_flight: int) -> None:
-    env = await WorkflowEnvironment.start_local(dev_server_existing_path=_binary("temporal"))
+    env = await WorkflowEnvironment.start_local(dev_server_existing_path=temporal_binary(),
+                                                dev_server_extra_args=dev_server_args())
     try:
         with tempfile.TemporaryDirectory() as tmp:
             bench = Bench(env, Path(tmp))

@@ -21,6 +21,7 @@ import time
 from dataclasses import replace
 from datetime import UTC, date, datetime, timedelta
 from pathlib import Path
+from typing import Any, cast
 
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 
@@ -44,7 +45,7 @@ BASE_ENV = {"STRIPE_API_KEY": "sk_test_sandbox", "STRIPE_WEBHOOK_SECRET": "whsec
             "SECRET_KEY": "bench-secret", "SECURE_COOKIES": "false"}
 
 
-def settings_for(url: str, **kw: object) -> Settings:
+def settings_for(url: str, **kw: Any) -> Settings:
     return replace(Settings.load({**BASE_ENV, "DATABASE_URL": url}, env_file=Path("/nonexistent")), **kw)
 
 
@@ -152,7 +153,7 @@ def generate(url: str, lines: int) -> None:
                 s.execute(insert(StripeCreditNote), notes)
             for sub in subs:
                 if sub["status"] == "canceled":
-                    sub["ended_at"] = sub["start_date"] + timedelta(days=rng.randrange(30, 400))
+                    sub["ended_at"] = cast(datetime, sub["start_date"]) + timedelta(days=rng.randrange(30, 400))
             s.execute(insert(StripeSubscription), subs)
             s.execute(insert(StripeSubscriptionItem), sub_items)
 

@@ -20,7 +20,7 @@ import statistics
 import sys
 import tempfile
 import time
-from dataclasses import asdict, replace
+from dataclasses import asdict
 from datetime import UTC, date, datetime, timedelta
 from decimal import Decimal
 from pathlib import Path
@@ -104,7 +104,7 @@ def main() -> None:
     args = parser.parse_args()
 
     import web.table as table
-    from tests.fixtures.app import make_settings
+    from bench._support import settings_for
     from web import create_app
 
     with tempfile.TemporaryDirectory() as folder:
@@ -113,7 +113,7 @@ def main() -> None:
         t0 = time.perf_counter()
         seed(url, args.rows)
         print(f"seeded {args.rows} rows in {time.perf_counter() - t0:.1f} s (SQLite, {folder})")
-        settings: Settings = replace(make_settings(url))
+        settings: Settings = settings_for({"DATABASE_URL": url})
         app = create_app(settings, temporal=NoTemporal())
         client = app.test_client()
         page = client.get("/login").get_data(as_text=True)
