@@ -46,6 +46,7 @@ def create_app(settings: Settings | None = None, *, temporal: Any = None) -> Fla
         api,
         auth,
         catalog,
+        dev_tools,
         errors,
         health,
         pandadoc_webhooks,
@@ -58,6 +59,7 @@ def create_app(settings: Settings | None = None, *, temporal: Any = None) -> Fla
     for module in (health, auth, admin, api, table, stripe_webhooks, pandadoc_webhooks, revenue, catalog,
                    stripe_setup):
         app.register_blueprint(module.bp)
+    app.register_blueprint(dev_tools.bp)  # answers 404 unless against the local Stripe sandbox
     auth.install(app)
     errors.install(app)
     return app
