@@ -19,13 +19,19 @@ period's amount). `paused` and `unpaid` subscriptions bill nothing and count zer
 
 Known limit: MRR on a past day uses today's items and prices of each subscription (Stripe keeps no
 item history); movements are therefore exact for starts, trials, cancellations and discounts, and
-for upgrades only as far as the warehouse has seen them.
+for upgrades only as far as the warehouse has seen them. A subscription schedule's phases are the
+exception: from a phase's start its items are the subscription's, so a scheduled price change and
+a schedule not started yet count from the day they take effect (committed MRR).
+
+The bridge: between two snapshots each customer's change is new (first MRR ever), reactivation
+(MRR again after having had some before), expansion, contraction or churn (to zero); start +
+movements = end, always. Cohorts group customers by the month of their first paying day.
 """
 
 from __future__ import annotations
 
-from collections.abc import Callable, Iterable, Mapping
-from dataclasses import dataclass, field
+from collections.abc import Callable, Iterable, Mapping, Sequence
+from dataclasses import dataclass, field, replace
 from datetime import date, datetime
 from decimal import Decimal
 from fractions import Fraction
@@ -121,6 +127,15 @@ class Discount:
 
 
 @dataclass(frozen=True)
+class Phase:
+    """A subscription schedule phase: from `start` its items replace the subscription's."""
+
+    start: date
+    items: tuple[Item, ...]
+    end: date | None = None  # informative: what follows the last phase is `cancel_at` or the release
+
+
+@dataclass(frozen=True)
 class Subscription:
     id: str
     customer: str
@@ -131,6 +146,8 @@ class Subscription:
     discounts: tuple[Discount, ...] = ()
     trial_end: date | None = None
     ended_at: date | None = None  # set once cancelled for good (immediately or at period end)
+    cancel_at: date | None = None  # a scheduled cancellation: counts until then
+    phases: tuple[Phase, ...] = ()  # its schedule's phases, by start
 
     def counts_on(self, on: date) -> bool:
         if self.status in NEVER_COUNTED:
@@ -139,7 +156,28 @@ class Subscription:
             return False
         if self.trial_end is not None and on < self.trial_end:
             return False
+        if self.cancel_at is not None and on >= self.cancel_at:
+            return False
         return self.ended_at is None or on < self.ended_at
+
+    def phase_on(self, on: date) -> Phase | None:
+        """The schedule phase in force on `on`, if a phase has started by then."""
+        current = None
+        for phase in self.phases:
+            if phase.start <= on:
+                current = phase
+        return current
+
+    def first_paying_day(self) -> date | None:
+        """The first day it counts for MRR, or None if it never does (never started, incomplete,
+        cancelled before its trial ended, nothing priced)."""
+        if self.status in NEVER_COUNTED or not (self.items or self.phases):
+            return None
+        first = max(self.start, self.trial_end or self.start)
+        last = min((d for d in (self.ended_at, self.cancel_at) if d is not None), default=None)
+        if last is not None and last <= first:
+            return None
+        return first
 
 
 def _round_half_up(value: Fraction) -> int:
@@ -172,6 +210,11 @@ def subscription_mrr(sub: Subscription, on: date, _base: tuple[Fraction, Fractio
     """MRR of one subscription on `on`, in minor units of its currency (never negative)."""
     if not sub.counts_on(on):
         return 0
+    phase = sub.phase_on(on) if sub.phases else None
+    if phase is not None:
+        # A scheduled change in force: its items, priced now (phases are few, no cache needed).
+        sub = replace(sub, items=phase.items, phases=())
+        _base = None
     gross, billing_months = _base or _gross_and_billing_months(sub)
     if any(item.discounts for item in sub.items):
         gross = sum((item.monthly(on) for item in sub.items), Fraction(0))
@@ -281,3 +324,178 @@ def as_date(value: datetime | date | int | None) -> date | None:
     from datetime import UTC
 
     return datetime.fromtimestamp(value, UTC).date()
+
+
+# --- the bridge, retention and cohorts --------------------------------------------------------
+
+def first_paying_days(subs: Iterable[Subscription]) -> dict[str, date]:
+    """Customer → the first day any of its subscriptions counted for MRR: what tells a new
+    customer (no such day before) from a reactivated one (paid before, left, came back)."""
+    out: dict[str, date] = {}
+    for sub in subs:
+        day = sub.first_paying_day()
+        if day is not None and (sub.customer not in out or day < out[sub.customer]):
+            out[sub.customer] = day
+    return out
+
+
+@dataclass(frozen=True)
+class BridgeMonth:
+    """How MRR went from the snapshot on `start` to the one on `end`.
+
+    Amounts are minor units (contraction and churned positive: how much went down); NRR and GRR
+    count only customers paying on `start` (new and reactivated MRR is not retention)."""
+
+    start: date
+    end: date
+    start_mrr: int
+    new: int
+    reactivation: int
+    expansion: int
+    contraction: int
+    churned: int
+    end_mrr: int
+    start_customers: int
+    new_customers: int
+    reactivated_customers: int
+    churned_customers: int
+    end_customers: int
+
+    @property
+    def net_new(self) -> int:
+        return self.new + self.reactivation + self.expansion - self.contraction - self.churned
+
+    @property
+    def nrr(self) -> Fraction | None:
+        """Net revenue retention: what the customers paying at the start pay at the end."""
+        if not self.start_mrr:
+            return None
+        return Fraction(self.start_mrr + self.expansion - self.contraction - self.churned, self.start_mrr)
+
+    @property
+    def grr(self) -> Fraction | None:
+        """Gross revenue retention: as NRR without expansion (never above 1)."""
+        if not self.start_mrr:
+            return None
+        return Fraction(self.start_mrr - self.contraction - self.churned, self.start_mrr)
+
+    @property
+    def customer_churn_rate(self) -> Fraction | None:
+        if not self.start_customers:
+            return None
+        return Fraction(self.churned_customers, self.start_customers)
+
+    @property
+    def revenue_churn_rate(self) -> Fraction | None:
+        """Gross MRR churn: churned and contracted MRR over the start MRR."""
+        if not self.start_mrr:
+            return None
+        return Fraction(self.churned + self.contraction, self.start_mrr)
+
+    @property
+    def arpa(self) -> int:
+        """Average revenue per account: end MRR per paying customer, rounded half up."""
+        return _round_half_up(Fraction(self.end_mrr, self.end_customers)) if self.end_customers else 0
+
+    @property
+    def ltv(self) -> int | None:
+        """Lifetime value: ARPA ÷ monthly customer churn rate (None when no one churned)."""
+        return ltv_of(self.arpa, self.customer_churn_rate)
+
+
+def bridge_step(start: date, before: Mapping[str, int], end: date, after: Mapping[str, int],
+                first_paid: Mapping[str, date]) -> BridgeMonth:
+    """Classify each customer's change between two snapshots; `first_paid` from
+    `first_paying_days`. A customer at zero on `start` whose first paying day is on or before
+    `start` had MRR before: reactivation, not new."""
+    new = reactivation = expansion = contraction = churned = 0
+    new_c = reactivated_c = churned_c = 0
+    for customer in set(before) | set(after):
+        a, b = before.get(customer, 0), after.get(customer, 0)
+        if a == b:
+            continue
+        if a == 0:
+            first = first_paid.get(customer)
+            if first is not None and first <= start:
+                reactivation += b
+                reactivated_c += 1
+            else:
+                new += b
+                new_c += 1
+        elif b == 0:
+            churned += a
+            churned_c += 1
+        elif b > a:
+            expansion += b - a
+        else:
+            contraction += a - b
+    return BridgeMonth(start, end, sum(before.values()), new, reactivation, expansion, contraction, churned,
+                       sum(after.values()), sum(1 for v in before.values() if v > 0), new_c, reactivated_c,
+                       churned_c, sum(1 for v in after.values() if v > 0))
+
+
+def bridge(snapshots: Sequence[tuple[date, Mapping[str, int]]], first_paid: Mapping[str, date]) -> list[BridgeMonth]:
+    """One bridge step between each pair of consecutive (day, customer → MRR) snapshots."""
+    pairs = zip(snapshots, snapshots[1:], strict=False)
+    return [bridge_step(d0, s0, d1, s1, first_paid) for (d0, s0), (d1, s1) in pairs]
+
+
+@dataclass(frozen=True)
+class Cohort:
+    """Customers whose first paying day fell in `month`, followed month by month.
+
+    Index k of each tuple is the end of the k-th month after `month` (0: `month` itself)."""
+
+    month: date
+    customers: int
+    mrr: int  # the cohort's MRR at the end of its first month: the base of its NRR and GRR
+    retained_customers: tuple[int, ...]
+    retained_mrr: tuple[int, ...]
+    gross_retained_mrr: tuple[int, ...]  # each customer's MRR capped at its first month's
+
+    def nrr(self, k: int) -> Fraction | None:
+        return Fraction(self.retained_mrr[k], self.mrr) if self.mrr else None
+
+    def grr(self, k: int) -> Fraction | None:
+        return Fraction(self.gross_retained_mrr[k], self.mrr) if self.mrr else None
+
+
+def _month_of(day: date) -> date:
+    return day.replace(day=1)
+
+
+def cohorts(month_ends: Sequence[tuple[date, Mapping[str, int]]], first_paid: Mapping[str, date]) -> list[Cohort]:
+    """Cohorts of the months in `month_ends` ((month, MRR by customer at its end), in order)."""
+    members: dict[date, list[str]] = {}
+    for customer, day in first_paid.items():
+        members.setdefault(_month_of(day), []).append(customer)
+    out = []
+    for i, (month, snapshot) in enumerate(month_ends):
+        who = sorted(members.get(_month_of(month), []))
+        if not who:
+            continue
+        base = {c: snapshot.get(c, 0) for c in who}
+        later = [s for _, s in month_ends[i:]]
+        out.append(Cohort(
+            _month_of(month), len(who), sum(base.values()),
+            tuple(sum(1 for c in who if s.get(c, 0) > 0) for s in later),
+            tuple(sum(s.get(c, 0) for c in who) for s in later),
+            tuple(sum(min(s.get(c, 0), base[c]) for c in who) for s in later)))
+    return out
+
+
+def percent(value: Fraction | None) -> str | None:
+    """A ratio as a percent string with two decimals, rounded half up ("102.50"); None stays None."""
+    if value is None:
+        return None
+    hundredths = _round_half_up(value * 10000)
+    sign = "-" if hundredths < 0 else ""
+    whole, cents = divmod(abs(hundredths), 100)
+    return f"{sign}{whole}.{cents:02d}"
+
+
+def ltv_of(arpa: int, churn_rate: Fraction | None) -> int | None:
+    """Lifetime value: ARPA ÷ monthly customer churn rate; None when no one churned (unbounded)."""
+    if not churn_rate:
+        return None
+    return _round_half_up(Fraction(arpa) / churn_rate)

@@ -35,6 +35,7 @@ from store.warehouse import (
     StripeRefund,
     StripeSubscription,
     StripeSubscriptionItem,
+    StripeSubscriptionSchedule,
     row_for,
     touch,
     upsert,
@@ -602,7 +603,7 @@ def mrr_inputs(session: Session) -> tuple[list[mrr.Subscription], list[str]]:
                 last_usage[key] = (when, int(amount or 0))
     s = StripeSubscription
     rows = session.execute(select(s.id, s.customer_id, s.currency, s.status, s.start_date, s.created, s.trial_end,
-                                  s.ended_at, s.canceled_at, s.raw["discounts"])).all()
+                                  s.ended_at, s.canceled_at, s.raw["discounts"], s.cancel_at)).all()
     currency_of = {r[0]: (r[2] or "usd") for r in rows}
     items: dict[str, list[mrr.Item]] = defaultdict(list)
     left_out: list[str] = []
@@ -636,18 +637,77 @@ def mrr_inputs(session: Session) -> tuple[list[mrr.Subscription], list[str]]:
                 left_out.append(f"subscription {sub_id} item {item_id}: {built}")
             else:
                 items[sub_id].append(built)
+    scheduled = _schedules(session, prices, currency_of, left_out)
     out = []
     for (sub_id, customer_id, currency, status, start_date, created, trial_end, ended_at, canceled_at,
-         discounts) in rows:
+         discounts, cancel_at) in rows:
         ended = _day(ended_at)
         if ended is None and status == "canceled":
             ended = _day(canceled_at)
         parsed = tuple(d for d in (_discount(x) for x in (discounts or []) if isinstance(discounts, list))
                        if d is not None)
+        phases, schedule_end = scheduled.attached.get(sub_id, ((), None))
         out.append(mrr.Subscription(sub_id, customer_id or "", currency, status or "active",
                                     _day(start_date) or _day(created) or date(1970, 1, 1),
-                                    tuple(items.get(sub_id, [])), parsed, _day(trial_end), ended))
+                                    tuple(items.get(sub_id, [])), parsed, _day(trial_end), ended,
+                                    _day(cancel_at) or schedule_end, phases))
+    out.extend(scheduled.not_started)
     return out, sorted(left_out)
+
+
+class _Scheduled:
+    def __init__(self) -> None:
+        # subscription id → (its schedule's phases, the day a cancelling schedule ends it)
+        self.attached: dict[str, tuple[tuple[mrr.Phase, ...], date | None]] = {}
+        self.not_started: list[mrr.Subscription] = []
+
+
+def _stamp_day(value: Any) -> date | None:
+    return datetime.fromtimestamp(value, UTC).date() if isinstance(value, int) else None
+
+
+def _schedules(session: Session, prices: dict[str, dict[str, Any]], currency_of: dict[str, str],
+               left_out: list[str]) -> _Scheduled:
+    """Schedules still to run: their phases are scheduled price changes of their subscription, and
+    a schedule not started yet is a subscription from its first phase's start (committed MRR)."""
+    out = _Scheduled()
+    S = StripeSubscriptionSchedule  # noqa: N806
+    for sched_id, customer_id, sub_id, raw in session.execute(
+            select(S.id, S.customer_id, S.subscription_id, S.raw)
+            .where(S.status.in_(("not_started", "active")), S.deleted_at.is_(None))):
+        raw = raw or {}
+        currency = currency_of.get(sub_id or "") or ""
+        phases = []
+        for i, ph in enumerate(p for p in raw.get("phases") or [] if isinstance(p, dict)):
+            start = _stamp_day(ph.get("start_date"))
+            if start is None:
+                continue
+            phase_currency = currency or str(ph.get("currency") or "usd")
+            built_items = []
+            for it in ph.get("items") or []:
+                price_ref = it.get("price") if isinstance(it, dict) else None
+                price = price_ref if isinstance(price_ref, dict) else prices.get(str(price_ref))
+                built = (_item(price, phase_currency, int(it.get("quantity") or 1), None, ())
+                         if price is not None else f"price {price_ref} is not synced")
+                if isinstance(built, str):
+                    left_out.append(f"subscription schedule {sched_id} phase {i}: {built}")
+                else:
+                    built_items.append(built)
+            phases.append((mrr.Phase(start, tuple(built_items), _stamp_day(ph.get("end_date"))),
+                           phase_currency, _stamp_day(ph.get("trial_end"))))
+        if not phases:
+            continue
+        phases.sort(key=lambda p: p[0].start)
+        last_end = phases[-1][0].end
+        ends = last_end if raw.get("end_behavior") == "cancel" else None
+        if sub_id:
+            out.attached[sub_id] = (tuple(p for p, _, _ in phases), ends)
+        else:
+            first, first_currency, trial_end = phases[0]
+            out.not_started.append(mrr.Subscription(
+                sched_id, customer_id or "", first_currency, "not_started", first.start, first.items,
+                trial_end=trial_end, cancel_at=ends, phases=tuple(p for p, _, _ in phases)))
+    return out
 
 
 def _discount(value: Any) -> mrr.Discount | None:
@@ -745,3 +805,74 @@ def subscriptions_marker(session: Session) -> tuple[Any, ...]:
 def revenue_marker(session: Session) -> tuple[Any, ...]:
     """Changes whenever the revenue schedule or a customer's person/group does: a cache key."""
     return (warehouse_version(session),)
+
+
+def revenue_by_month_and_source(session: Session, start: date, end: date) -> list[tuple[date, str, str, int, int]]:
+    """(month, currency, source type, gross, net) recognised in months [start, end]: `charge` rows
+    are one-off charges and payments without an invoice, the rest recurring and plan revenue."""
+    E = RevenueScheduleEntry  # noqa: N806
+    rows = session.execute(
+        select(E.month, E.currency, E.source_type, func.sum(E.gross), func.sum(E.net))
+        .where(E.month >= start.replace(day=1), E.month <= end)
+        .group_by(E.month, E.currency, E.source_type).order_by(E.month)).all()
+    return [(m, c, t, int(g or 0), int(n or 0)) for m, c, t, g, n in rows]
+
+
+def one_off_charges(session: Session, start: date, end: date) -> list[tuple[str, str | None, str, date, int, int]]:
+    """(charge id, customer, currency, month, gross, net) of one-off charges in months [start, end]."""
+    E = RevenueScheduleEntry  # noqa: N806
+    rows = session.execute(
+        select(E.source_id, E.customer_id, E.currency, E.month, func.sum(E.gross), func.sum(E.net))
+        .where(E.source_type == "charge", E.month >= start.replace(day=1), E.month <= end)
+        .group_by(E.source_id, E.customer_id, E.currency, E.month).order_by(E.month, E.source_id)).all()
+    return [(str(i), c, cur, m, int(g or 0), int(n or 0)) for i, c, cur, m, g, n in rows]
+
+
+def plan_contracts(session: Session, on: date) -> list[dict[str, Any]]:
+    """Prepaid plans as contracted revenue on `on`: per plan, money received, recognised by `on`'s
+    month, still deferred after it, the credit granted, the customer's credit left and the term's last day.
+
+    A plan is the `plan:<key>` obligation of the revenue schedule (domain.recognition), so these
+    figures are the schedule's own; credit is from the plan's balance transactions and the term
+    end from its invoices' line periods."""
+    E = RevenueScheduleEntry  # noqa: N806
+    month = on.replace(day=1)
+    plans: dict[str, dict[str, Any]] = {}
+    for line_id, customer_id, currency, entry_month, gross, net in session.execute(
+            select(E.line_id, E.customer_id, E.currency, E.month, E.gross, E.net)
+            .where(E.source_type == "plan", E.paid_at < _end_of(on))):
+        key = line_id.rsplit("@", 1)[0].removeprefix("plan:")
+        p = plans.setdefault(key, {"plan_key": key, "customer_id": customer_id, "currency": currency,
+                                   "received": 0, "recognised": 0, "deferred": 0})
+        p["received"] += int(gross or 0)
+        if entry_month <= month:
+            p["recognised"] += int(net or 0)
+        else:
+            p["deferred"] += int(net or 0)
+    if not plans:
+        return []
+    keys = sorted(plans)
+    credit: dict[str, int] = defaultdict(int)
+    B = StripeCustomerBalanceTransaction  # noqa: N806
+    terms: dict[str, date] = {}
+    for chunk in _chunks(keys):
+        for plan_key, amount in session.execute(select(B.plan_key, B.amount).where(B.plan_key.in_(chunk))):
+            credit[plan_key or ""] -= int(amount or 0)  # a credit is a negative balance transaction
+        for plan_key, end in session.execute(
+                select(StripeInvoice.plan_key, func.max(StripeInvoiceLine.period_end))
+                .join(StripeInvoiceLine, StripeInvoiceLine.invoice_id == StripeInvoice.id)
+                .where(StripeInvoice.plan_key.in_(chunk)).group_by(StripeInvoice.plan_key)):
+            day = _day(end)
+            if day is not None:
+                terms[plan_key or ""] = day - timedelta(days=1)  # Stripe's period end is exclusive
+    balances = {c.id: int((c.raw or {}).get("balance") or 0)
+                for c in customers_by_id(session, [p["customer_id"] for p in plans.values() if p["customer_id"]])
+                .values()}
+    out = []
+    for key in keys:
+        p = plans[key]
+        granted = max(credit.get(key, 0), 0)
+        # Stripe keeps one balance per customer: the credit left is what is on it, at most this plan's.
+        left = min(max(-balances.get(p["customer_id"] or "", 0), 0), granted)
+        out.append({**p, "credit_granted": granted, "credit_left": left, "term_end": terms.get(key)})
+    return out
