@@ -330,7 +330,7 @@ def run_action(plan_id: int, action: str) -> Any:
         result = body.get("result") or {}
         message = str(result.get("message") or "").strip()
         flash(f"{label} (row {plan_id}): {message}" if message else f"{label} (row {plan_id}) ran.", "ok")
-    return redirect(_back(plan_id) + f"#plan-{plan_id}")
+    return redirect(_back(plan_id, to_row=True))
 
 
 @bp.post("/plans/<int:plan_id>/products")
@@ -358,11 +358,16 @@ def save_products(plan_id: int) -> Any:
         if in_place:
             return jsonify({"ok": True, "message": message, "products": saved.get("products") or []})
         flash(message, "ok")
-    return redirect(_back(plan_id) + f"#plan-{plan_id}")
+    return redirect(_back(plan_id, to_row=True))
 
 
-def _back(plan_id: int) -> str:
-    return local_path(request.form.get("next")) or url_for("table.show_plan", plan_id=plan_id)
+def _back(plan_id: int, *, to_row: bool = False) -> str:
+    """Where the form came from (checked to stay on this site), else the row page. `to_row`: back
+    on the table, scrolled to the row that was acted on."""
+    back = local_path(request.form.get("next"))
+    if not back:
+        return url_for("table.show_plan", plan_id=plan_id)
+    return f"{back}#plan-{plan_id}" if to_row and "#" not in back else back
 
 
 # --- adding and editing rows --------------------------------------------------------------------

@@ -192,7 +192,7 @@ def test_the_table_and_the_login_refuse_every_way_off_the_site(signed_in: Signed
                                                "csrf_token": csrf_from(page), "next": target})
         assert login.headers["Location"] == "/", repr(target)
     kept = client.post(f"/plans/{plan_id}/products", data={"csrf_token": token, "next": "/?q=acme&page=2"})
-    assert kept.headers["Location"] == "/?q=acme&page=2"
+    assert kept.headers["Location"] == f"/?q=acme&page=2#plan-{plan_id}"  # the same page, at the row
 
 
 def _as_a_browser_reads_it(target: str) -> str:
