@@ -87,3 +87,25 @@ def test_cohorts_and_the_deferred_schedule(revenue_settings: Settings) -> None:
     assert [(str(m)[:10], t, int(g), int(n)) for m, t, g, n in schedule] == [
         ("2026-01-01", "invoice", 20_000, 20_000), ("2026-02-01", "invoice", 25_000, 25_000),
         ("2026-03-01", "invoice", 17_000, 17_000), ("2026-04-01", "invoice", 10_000, 10_000)]
+
+
+def test_the_docs_example_queries_run(revenue_settings: Settings) -> None:
+    _fill(revenue_settings)
+    retention = _rows(revenue_settings, """
+        SELECT c.cohort, c.months_since_start, c.customers,
+               c.amount_minor * 100.0 / f.amount_minor AS revenue_retained_percent
+        FROM revenue_cohorts c
+        JOIN revenue_cohorts f ON f.cohort = c.cohort AND f.currency = c.currency AND f.months_since_start = 0
+        WHERE c.currency = 'usd' ORDER BY c.cohort, c.months_since_start""")
+    # January's 20,000: 25,000 (125 %), 12,000 (60 %), 10,000 (50 %).
+    assert [(str(c)[:10], int(k), int(n), round(float(p), 2)) for c, k, n, p in retention] == [
+        ("2026-01-01", 0, 2, 100.0), ("2026-01-01", 1, 2, 125.0), ("2026-01-01", 2, 1, 60.0),
+        ("2026-01-01", 3, 1, 50.0), ("2026-03-01", 0, 1, 100.0)]
+    back = _rows(revenue_settings, "SELECT customer_id, month, amount_minor FROM revenue_mrr_movements "
+                                   "WHERE movement = 'reactivation'")
+    assert [(c, str(m)[:10], int(a)) for c, m, a in back] == [("cus_x", "2026-04-01", 10_000)]
+    march = _rows(revenue_settings, """
+        SELECT month, movement, COUNT(*) AS customers, SUM(change_minor) AS change_minor
+        FROM revenue_mrr_movements WHERE currency = 'usd' GROUP BY month, movement ORDER BY month, movement""")
+    assert [(mv, int(n), int(d)) for m, mv, n, d in march if str(m)[:10] == "2026-03-01"] == [
+        ("churn", 1, -10_000), ("contraction", 1, -3_000), ("new", 1, 5_000)]
