@@ -221,3 +221,24 @@ def test_a_bridge_range_before_anyone_paid_is_empty_not_an_error(fixture_app: Fl
     assert [(m["start_mrr"], m["end_mrr"], m["nrr"], m["ltv"]) for m in body["months"]] == [
         ("0.00", "0.00", None, None)] * 2
     assert date.fromisoformat(body["start"]) == date(2020, 1, 1)
+
+
+def test_a_schedule_that_ends_by_cancelling_ends_its_subscription(revenue_settings: Settings) -> None:
+    from domain.mrr import mrr_by_customer
+    from store.revenue import mrr_inputs
+
+    objects = [price(9000), *subscription("sub_h", "cus_h", 9000, ts(2026, 1, 1)),
+               schedule("sub_sched_h", "cus_h", "sub_h", "active", phase(ts(2026, 1, 1), ts(2026, 4, 1), 9000),
+                        {**phase(ts(2026, 4, 1), ts(2026, 7, 1), 9000), "items": [{"price": "price_gone"}]},
+                        end_behavior="cancel")]
+    with unit_of_work(revenue_settings.database_url) as s:
+        for o in objects:
+            upsert(s, TABLES[o["object"]][0], [row_for(o)])
+    with unit_of_work(revenue_settings.database_url) as s:
+        subs, left_out = mrr_inputs(s)
+    [sub] = subs
+    assert sub.cancel_at == date(2026, 7, 1)
+    # The second phase's price was never synced: named, and that phase counts nothing.
+    assert left_out == ["subscription schedule sub_sched_h phase 1: price price_gone is not synced"]
+    assert [mrr_by_customer(subs, d) for d in (date(2026, 3, 31), date(2026, 4, 1), date(2026, 7, 1))] == [
+        {"cus_h": 9000}, {}, {}]
