@@ -135,7 +135,8 @@ def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(prog="revops", description=__doc__)
     commands = parser.add_subparsers(dest="command", required=True)
 
-    commands.add_parser("dev", help="run the whole stack locally (what `make dev` runs)").set_defaults(func=cmd_dev)
+    from cli import dev
+    dev.register(commands)  # `dev [--no-demo]` and `demo`
     commands.add_parser("web", help="serve the web app and API").set_defaults(func=cmd_web)
     commands.add_parser("worker", help="run the Temporal worker").set_defaults(func=cmd_worker)
 

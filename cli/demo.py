@@ -6,7 +6,8 @@ webhook moves the workflow — then runs the revenue sync once so the revenue pa
 
 Idempotent: each demo row is marked by its PostHog org id (`demo-…`). A row already there is not
 made again, and only the buttons its row still allows are clicked, so a second run (every
-`make dev` runs it) makes nothing new. Off with `DEV_DEMO=false` or `revops dev --no-demo`.
+`make dev` runs it) makes nothing new. Off with `DEV_DEMO=false` or `revops dev --no-demo`;
+`revops demo` fills it by hand against a running stack.
 
 Also here, for the development-only page (web/dev_tools.py): `sign_demo_order_form` makes the
 PandaDoc sandbox complete an order form and send its signed webhook, and `pay_invoice` pays an open
@@ -16,6 +17,7 @@ invoice in the Stripe sandbox.
 from __future__ import annotations
 
 import secrets
+import sys
 import time
 from collections.abc import Callable
 from dataclasses import dataclass, field
@@ -255,6 +257,20 @@ def _post(settings: Settings, url: str, body: dict[str, Any]) -> dict[str, Any]:
                            f"{response.text[:300]}")
     answer: dict[str, Any] = response.json()
     return answer
+
+
+def main() -> int:
+    """`revops demo`, which `revops dev` runs in the background once the stack answers."""
+    from cli.dev import DEMO_EMAIL
+
+    settings = Settings.load()
+    try:
+        report = build_demo(settings, DEMO_EMAIL)
+    except Exception as exc:  # noqa: BLE001 - the stack runs on without its demo; say why in one line
+        print(f"revops dev: the demo could not be filled: {exc}", file=sys.stderr, flush=True)
+        return 1
+    print("Demo ready:\n" + "\n".join(report.lines()), flush=True)
+    return 0 if not report.problems else 1
 
 
 __all__ = ["DEMO_ORG_PREFIX", "ROWS", "DemoReport", "DemoRow", "build_demo", "pay_invoice", "sign_demo_order_form"]

@@ -1,7 +1,9 @@
 """`revops dev` (what `make dev` runs): the whole stack on loopback, stopped together.
 
 Starts the Temporal dev server, the Stripe and PandaDoc sandboxes, the worker and the web app,
-each in its own process group so that Ctrl-C or SIGTERM stops every process it started.
+each in its own process group so that Ctrl-C or SIGTERM stops every process it started. Once the
+stack answers, a background process fills the demo (cli/demo.py, docs/demo.md) unless
+`DEV_DEMO=false` or `revops dev --no-demo`.
 """
 
 from __future__ import annotations
@@ -17,6 +19,7 @@ import subprocess
 import sys
 import time
 import urllib.request
+from argparse import ArgumentParser, Namespace, _SubParsersAction
 from dataclasses import dataclass
 from pathlib import Path
 from types import FrameType
@@ -135,7 +138,45 @@ def _seed_demo_login(settings: Settings, password: str) -> None:
             add_user(session, DEMO_EMAIL, password, "admin")
 
 
-def run_dev_stack() -> int:
+_TRUE = {"1", "true", "yes", "on"}
+_FALSE = {"0", "false", "no", "off"}
+
+
+def demo_wanted(flag_off: bool) -> bool:
+    """`--no-demo` wins; else DEV_DEMO (default true). A value that is neither raises ConfigError."""
+    if flag_off:
+        return False
+    value = os.environ.get("DEV_DEMO", "true").strip().lower()
+    if value not in _TRUE | _FALSE:
+        raise ConfigError(f"DEV_DEMO must be true or false, not {value!r}.")
+    return value in _TRUE
+
+
+def register(commands: _SubParsersAction[ArgumentParser]) -> None:
+    dev = commands.add_parser("dev", help="run the whole stack locally (what `make dev` runs)")
+    dev.add_argument("--no-demo", action="store_true",
+                     help="do not fill the demo rows and revenue (also DEV_DEMO=false)")
+    dev.set_defaults(func=_cmd_dev)
+    commands.add_parser("demo", help="fill the demo rows and revenue into a running dev stack (idempotent)"
+                        ).set_defaults(func=_cmd_demo)
+
+
+def _cmd_demo(args: Namespace) -> None:
+    from cli.demo import main
+
+    raise SystemExit(main())
+
+
+def _cmd_dev(args: Namespace) -> None:
+    raise SystemExit(run_dev_stack(demo=not args.no_demo))
+
+
+def run_dev_stack(demo: bool = True) -> int:
+    try:
+        demo = demo_wanted(not demo)
+    except ConfigError as exc:
+        print(f"revops dev: {exc}", file=sys.stderr)
+        return 2
     var = Path(os.environ.get("REVOPS_VAR_DIR", PROJECT_ROOT / "var")).resolve()
     (var / "log").mkdir(parents=True, exist_ok=True)
     env_values, ports, demo_password = dev_environment(var)
@@ -224,11 +265,21 @@ def run_dev_stack() -> int:
             f"  PandaDoc       {settings.pandadoc_api_base}\n"
             f"  Settings       {dev_env_file} (source it in scripts)\n"
             f"  Logs           {var / 'log'}\n"
+            f"  Dev tools      {settings.public_url}/dev (sign a demo order form, pay an invoice)\n"
             f"Ctrl-C stops everything.",
             flush=True,
         )
+        if demo:
+            # In the background: the stack is usable at once, and Ctrl-C stops the demo with it.
+            print(f"Filling the demo (rows in each state, revenue); {DEMO_EMAIL} sees it in the table. "
+                  f"`revops dev --no-demo` or DEV_DEMO=false skips it.", flush=True)
+            filler = Service("demo", [*revops, "demo"], 0)
+            filler.process = subprocess.Popen(filler.argv, env=child_env, start_new_session=True, cwd=PROJECT_ROOT)
+            services.append(filler)
         while not stopping:
             for service in services:
+                if service.name == "demo":
+                    continue  # it ends when the demo is filled; a failure is its own message
                 if service.process is not None and service.process.poll() is not None:
                     print(f"revops dev: {service.name} exited with status {service.process.returncode}; "
                           f"stopping. See {var / 'log' / (service.name + '.log')}", file=sys.stderr)
