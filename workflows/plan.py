@@ -338,6 +338,10 @@ class PlanWorkflow:
                                           input=dict(params), error=message))
             return False, message
         self._progress = replace(out.progress, running=None)
+        if entry == "check_payment" and self._progress.credit_hold and workflow.patched("hold-in-one-projection"):
+            # The row must not show the hold without the failed step: in between, its buttons
+            # would offer the next step instead of "Retry step".
+            self._progress = replace(self._progress, failed_action=action, failed_message=self._progress.credit_hold)
         await self._project(AuditNote(actor, entry or action, "ok", self._key(action),
                                       input=dict(params), result=out.result))
         return True, out.result.get("message", "Done.")
