@@ -2,7 +2,8 @@
 
 The histories under histories/ come from the end-to-end tests
 (`RECORD_PLAN_HISTORIES=1 pytest tests/plans`; `upfront_search_attributes`, the first with the
-"search-attributes" patch, from tests/operations/test_search_attributes.py). A change that would
+"search-attributes" patch, from tests/operations/test_search_attributes.py;
+`upfront_credit_on_hold_one_projection`, the credit-on-hold path with "hold-in-one-projection"). A change that would
 break a running plan fails here; evolve the workflow with `workflow.patched(...)` instead.
 """
 
@@ -20,7 +21,7 @@ HISTORIES = sorted((Path(__file__).parent / "histories").glob("*.json"))
 EXPECTED = {"upfront_new_customer", "upfront_polling", "upfront_failed_then_retried", "monthly_all_at_once",
             "monthly_per_installment", "upfront_renewal_held_balance", "upfront_credit_on_hold",
             "upfront_uncollectible_paid_later", "monthly_share_on_hold", "monthly_future_start",
-            "upfront_search_attributes"}
+            "upfront_search_attributes", "upfront_credit_on_hold_one_projection"}
 
 
 def test_every_recorded_scenario_is_present() -> None:
