@@ -45,6 +45,13 @@ def _settings() -> Settings:
     return settings
 
 
+@bp.app_context_processor
+def _template_helpers() -> dict[str, Any]:
+    # Lets the shared templates show the /dev link and a row's "Pay this invoice" only where
+    # those URLs exist.
+    return {"dev_tools_enabled": lambda: in_development(_settings())}
+
+
 @bp.before_request
 def _only_in_development() -> None:
     if not in_development(_settings()):

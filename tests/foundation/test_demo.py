@@ -9,6 +9,7 @@ from dataclasses import replace
 from decimal import Decimal
 
 import pytest
+from flask import render_template_string
 
 from cli.demo import DEMO_ORG_PREFIX, ROWS, build_demo
 from sandbox.pandadoc.server import SandboxHandle
@@ -83,7 +84,12 @@ def test_the_dev_page_does_not_exist_outside_development(settings: Settings, use
     assert client.post("/dev/order-forms", headers=headers).status_code == 404
     assert client.post("/dev/plans/1/pay", headers=headers).status_code == 404
     sandbox = replace(settings, stripe_api_key="sk_test_x", stripe_api_base="http://127.0.0.1:9")
-    assert create_app(sandbox, temporal=object()).test_client().get("/dev/").status_code == 302  # to sign-in
+    dev_app = create_app(sandbox, temporal=object())
+    assert dev_app.test_client().get("/dev/").status_code == 302  # to sign-in
+    # The shared templates show the /dev link and "Pay this invoice" only where they exist.
+    for app, shown in ((client.application, "False"), (dev_app, "True")):
+        with app.test_request_context():
+            assert render_template_string("{{ dev_tools_enabled() }}") == shown
 
 
 async def test_sign_a_demo_order_form_and_pay_an_invoice(live_stack_factory: Callable[..., LiveStack],
