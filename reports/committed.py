@@ -90,7 +90,3 @@ def _report(session: Session, r: Range, convert: Converter) -> dict[str, Any]:
             "months": months, "scheduled_churn": churn, "prepaid_plans": plans,
             "missing_rates": sorted(convert.missing)}
 
-
-def table(body: dict[str, Any]) -> Iterable[dict[str, Any]]:
-    """CSV: the monthly forecast (the churn list and plans are in the JSON)."""
-    return list(body["months"])

@@ -3,7 +3,8 @@
 This module only parses the query string, calls a report from `reports/` and renders it.
 Query parameters, all optional: `start`, `end` (YYYY-MM-DD; default the last twelve months up to
 today), `currency` (reporting currency; default REPORTING_CURRENCY), `limit`, `offset`, and
-`format=csv` on every JSON endpoint (the same figures as a CSV table).
+`format=csv` on every JSON endpoint (the same figures as a CSV table; `table=` picks one of a
+report's tables, e.g. `table=scheduled_churn` of the committed report).
 Money is a decimal string in major units of the reporting currency (`"1234.50"`), each month
 converted at its own rate from the exchange_rates table; currencies without a rate are left out
 and listed in `missing_rates`.
@@ -124,20 +125,31 @@ def _csv(rows: Iterable[dict[str, Any]], name: str) -> Response:
                     headers={"Content-Disposition": f'attachment; filename="{name}.csv"'})
 
 
-def _respond(body: dict[str, Any], name: str, table: Callable[[dict[str, Any]], Iterable[dict[str, Any]]]) -> Any:
-    """JSON, or with `format=csv` the report's table: one CSV row per row of `table(body)`."""
+Table = Callable[[dict[str, Any]], Iterable[dict[str, Any]]]
+
+
+def _table(tables: dict[str, Table]) -> Table:
+    """Which of a report's tables a CSV download is (`table=`; default the first)."""
+    name = request.args.get("table") or next(iter(tables))
+    if name not in tables:
+        raise BadQuery(f"table={name!r} is not one of {', '.join(tables)}.")
+    return tables[name]
+
+
+def _respond(body: dict[str, Any], name: str, tables: dict[str, Table]) -> Any:
+    """JSON, or with `format=csv` one of the report's tables: one CSV row per row."""
     if _wants_csv():
-        return _csv(table(body), name)
+        return _csv(_table(tables)(body), name)
     return jsonify(body)
 
 
-def _report(name: str, build: Callable[[Any, Range, Converter], dict[str, Any]],
-            table: Callable[[dict[str, Any]], Iterable[dict[str, Any]]]) -> Any:
+def _report(name: str, build: Callable[[Any, Range, Converter], dict[str, Any]], **tables: Table) -> Any:
     r = _range()
-    _wants_csv()  # a bad format is a 400 before any work
+    if _wants_csv():
+        _table(tables)  # a bad format or table is a 400 before any work
     with db() as session:
         body = build(session, r, Converter(session, r))
-    return _respond(body, name, table)
+    return _respond(body, name, tables)
 
 
 def _without_missing(body: dict[str, Any]) -> list[dict[str, Any]]:
@@ -147,13 +159,13 @@ def _without_missing(body: dict[str, Any]) -> list[dict[str, Any]]:
 @bp.get("/api/revenue/summary")
 @requires("viewer")
 def summary() -> Any:
-    return _report("revenue-summary", summary_report.summary, _without_missing)
+    return _report("revenue-summary", summary_report.summary, summary=_without_missing)
 
 
 @bp.get("/api/revenue/mrr")
 @requires("viewer")
 def mrr_series() -> Any:
-    return _report("revenue-mrr", mrr_report.mrr_report, lambda b: b["points"])
+    return _report("revenue-mrr", mrr_report.mrr_report, points=lambda b: b["points"])
 
 
 @bp.get("/api/revenue/top-customers")
@@ -161,31 +173,33 @@ def mrr_series() -> Any:
 def top_customers() -> Any:
     limit = _int_arg("limit", 10, 1000)
     return _report("revenue-top-customers", lambda s, r, c: customers.report(s, r, c, limit),
-                   lambda b: b["customers"])
+                   customers=lambda b: b["customers"])
 
 
 @bp.get("/api/revenue/bridge")
 @requires("viewer")
 def mrr_bridge() -> Any:
-    return _report("revenue-bridge", bridge.report, lambda b: b["months"])
+    return _report("revenue-bridge", bridge.report, months=lambda b: b["months"], totals=lambda b: [b["totals"]])
 
 
 @bp.get("/api/revenue/cohorts")
 @requires("viewer")
 def mrr_cohorts() -> Any:
-    return _report("revenue-cohorts", cohorts.report, cohorts.table)
+    return _report("revenue-cohorts", cohorts.report, cells=cohorts.table,
+                   cohorts=lambda b: [{k: v for k, v in c.items() if k != "retained"} for c in b["cohorts"]])
 
 
 @bp.get("/api/revenue/committed")
 @requires("viewer")
 def committed_mrr() -> Any:
-    return _report("revenue-committed", committed.report, committed.table)
+    return _report("revenue-committed", committed.report, months=lambda b: b["months"],
+                   scheduled_churn=lambda b: b["scheduled_churn"], prepaid_plans=lambda b: b["prepaid_plans"])
 
 
 @bp.get("/api/revenue/one-off")
 @requires("viewer")
 def one_off_revenue() -> Any:
-    return _report("revenue-one-off", one_off.report, lambda b: b["months"])
+    return _report("revenue-one-off", one_off.report, months=lambda b: b["months"], charges=lambda b: b["charges"])
 
 
 def _analytics(which: str) -> Any:
@@ -193,10 +207,12 @@ def _analytics(which: str) -> Any:
     offset = _int_arg("offset", 0, 10**9)
     raw = request.args.get("currency")
     currency = _currency(raw) if raw else None
-    _wants_csv()
+    tables: dict[str, Table] = {"rows": lambda b: b["rows"]}
+    if _wants_csv():
+        _table(tables)
     with db() as session:
         body = analytics.rows(session, which, limit, offset, currency)
-    return _respond(body, f"revenue-{which}", lambda b: b["rows"])
+    return _respond(body, f"revenue-{which}", tables)
 
 
 @bp.get("/api/revenue/persons")

@@ -206,8 +206,17 @@ def test_every_report_downloads_as_csv_with_the_same_figures(fixture_app: Flask,
     assert (line["mrr"], line["movements.new"], line["movements.contraction"], line["movements.churned"]) == (
         summary["mrr"], summary["movements"]["new"], summary["movements"]["contraction"],
         summary["movements"]["churned"]) == ("540.00", "340.00", "150.00", "0.00")
-    bad = fixture_app.test_client().get(f"/api/revenue/bridge?{RANGE}&format=xls", headers=auth(users["viewer"]))
-    assert bad.status_code == 400 and "format" in bad.get_json()["error"]
+    churn = _csv(fixture_app, users, "/api/revenue/committed?end=2026-06-30&format=csv&table=scheduled_churn")
+    assert [(r["customer_id"], r["churn_on"], r["mrr"]) for r in churn] == [("cus_e", "2026-08-01", "240.00")]
+    [totals] = _csv(fixture_app, users, f"/api/revenue/bridge?{RANGE}&format=csv&table=totals")
+    assert (totals["reactivation"], totals["ltv"]) == ("50.00", "2484.00")
+    per_cohort = _csv(fixture_app, users, f"/api/revenue/cohorts?{RANGE}&format=csv&table=cohorts")
+    assert [(r["month"], r["customers"], r["mrr"]) for r in per_cohort] == [
+        ("2026-01-01", "2", "200.00"), ("2026-03-01", "1", "40.00")]
+    http = fixture_app.test_client()
+    for query, name in (("format=xls", "format"), ("format=csv&table=nope", "table")):
+        bad = http.get(f"/api/revenue/bridge?{RANGE}&{query}", headers=auth(users["viewer"]))
+        assert bad.status_code == 400 and name in bad.get_json()["error"], query
 
 
 def test_new_endpoints_need_a_login(fixture_app: Flask) -> None:
