@@ -198,7 +198,9 @@ def test_bad_query_strings_are_a_400_naming_the_parameter(revenue_app: Flask, us
     takes = {"/api/revenue/summary": ("start", "end", "currency"), "/api/revenue/mrr": ("start", "end", "currency"),
              "/api/revenue/top-customers": ("start", "end", "currency", "limit"),
              "/api/revenue/persons": ("limit", "offset", "currency"),
-             "/api/revenue/groups": ("limit", "offset", "currency"), "/revenue": ("start", "end", "currency")}
+             "/api/revenue/groups": ("limit", "offset", "currency"), "/revenue": ("start", "end", "currency"),
+             **{f"/api/revenue/{name}": ("start", "end", "currency")
+                for name in ("bridge", "cohorts", "committed", "one-off")}}
     for query, names in BAD_QUERIES:
         for path, params in takes.items():
             if not query.startswith(params):
