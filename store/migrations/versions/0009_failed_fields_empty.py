@@ -42,12 +42,13 @@ def upgrade() -> None:
 
 def downgrade() -> None:
     # Empty fields get the defaults they had before (only needs-review rows have any).
-    defaults = {'company_name': "''", 'customer_email': "''", 'credit_amount': '0', 'discount': '0',
-                'price': '0', 'currency': "'usd'", 'term_months': '12', 'payment_schedule': "'upfront'",
-                'credit_start': "'immediately'", 'credit_release': "'all'", 'payment_terms_days': '30',
-                'products': "'[]'"}
+    defaults = {'company_name': '', 'customer_email': '', 'credit_amount': 0, 'discount': 0, 'price': 0,
+                'currency': 'usd', 'term_months': 12, 'payment_schedule': 'upfront', 'credit_start': 'immediately',
+                'credit_release': 'all', 'payment_terms_days': 30, 'products': []}
+    kinds = dict(NULLABLE)
     for name, value in defaults.items():
-        op.execute(f"UPDATE plans SET {name} = {value} WHERE {name} IS NULL")
+        plans = sa.table('plans', sa.column(name, kinds[name]))
+        op.execute(plans.update().where(plans.c[name].is_(None)).values({name: value}))
     with op.batch_alter_table('plans') as batch:
         batch.drop_column('document_change')
         for name, kind in NULLABLE:
