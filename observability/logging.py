@@ -40,14 +40,23 @@ SECRET_PATTERNS = (
 _PLAN_WORKFLOW = re.compile(r"plan-(\d+)$")
 
 
+def forget_stripe_request() -> None:
+    """A new unit of work on a reused thread (a web request on a waitress thread) starts without
+    the last one's Stripe request id."""
+    stripe_request_id.set(None)
+
+
 @contextlib.contextmanager
 def log_context(*, plan_id: int | None = None, workflow_id: str | None = None) -> Iterator[None]:
-    """Records logged inside the block carry these ids."""
+    """Records logged inside the block carry these ids; a block is its own unit of work, so the
+    Stripe request id of whatever ran before it on this thread is not carried in."""
     plan_token = plan_id_var.set(plan_id) if plan_id is not None else None
     workflow_token = workflow_id_var.set(workflow_id) if workflow_id is not None else None
+    request_token = stripe_request_id.set(None)
     try:
         yield
     finally:
+        stripe_request_id.reset(request_token)
         if workflow_token is not None:
             workflow_id_var.reset(workflow_token)
         if plan_token is not None:

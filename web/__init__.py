@@ -60,6 +60,9 @@ def create_app(settings: Settings | None = None, *, temporal: Any = None) -> Fla
                    stripe_setup):
         app.register_blueprint(module.bp)
     app.register_blueprint(dev_tools.bp)  # answers 404 unless against the local Stripe sandbox
+    from observability.logging import forget_stripe_request
+
+    app.before_request(forget_stripe_request)
     auth.install(app)
     errors.install(app)
     return app

@@ -6,6 +6,7 @@ Revises: 0006_web_sessions, 0007_revenue_recognition
 
 """
 from collections.abc import Sequence
+from typing import Any
 
 import sqlalchemy as sa
 from alembic import op
@@ -17,7 +18,7 @@ branch_labels: str | Sequence[str] | None = None
 depends_on: str | Sequence[str] | None = None
 
 # (column, type) of every plan input field that had a default and so could not be empty.
-NULLABLE = (
+NULLABLE: tuple[tuple[str, Any], ...] = (
     ('company_name', sa.String(length=200)),
     ('customer_email', sa.String(length=254)),
     ('credit_amount', sa.BigInteger()),
