@@ -55,8 +55,13 @@ class BillingServiceActivities(PlanActivityBase):
         mapping = billing_mapping(facts, p)
         url = self.settings.billing_service_url
         if not url:
-            return StepOutput(replace(p, billing_synced=True),
-                              {**mapping, "delivered": "no: BILLING_SERVICE_URL is not set; stored on the row"})
+            # Not "done": the billing service still bills the org the old way until it has the mapping.
+            raise ApplicationError(
+                f"Nothing was sent to the billing service: BILLING_SERVICE_URL is not set. The mapping is org "
+                f"{mapping['posthog_org_id']} → customer {mapping['stripe_customer_id']} → subscription "
+                f"{mapping['stripe_subscription_id'] or '(not made yet)'}; set BILLING_SERVICE_URL (and its secret) "
+                f"and use \"Retry step\", or enter it in the billing service by hand.",
+                type=PROBLEM, non_retryable=True)
         body = json.dumps(mapping, sort_keys=True).encode()
         response = requests.post(url, data=body, timeout=10, headers={
             "Content-Type": "application/json",

@@ -19,6 +19,7 @@ from settings import Settings
 from store.db import unit_of_work
 from store.models import Plan
 from store.plans import create_plan
+from tests.plans.test_monthly import SECRET, Receiver
 from worker import build_worker
 from workflows.plan import PlanStart, PlanWorkflow
 
@@ -42,7 +43,9 @@ async def test_a_future_start_sends_the_mapping_once_the_subscription_exists(
     skipped = int((await ts_env.get_current_time()).replace(tzinfo=UTC).timestamp())
     if skipped > sandbox.now():
         sandbox.advance_to(skipped)
-    cfg = Settings(**{**settings.__dict__, "stripe_api_base": sandbox.url, "stripe_api_key": sandbox.api_key})
+    receiver = Receiver(failures=0)
+    cfg = Settings(**{**settings.__dict__, "stripe_api_base": sandbox.url, "stripe_api_key": sandbox.api_key,
+                      "billing_service_url": receiver.url, "billing_service_secret": SECRET})
     existing = stripe.v1.customers.create({"email": "later@installments.test", "name": "Later Co"})
     start = datetime.fromtimestamp(sandbox.now(), UTC).date() + timedelta(days=10)
     with unit_of_work(cfg.database_url) as session:
@@ -86,8 +89,55 @@ async def test_a_future_start_sends_the_mapping_once_the_subscription_exists(
         assert progress.billing_synced and progress.subscription_id == schedule.subscription
         assert progress.subscription_id.startswith("sub_") and not progress.subscription_id.startswith("sub_sched")
         assert await handle.result() == "done"
+    assert [m["stripe_subscription_id"] for m in receiver.accepted] == [schedule.subscription]
+    receiver.server.shutdown()
 
 
 async def _now(env: WorkflowEnvironment) -> datetime:
     value = await env.get_current_time()
     return value if value.tzinfo else value.replace(tzinfo=UTC)
+
+
+async def test_without_a_billing_service_url_nothing_is_sent_and_the_plan_is_not_done(
+    ts_env: WorkflowEnvironment, fresh_stripe_sandbox: Any, settings: Settings,
+) -> None:
+    """Issue 17 #12: "Update billing service" with no URL says nothing was sent; the row is not Done."""
+    sandbox = fresh_stripe_sandbox
+    stripe = sandbox.client()
+    skipped = int((await ts_env.get_current_time()).replace(tzinfo=UTC).timestamp())
+    if skipped > sandbox.now():
+        sandbox.advance_to(skipped)
+    cfg = Settings(**{**settings.__dict__, "stripe_api_base": sandbox.url, "stripe_api_key": sandbox.api_key,
+                      "billing_service_url": ""})
+    existing = stripe.v1.customers.create({"email": "nourl@installments.test", "name": "No Url Co"})
+    start = datetime.fromtimestamp(sandbox.now(), UTC).date()
+    with unit_of_work(cfg.database_url) as session:
+        plan, checked = create_plan(session, {
+            "company_name": "No Url Co", "customer_email": "nourl@installments.test", "credit_amount": "1200.00",
+            "discount": "0", "price": "1200.00", "start_date": start.isoformat(), "term_months": 12,
+            "payment_schedule": "monthly", "posthog_org_id": "org_nourl",
+            "stripe_customer_id_existing": existing.id}, actor="test")
+        assert plan is not None, checked.errors
+        plan_id = plan.id
+
+    def facts() -> Any:
+        with unit_of_work(cfg.database_url) as session:
+            row = session.get(Plan, plan_id)
+            assert row is not None
+            return facts_for(row)
+
+    queue = f"ts-{uuid.uuid4().hex[:8]}"
+    async with build_worker(ts_env.client, cfg, task_queue=queue):
+        handle = await ts_env.client.start_workflow(
+            PlanWorkflow.run, PlanStart(plan_id, 3600), id=f"plan-{plan_id}", task_queue=queue)
+        for action in ("create_customer", "create_monthly_subscription", "apply_credit_monthly"):
+            result = await handle.execute_update(action, ActionRequest("operator@example.com", facts()),
+                                                 result_type=ActionResult)
+            assert result.ok, result.message
+        result = await handle.execute_update("sync_billing_service", ActionRequest("operator@example.com", facts()),
+                                             result_type=ActionResult)
+        assert not result.ok and result.message.startswith("Nothing was sent to the billing service")
+        assert result.state == "step_failed"
+        progress = await handle.query(PlanWorkflow.progress)
+        assert not progress.billing_synced and progress.failed_action == "sync_billing_service"
+        await handle.terminate("test over")
