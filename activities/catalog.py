@@ -10,12 +10,16 @@ from __future__ import annotations
 import hashlib
 import json
 import logging
+from collections.abc import Awaitable, Callable, Mapping
 from dataclasses import dataclass
 from datetime import date
 from decimal import Decimal
 from typing import Any
 
 import stripe
+from sqlalchemy import exists, or_, select
+from sqlalchemy.exc import IntegrityError
+from sqlalchemy.orm import Session
 from stripe.params import (
     PriceCreateParams,
     PriceListParams,
@@ -47,8 +51,11 @@ from domain.catalog_check import (
     startup_plan,
 )
 from settings import Settings
+from store.db import unit_of_work
+from store.models import Claim
 
 # Who changed the catalog or a subscription, when, with which Stripe ids: one JSON line each.
+log = logging.getLogger(__name__)
 audit_log = logging.getLogger("revops.audit.catalog")
 audit_log.setLevel(logging.INFO)
 
@@ -589,3 +596,121 @@ def build(settings: Settings) -> list[Any]:
     """The catalog activities for the worker (`worker.AREAS` convention)."""
     activities = CatalogActivities(settings)
     return [activities.check, activities.startup_plan_read, activities.startup_plan_expire, activities.free_trial_end]
+
+
+# ---- finding startup subscriptions: the revenue sync and the Stripe webhook --------------------
+
+# One claim per subscription item whose price carries `valid_days`, written once its timer was
+# started: the sync and the webhook start a timer only for items not seen before, so a timer an
+# operator cancelled is not started again by the next event, while an item added later (a move
+# to another startup price) gets its timer.
+STARTUP_TIMER_CLAIM = "startup_timer"
+
+TemporalRun = Callable[[Callable[[Any], Awaitable[Any]]], Any]
+
+
+def startup_items_of(subscription: Mapping[str, Any]) -> list[str]:
+    """Ids of a live subscription's items (Stripe JSON, as a webhook carries it) whose price has
+    `valid_days` in its metadata."""
+    if subscription.get("status") not in LIVE:
+        return []
+    items = (subscription.get("items") or {}).get("data") or []
+    return [str(i["id"]) for i in items if isinstance(i, Mapping) and i.get("id")
+            and ((i.get("price") or {}).get("metadata") or {}).get("valid_days") not in (None, "")]
+
+
+def unclaimed(session: Session, item_ids: list[str]) -> list[str]:
+    if not item_ids:
+        return []
+    seen = set(session.scalars(select(Claim.key).where(Claim.scope == STARTUP_TIMER_CLAIM,
+                                                       Claim.key.in_(item_ids))))
+    return [i for i in item_ids if i not in seen]
+
+
+def pending_startup_timers(session: Session) -> dict[str, list[str]]:
+    """Subscription id → its items that need a startup timer: live subscriptions in the warehouse
+    whose items' prices carry `valid_days` (in the price table or as embedded in the item) and
+    whose timer was not started yet. One query, so the sync's hook stays cheap."""
+    from store.warehouse import StripePrice, StripeSubscription, StripeSubscriptionItem
+
+    item = StripeSubscriptionItem
+    valid_days = or_(item.raw["price"]["metadata"]["valid_days"].as_string().is_not(None),
+                     StripePrice.raw["metadata"]["valid_days"].as_string().is_not(None))
+    rows = session.execute(
+        select(item.subscription_id, item.id)
+        .join(StripeSubscription, StripeSubscription.id == item.subscription_id)
+        .outerjoin(StripePrice, StripePrice.id == item.price_id)
+        .where(item.deleted_at.is_(None), StripeSubscription.deleted_at.is_(None),
+               StripeSubscription.status.in_(LIVE), valid_days,
+               ~exists().where(Claim.scope == STARTUP_TIMER_CLAIM, Claim.key == item.id))
+        .order_by(item.subscription_id, item.id))
+    found: dict[str, list[str]] = {}
+    for subscription_id, item_id in rows:
+        found.setdefault(str(subscription_id), []).append(str(item_id))
+    return found
+
+
+def claim_startup_items(session: Session, found: Mapping[str, list[str]]) -> None:
+    for subscription_id, item_ids in found.items():
+        for item_id in unclaimed(session, item_ids):
+            try:
+                with session.begin_nested():  # the webhook and the sync may claim the same item at once
+                    session.add(Claim(scope=STARTUP_TIMER_CLAIM, key=item_id, value=subscription_id))
+            except IntegrityError:
+                continue
+
+
+def connected_run(settings: Settings) -> TemporalRun:
+    """Run a Temporal call from synchronous code with no event loop of its own (the sync's thread,
+    the CLI): connect, call, close."""
+    import asyncio
+
+    from temporal_client import connect
+
+    def run(make: Callable[[Any], Awaitable[Any]]) -> Any:
+        async def call() -> Any:
+            return await make(await connect(settings))
+
+        return asyncio.run(call())
+
+    return run
+
+
+def start_startup_timers(settings: Settings, found: Mapping[str, list[str]], run: TemporalRun, *,
+                         found_by: str) -> list[str]:
+    """Start (or find running) the startup timer of each subscription, then claim its items so the
+    next sync or event does not start it again. Returns the subscriptions handled."""
+    from workflows.catalog import ensure_startup_timer
+
+    if not found:
+        return []
+    queue = settings.temporal_task_queue
+
+    async def start(client: Any) -> list[str]:
+        started = []
+        for subscription_id in found:
+            await ensure_startup_timer(client, queue, subscription_id)
+            started.append(subscription_id)
+        return started
+
+    started: list[str] = run(start)
+    with unit_of_work(settings.database_url) as session:
+        claim_startup_items(session, {s: found[s] for s in started})
+    for subscription_id in started:
+        audit(found_by, "startup_timer_found", subscription=subscription_id, items=found[subscription_id])
+    return started
+
+
+def start_timers_after_sync(settings: Settings, run: TemporalRun | None = None) -> list[str]:
+    """The revenue sync's hook: timers for the startup subscriptions it wrote. Temporal being
+    unreachable costs nothing but a log line: nothing is claimed, so the next run tries again."""
+    with unit_of_work(settings.database_url) as session:
+        found = pending_startup_timers(session)
+    if not found:
+        return []
+    try:
+        return start_startup_timers(settings, found, run or connected_run(settings), found_by="revenue-sync")
+    except Exception:
+        log.warning("Startup timers for %s could not be started; the next sync tries again.",
+                    ", ".join(found), exc_info=True)
+        return []

@@ -695,8 +695,15 @@ def sync_revenue(settings: Settings, *, full: bool = False, rate: float | None =
         unfinished = session.scalars(select(RevenueSyncRun.id).where(
             RevenueSyncRun.kind == "full", RevenueSyncRun.finished_at.is_(None))).first()
     if full or unfinished is not None:
-        return full_sync(settings, rate=rate, progress=progress)
-    return incremental_sync(settings, rate=rate, progress=progress)
+        report = full_sync(settings, rate=rate, progress=progress)
+    else:
+        report = incremental_sync(settings, rate=rate, progress=progress)
+    # Subscriptions on startup prices the sync wrote get their timer (issue 14): one query, and
+    # only timers not started before; Temporal being away is a log line, retried next run.
+    from activities.catalog import start_timers_after_sync
+
+    start_timers_after_sync(settings)
+    return report
 
 
 def rebuild_schedule(settings: Settings) -> int:

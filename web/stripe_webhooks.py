@@ -38,6 +38,8 @@ log = logging.getLogger(__name__)
 TOLERANCE_SECONDS = 300
 INVOICE_EVENTS = ("invoice.paid", "invoice.voided", "invoice.marked_uncollectible")
 # Money taken back after a payment: the plan's workflow re-checks the payment before any credit.
+# A subscription made or changed (also in the dashboard) may hold a startup price with `valid_days`.
+SUBSCRIPTION_EVENTS = ("customer.subscription.created", "customer.subscription.updated")
 MONEY_BACK_EVENTS = ("charge.refunded", "credit_note.created", "charge.dispute.created", "charge.dispute.closed")
 
 
@@ -117,8 +119,8 @@ def _finish(cfg: Settings, stored_id: int, status: str, error: str | None = None
 def process_stripe_event(settings: Settings, event: dict[str, Any]) -> str:
     """Act on one verified, first-seen event; returns "processed" or "ignored".
 
-    Invoice payment events go to the plan's workflow as signals (the payment gate). Other areas
-    (the revenue warehouse) add their call here.
+    Invoice payment events go to the plan's workflow as signals (the payment gate); subscriptions
+    on startup prices get their timer. Other areas (the revenue warehouse) add their call here.
     """
     from activities.stripe_sync import apply_stripe_event
 
@@ -128,6 +130,8 @@ def process_stripe_event(settings: Settings, event: dict[str, Any]) -> str:
         log.exception("Stripe event %s was not applied to the revenue warehouse", event.get("id"))
     event_type = str(event.get("type"))
     obj = (event.get("data") or {}).get("object") or {}
+    if event_type in SUBSCRIPTION_EVENTS:
+        return "processed" if _startup_timer(settings, obj) else "ignored"
     if event_type in INVOICE_EVENTS:
         plan_id = plan_for_invoice(settings, obj)
         signal = InvoiceEvent(invoice_id=str(obj.get("id")), event_type=event_type,
@@ -150,6 +154,28 @@ def process_stripe_event(settings: Settings, event: dict[str, Any]) -> str:
         return True
 
     return "processed" if temporal().run(send) else "ignored"
+
+
+def _startup_timer(settings: Settings, subscription: dict[str, Any]) -> bool:
+    """A subscription on a price with `valid_days` gets its startup-plan timer (issue 14), once per
+    item: a timer an operator cancelled is not started again by the subscription's next update.
+    Temporal being away must not lose Stripe's event: the revenue sync's hook starts it later."""
+    from activities.catalog import start_startup_timers, startup_items_of, unclaimed
+
+    items = startup_items_of(subscription)
+    if not items:
+        return False
+    with unit_of_work(settings.database_url) as session:
+        new = unclaimed(session, items)
+    if not new:
+        return False
+    try:
+        return bool(start_startup_timers(settings, {str(subscription["id"]): new}, temporal().run,
+                                         found_by="stripe-webhook"))
+    except Exception:
+        log.warning("The startup timer of %s could not be started now; the revenue sync starts it.",
+                    subscription.get("id"), exc_info=True)
+        return False
 
 
 def _money_back_signal(settings: Settings, event_type: str, event_id: str,
