@@ -1,6 +1,7 @@
 """Every table the migrations manage: importing a models module registers its tables."""
 
 import activities.webhook_setup  # noqa: F401  (the Stripe webhook endpoint and its secret)
+import store.catalog_audit  # noqa: F401  (changes to the catalog and subscriptions outside a plan row)
 import store.warehouse  # noqa: F401  (the revenue warehouse)
 from store import models  # noqa: F401  (plans, audit, users, tokens, inbox)
 from store.models import Base

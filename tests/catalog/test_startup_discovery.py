@@ -14,7 +14,7 @@ from typing import Any
 
 import pytest
 from sqlalchemy import select
-from temporalio.client import Client
+from temporalio.client import Client, WorkflowHandle
 from temporalio.service import RPCError
 from temporalio.testing import WorkflowEnvironment
 from werkzeug.serving import make_server
@@ -38,7 +38,7 @@ def _temporal_settings(settings: Settings, env: WorkflowEnvironment) -> Settings
 
 async def _timer(env: WorkflowEnvironment, subscription_id: str, timeout: float = 15.0) -> Any:
     """The subscription's startup timer once it exists (it is started by another thread)."""
-    handle = env.client.get_workflow_handle_for(StartupPlanWorkflow.run, startup_workflow_id(subscription_id))
+    handle: WorkflowHandle[Any, Any] = env.client.get_workflow_handle(startup_workflow_id(subscription_id))
     for _ in range(int(timeout / 0.1)):
         try:
             await handle.describe()
@@ -50,7 +50,8 @@ async def _timer(env: WorkflowEnvironment, subscription_id: str, timeout: float 
 
 def _claimed(settings: Settings) -> dict[str, str]:
     with unit_of_work(settings.database_url) as session:
-        return dict(session.execute(select(Claim.key, Claim.value).where(Claim.scope == STARTUP_TIMER_CLAIM)).all())
+        rows = session.execute(select(Claim.key, Claim.value).where(Claim.scope == STARTUP_TIMER_CLAIM))
+        return {key: str(value) for key, value in rows}
 
 
 @pytest.fixture
