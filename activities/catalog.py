@@ -51,11 +51,14 @@ from domain.catalog_check import (
     startup_plan,
 )
 from settings import Settings
+from store import catalog_audit
 from store.db import unit_of_work
 from store.models import Claim
 
 # Who changed the catalog or a subscription, when, with which Stripe ids: one JSON line each.
 log = logging.getLogger(__name__)
+# The catalog_audit action of a scheduled check's result (the table page's banner reads the newest).
+CHECK_RECORDED = "catalog_check"
 audit_log = logging.getLogger("revops.audit.catalog")
 audit_log.setLevel(logging.INFO)
 
@@ -577,7 +580,11 @@ class CatalogActivities:
 
     @activity.defn(name="catalog_check")
     def check(self) -> CatalogCheckResult:
-        return run_catalog_check(self.client, self.config())
+        result = run_catalog_check(self.client, self.config())
+        # The table page's banner reads the newest run from here: no Temporal call per page view.
+        catalog_audit.record(self.settings.database_url, "schedule", CHECK_RECORDED,
+                             detail={"count": len(result.problems), "problems": [p.to_json() for p in result.problems]})
+        return result
 
     @activity.defn(name="catalog_startup_plan_read")
     def startup_plan_read(self, subscription_id: str) -> StartupPlan | None:
@@ -585,11 +592,19 @@ class CatalogActivities:
 
     @activity.defn(name="catalog_startup_plan_expire")
     def startup_plan_expire(self, plan: StartupPlan) -> StartupOutcome:
-        return expire_startup_plan(self.client, plan)
+        outcome = expire_startup_plan(self.client, plan)
+        if outcome.outcome in ("moved", FREE_PLANS):  # a change made; already_done/ended changed nothing
+            catalog_audit.record(self.settings.database_url, "workflow", f"startup_plan_{outcome.outcome}",
+                                 subscription=plan.subscription, detail={"detail": outcome.detail})
+        return outcome
 
     @activity.defn(name="catalog_free_trial_end")
     def free_trial_end(self, trial: FreeTrialEnd) -> FreeTrialOutcome:
-        return end_free_trial(self.client, self.settings, trial)
+        outcome = end_free_trial(self.client, self.settings, trial)
+        catalog_audit.record(self.settings.database_url, "workflow", f"free_trial_ended_{outcome.outcome}",
+                             customer=trial.customer, subscription=outcome.subscription,
+                             detail={"org": trial.org, "billing_service_told": outcome.delivered})
+        return outcome
 
 
 def build(settings: Settings) -> list[Any]:
@@ -698,6 +713,8 @@ def start_startup_timers(settings: Settings, found: Mapping[str, list[str]], run
         claim_startup_items(session, {s: found[s] for s in started})
     for subscription_id in started:
         audit(found_by, "startup_timer_found", subscription=subscription_id, items=found[subscription_id])
+        catalog_audit.record(settings.database_url, found_by, "startup_timer_started", subscription=subscription_id,
+                             detail={"items": found[subscription_id]})
     return started
 
 

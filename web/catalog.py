@@ -143,6 +143,20 @@ def last_scheduled_check() -> dict[str, Any] | None:
     return result
 
 
+def catalog_banner() -> dict[str, Any] | None:
+    """The table page's one line: the newest scheduled check's result as its activity recorded it
+    (`{"at", "count"}`), read from the database so the page never waits on Temporal; None when no
+    scheduled check has run."""
+    from activities.catalog import CHECK_RECORDED
+    from store.catalog_audit import newest
+
+    with db() as session:
+        entry = newest(session, CHECK_RECORDED)
+        if entry is None:
+            return None
+        return {"at": entry.at, "count": int(entry.detail.get("count", 0))}
+
+
 @bp.get("/api/catalog/last-check")
 @requires("viewer")
 def last_check_api() -> Any:
@@ -172,6 +186,13 @@ def _actor() -> str:
     principal = current_principal()
     assert principal is not None  # guaranteed by @requires
     return principal.email
+
+
+def _audit_row(action: str, **fields: Any) -> None:
+    """The change on the catalog audit table, shown on the customer page (made outside a row or not)."""
+    from store.catalog_audit import record
+
+    record(settings().database_url, _actor(), action, **fields)
 
 
 def _bespoke_request(data: Mapping[str, Any]) -> BespokePrice:
@@ -207,10 +228,14 @@ def _bespoke_request(data: Mapping[str, Any]) -> BespokePrice:
 def _create_bespoke(data: Mapping[str, Any]) -> BespokeResult:
     bespoke = _bespoke_request(data)
     try:
-        return create_bespoke_price(_client(), _config(), bespoke, actor=_actor(), today=datetime.now(UTC).date())
+        result = create_bespoke_price(_client(), _config(), bespoke, actor=_actor(), today=datetime.now(UTC).date())
     except stripe.StripeError as exc:
         raise BespokeRefused([f"Stripe answered with an error ({exc.user_message or exc}); sending the same "
                               "request again is safe, it makes the price at most once"]) from None
+    if result.created:
+        _audit_row("bespoke_price_created", price=result.price_id, customer=bespoke.metadata.get("customer"),
+                   detail={"product": bespoke.product, "meter": result.meter, "nickname": result.nickname})
+    return result
 
 
 def _result_json(result: BespokeResult) -> dict[str, Any]:
@@ -355,6 +380,9 @@ def _change(action: str, subscription_id: str, plan_raw: Any, run: Any) -> tuple
         raise SubscriptionChangeRefused(
             f"Stripe answered with an error ({exc.user_message or exc}); the same request again is safe.") from None
     _record(plan_id, action, change, subscription_id)
+    if change.changed:
+        _audit_row(action, customer=change.subscription.customer, subscription=subscription_id,
+                   price=change.detail.get("to_price"), plan_id=plan_id, detail=change.detail)
     return change, plan_id
 
 
@@ -543,6 +571,8 @@ def _startup_action(subscription_id: str, action: str, value: str | None = None)
     from activities.catalog import audit
 
     audit(_actor(), audit_action[action], subscription=subscription_id, expires_at=status.expires_at)
+    _audit_row(audit_action[action], subscription=subscription_id,
+               detail={"expires_at": status.expires_at, "state": status.state})
     return status
 
 
@@ -612,6 +642,7 @@ def _trial_action(org: str, action: str, value: str | None = None) -> Any:
     from activities.catalog import audit
 
     audit(_actor(), f"free_trial_{action}", org=org, until=status.until)
+    _audit_row(f"free_trial_{action}", customer=status.customer, detail={"org": org, "until": status.until})
     return status
 
 
@@ -650,6 +681,7 @@ def free_trial_start_api() -> Any:
     from activities.catalog import audit
 
     audit(_actor(), "free_trial_started", org=org, until=until, customer=trial.customer)
+    _audit_row("free_trial_started", customer=trial.customer, detail={"org": org, "until": until})
     return jsonify(_status_json(status)), 201
 
 
@@ -751,8 +783,17 @@ def _plans_of(customer_id: str) -> list[dict[str, Any]]:
                  else "customer"} for p in rows]
 
 
+def _changes_of(view: CustomerView) -> list[dict[str, Any]]:
+    """The catalog audit trail of the customer and its subscriptions, newest first."""
+    from store.catalog_audit import for_customer
+
+    with db() as session:
+        return [e.to_json() for e in for_customer(session, view.id, [s.id for s in view.subscriptions])]
+
+
 def _customer_json(view: CustomerView) -> dict[str, Any]:
-    return {**view.to_json(), "plans": _plans_of(view.id), "dashboard_url": dashboard_url(settings(), view.id)}
+    return {**view.to_json(), "plans": _plans_of(view.id), "changes": _changes_of(view),
+            "dashboard_url": dashboard_url(settings(), view.id)}
 
 
 @bp.get("/api/customers/<customer_id>")

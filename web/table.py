@@ -236,9 +236,11 @@ def index() -> Any:
         rows = rows_context(s, plans, principal)
         newest = s.scalar(select(func.max(Plan.id))) or 0
     args = {k: v for k, v in (("q", q), ("state", state), ("schedule", schedule)) if v}
+    from web.catalog import catalog_banner
+
     return render_template(
         "table/index.html", rows=rows, total=total, page=page, pages=pages, args=args,
-        q=q, state=state, schedule=schedule, newest=newest, **_shared_context(),
+        q=q, state=state, schedule=schedule, newest=newest, catalog_check=catalog_banner(), **_shared_context(),
     )
 
 

@@ -28,7 +28,7 @@ from store.models import Claim, InboundEvent
 from tests.catalog.test_timers import subscribe, ts, until_state, worker  # noqa: F401  (ts is a fixture)
 from web import create_app
 from web.temporal_bridge import TemporalBridge
-from workflows.catalog import StartupPlanWorkflow, startup_workflow_id
+from workflows.catalog import StartupPlanStatus, StartupPlanWorkflow, startup_workflow_id
 
 
 def _temporal_settings(settings: Settings, env: WorkflowEnvironment) -> Settings:
@@ -38,7 +38,8 @@ def _temporal_settings(settings: Settings, env: WorkflowEnvironment) -> Settings
 
 async def _timer(env: WorkflowEnvironment, subscription_id: str, timeout: float = 15.0) -> Any:
     """The subscription's startup timer once it exists (it is started by another thread)."""
-    handle: WorkflowHandle[Any, Any] = env.client.get_workflow_handle(startup_workflow_id(subscription_id))
+    handle: WorkflowHandle[Any, StartupPlanStatus] = env.client.get_workflow_handle(
+        startup_workflow_id(subscription_id), result_type=StartupPlanStatus)
     for _ in range(int(timeout / 0.1)):
         try:
             await handle.describe()
