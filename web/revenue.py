@@ -18,16 +18,16 @@ from collections.abc import Callable, Iterable
 from datetime import UTC, date, datetime
 from typing import Any
 
-from flask import Blueprint, Response, jsonify, render_template, request
+from flask import Blueprint, Response, abort, jsonify, render_template, request, url_for
 
-from domain.money import MoneyError, check_currency, display
+from domain.money import MoneyError, check_currency
 from reports import analytics, bridge, cohorts, committed, customers, one_off
-from reports import deferred as deferred_report
+from reports import customer as customer_report
 from reports import mrr as mrr_report
 from reports import summary as summary_report
 from reports.period import Converter, Range, month_start
 from web.auth import requires
-from web.charts import revenue_charts
+from web.charts import page_data
 from web.context import db, settings
 
 bp = Blueprint("revenue", __name__)
@@ -227,16 +227,72 @@ def groups() -> Any:
     return _analytics("groups")
 
 
+@bp.get("/api/revenue/customers/<customer_id>")
+@requires("viewer")
+def customer_history(customer_id: str) -> Any:
+    """One customer's recognised revenue per month (the page's customer view, as JSON or CSV)."""
+    r = _range()
+    tables: dict[str, Table] = {"months": lambda b: b["months"]}
+    if _wants_csv():
+        _table(tables)
+    with db() as session:
+        try:
+            body = customer_report.history(session, r, Converter(session, r), customer_id)
+        except customer_report.UnknownCustomer as exc:
+            return jsonify({"error": str(exc)}), 404
+    return _respond(body, f"revenue-customer-{customer_id}", tables)
+
+
+def _links(r: Range) -> dict[str, str]:
+    """CSV downloads of every chart and table: the API endpoint with the page's own range and
+    currency, so a download holds exactly the figures on screen."""
+    query: dict[str, Any] = {"start": r.start.isoformat(), "end": r.end.isoformat(), "currency": r.currency,
+                             "format": "csv"}
+
+    def csv_url(endpoint: str, **extra: Any) -> str:
+        return url_for(f"revenue.{endpoint}", **query, **extra)
+
+    return {"mrr": csv_url("mrr_series"), "bridge": csv_url("mrr_bridge"), "cohorts": csv_url("mrr_cohorts"),
+            "committed": csv_url("committed_mrr"), "scheduled_churn": csv_url("committed_mrr", table="scheduled_churn"),
+            "prepaid_plans": csv_url("committed_mrr", table="prepaid_plans"), "one_off": csv_url("one_off_revenue"),
+            "charges": csv_url("one_off_revenue", table="charges"), "summary": csv_url("summary"),
+            "top": csv_url("top_customers", limit=TOP_CUSTOMERS)}
+
+
+TOP_CUSTOMERS = 10
+
+
 @bp.get("/revenue")
 @requires("viewer")
 def page() -> Any:
     r = _range()
     with db() as session:
         convert = Converter(session, r)
-        points = mrr_report.points(session, r, convert)
-        summary_data = summary_report.summary(session, r, convert)
-        deferred_points = deferred_report.points(session, r, convert)
-        top = customers.top_customers(session, r, convert, 10)
-    charts = revenue_charts(points, deferred_points, convert.money)
-    return render_template("revenue/index.html", r=r, summary=summary_data, charts=charts, top=top,
-                           deferred=deferred_points, display=display)
+        data = {
+            "summary": summary_report.summary(session, r, convert),
+            "mrr": mrr_report.mrr_report(session, r, convert),
+            "bridge": bridge.report(session, r, convert),
+            "cohorts": cohorts.report(session, r, convert),
+            "committed": committed.report(session, r, convert),
+            "one_off": one_off.report(session, r, convert),
+            "top": customers.top_customers(session, r, convert, TOP_CUSTOMERS),
+        }
+    return render_template("revenue/index.html", r=r, **data, links=_links(r), charts=page_data(data),
+                           missing=sorted(convert.missing))
+
+
+@bp.get("/revenue/customers/<customer_id>")
+@requires("viewer")
+def customer_page(customer_id: str) -> Any:
+    r = _range()
+    with db() as session:
+        try:
+            body = customer_report.history(session, r, Converter(session, r), customer_id)
+        except customer_report.UnknownCustomer as exc:
+            abort(404, description=str(exc))
+    csv_url = url_for("revenue.customer_history", customer_id=customer_id, start=r.start.isoformat(),
+                      end=r.end.isoformat(), currency=r.currency, format="csv")
+    return render_template("revenue/customer.html", r=r, c=body, csv_url=csv_url,
+                           chart={"labels": [m["month"][:7] for m in body["months"]],
+                                  "net": [m["net"] for m in body["months"]],
+                                  "gross": [m["gross"] for m in body["months"]]})
