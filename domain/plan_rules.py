@@ -479,6 +479,18 @@ CUSTOMER_CHECKS = (
     ("tax_ids", "Tax ids"),
 )
 
+# Runbook, monthly setup: the new installment customer gets new virtual bank account details,
+# which the customer must be sent (its old ones pay the old customer). Stripe's bank transfer type
+# per currency; EUR is left out because Stripe asks for the account's country (DE, FR, IE, NL).
+BANK_TRANSFER_CHECK = "bank_transfer"
+BANK_TRANSFER_TO_SEND = "to send"
+BANK_TRANSFER_TYPES = {
+    "usd": "us_bank_transfer",
+    "gbp": "gb_bank_transfer",
+    "jpy": "jp_bank_transfer",
+    "mxn": "mx_bank_transfer",
+}
+
 
 # ------------------------------------------------- messages between web app, workflow, activities
 

@@ -314,3 +314,83 @@ def list_tax_ids(sb: Sandbox, req: Req, customer: str) -> Obj:
     cus = get_customer(sb, customer, "customer")
     items = [t for t in sb.state.all("tax_id") if t["customer"] == cus["id"] and not t.get("deleted")]
     return store.paginate(sb.state, items, req.params, f"/v1/customers/{cus['id']}/tax_ids", req.expand)
+
+
+# ---- funding instructions (bank transfers) --------------------------------------------------------
+
+# Stripe's bank transfer types, the one currency each takes, and where its account lives.
+BANK_TRANSFER_TYPES = {
+    "us_bank_transfer": ("usd", "US"),
+    "gb_bank_transfer": ("gbp", "GB"),
+    "eu_bank_transfer": ("eur", None),  # the country is asked for: DE, FR, IE or NL
+    "jp_bank_transfer": ("jpy", "JP"),
+    "mx_bank_transfer": ("mxn", "MX"),
+}
+EU_COUNTRIES = ("DE", "FR", "IE", "NL")
+
+
+def _digits(seed: str, count: int) -> str:
+    """Deterministic fake account digits: the same customer and currency always get the same
+    virtual account, as on Stripe (one virtual account per customer and currency)."""
+    import hashlib
+
+    return str(int(hashlib.sha256(seed.encode()).hexdigest(), 16))[:count].rjust(count, "0")
+
+
+def _financial_addresses(kind: str, seed: str, country: str) -> list[Obj]:
+    if kind == "us_bank_transfer":
+        return [
+            {"type": "aba", "supported_networks": ["ach", "domestic_wire_us"],
+             "aba": {"account_holder_name": "Sandbox Payments Inc.", "account_number": _digits(seed, 12),
+                     "account_type": "checking", "bank_name": "Sandbox Test Bank", "routing_number": "110000000"}},
+            {"type": "swift", "supported_networks": ["swift"],
+             "swift": {"account_holder_name": "Sandbox Payments Inc.", "account_number": _digits(seed, 12),
+                       "account_type": "checking", "bank_name": "Sandbox Test Bank", "swift_code": "TSTEUS33"}},
+        ]
+    if kind == "gb_bank_transfer":
+        return [{"type": "sort_code", "supported_networks": ["bacs", "fps"],
+                 "sort_code": {"account_holder_name": "Sandbox Payments Ltd", "account_number": _digits(seed, 8),
+                               "sort_code": "108800"}}]
+    if kind == "eu_bank_transfer":
+        return [{"type": "iban", "supported_networks": ["sepa"],
+                 "iban": {"account_holder_name": "Sandbox Payments Europe", "bic": "SBXTIE2D", "country": country,
+                          "iban": f"{country}00SBXT{_digits(seed, 14)}"}}]
+    if kind == "jp_bank_transfer":
+        return [{"type": "zengin", "supported_networks": ["zengin"],
+                 "zengin": {"account_holder_name": "サンドボックス", "account_number": _digits(seed, 7),
+                            "account_type": "futsu", "bank_code": "0001", "bank_name": "Sandbox Bank",
+                            "branch_code": "001", "branch_name": "Sandbox"}}]
+    return [{"type": "spei", "supported_networks": ["spei"],
+             "spei": {"bank_code": "002", "bank_name": "Sandbox Banco", "clabe": "002" + _digits(seed, 15)}}]
+
+
+@route("POST", "/v1/customers/<customer>/funding_instructions", "CustomerFundingInstructionsCreateParams")
+def create_funding_instructions(sb: Sandbox, req: Req, customer: str) -> Obj:
+    """The customer's virtual bank account for a currency (made on first request, the same after)."""
+    p = req.params
+    cus = get_customer(sb, customer)
+    require(p, "currency", "funding_type", "bank_transfer")
+    cur = currency(p["currency"])
+    if p["funding_type"] != "bank_transfer":
+        raise invalid(f"Invalid funding_type: {p['funding_type']}; must be bank_transfer.", param="funding_type")
+    transfer = p["bank_transfer"] if isinstance(p["bank_transfer"], dict) else {}
+    kind = transfer.get("type")
+    if kind not in BANK_TRANSFER_TYPES:
+        raise invalid(f"Invalid bank_transfer[type]: {kind}; must be one of {', '.join(BANK_TRANSFER_TYPES)}.",
+                      param="bank_transfer[type]")
+    expected, country = BANK_TRANSFER_TYPES[kind]
+    if cur != expected:
+        raise invalid(f"The currency {cur} is not supported by {kind}; it takes {expected}.", param="currency")
+    if kind == "eu_bank_transfer":
+        eu = transfer.get("eu_bank_transfer")
+        country = str((eu if isinstance(eu, dict) else {}).get("country") or "").upper()
+        if country not in EU_COUNTRIES:
+            raise invalid(f"Invalid bank_transfer[eu_bank_transfer][country]: {country or 'missing'}; must be one "
+                          f"of {', '.join(EU_COUNTRIES)}.", param="bank_transfer[eu_bank_transfer][country]")
+    assert country is not None
+    addresses = _financial_addresses(kind, f"{cus['id']}:{cur}", country)
+    wanted = transfer.get("requested_address_types")
+    if isinstance(wanted, list) and wanted:
+        addresses = [a for a in addresses if a["type"] in wanted]
+    return {"object": "funding_instructions", "funding_type": "bank_transfer", "currency": cur, "livemode": False,
+            "bank_transfer": {"country": country, "type": kind, "financial_addresses": addresses}}
