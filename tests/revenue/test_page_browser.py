@@ -270,6 +270,8 @@ def test_the_customer_endpoint(page_app: Flask, users: dict[str, str]) -> None:
     missing = http.get(f"/api/revenue/customers/cus_nobody?{QUERY}", headers=auth(users["viewer"]))
     assert missing.status_code == 404 and "cus_nobody" in missing.get_json()["error"]
     assert http.get(f"/api/revenue/customers/cus_c?{QUERY}").status_code == 401
+    page = http.get(f"/revenue/customers/cus_nobody?{QUERY}", headers=auth(users["viewer"]))
+    assert page.status_code == 404 and "cus_nobody" in page.get_data(as_text=True)
 
 
 def _saved(path: Path) -> bool:
