@@ -54,8 +54,7 @@ REVENUE: list[dict[str, Any]] = [
 
 
 @pytest.fixture
-def page_app(revenue_settings: Settings, users: dict[str, str]) -> Flask:
-    sqlite_only(revenue_settings, "the page's layout and scripts do not depend on the database")
+def warehouse_app(revenue_settings: Settings, users: dict[str, str]) -> Flask:
     with unit_of_work(revenue_settings.database_url) as s:
         for o in [*FIXTURE, *REVENUE]:
             upsert(s, TABLES[o["object"]][0], [row_for(o)])
@@ -63,6 +62,12 @@ def page_app(revenue_settings: Settings, users: dict[str, str]) -> Flask:
     app = create_app(revenue_settings, temporal=object())
     app.testing = True
     return app
+
+
+@pytest.fixture
+def page_app(warehouse_app: Flask, revenue_settings: Settings) -> Flask:
+    sqlite_only(revenue_settings, "the page's layout and scripts do not depend on the database")
+    return warehouse_app
 
 
 @pytest.fixture
@@ -261,11 +266,19 @@ def test_the_range_and_currency_controls(browser: Any, base_url: str) -> None:
         assert (query["start"], query["currency"]) == (["2026-03-01"], ["eur"]), link
 
 
-def test_the_customer_endpoint(page_app: Flask, users: dict[str, str]) -> None:
+def test_the_customer_endpoint(warehouse_app: Flask, users: dict[str, str]) -> None:
+    page_app = warehouse_app  # both databases: the history is SQL over the revenue schedule
     body = _api(page_app, users, f"/api/revenue/customers/cus_c?{QUERY}").get_json()
     assert (body["name"], body["net"], body["gross"], len(body["months"])) == ("Customer c", "240.00", "240.00", 9)
     csv_body = _api(page_app, users, f"/api/revenue/customers/cus_c?{QUERY}&format=csv").get_data(as_text=True)
     assert [(r["month"], r["net"]) for r in _rows(csv_body)] == [(m["month"], m["net"]) for m in body["months"]]
+    # Each top customer's history adds up to its row in the top-customers table, to the cent.
+    top = _api(page_app, users, f"/api/revenue/top-customers?{QUERY}").get_json()["customers"]
+    assert [(c["customer_id"], c["net"]) for c in top] == [("cus_a", "300.00"), ("cus_c", "240.00"),
+                                                           ("cus_b", "30.00")]
+    for c in top:
+        own = _api(page_app, users, f"/api/revenue/customers/{c['customer_id']}?{QUERY}").get_json()
+        assert (own["net"], own["gross"]) == (c["net"], c["gross"])
     http = page_app.test_client()
     missing = http.get(f"/api/revenue/customers/cus_nobody?{QUERY}", headers=auth(users["viewer"]))
     assert missing.status_code == 404 and "cus_nobody" in missing.get_json()["error"]
