@@ -1,17 +1,18 @@
-"""A small in-process cache of report results, keyed on the warehouse version.
+"""An in-process cache of report results, keyed on the warehouse version (cachetools' LRU).
 
 Every warehouse write bumps `warehouse_version`, so a key that includes it is never stale: at
-100,000 subscriptions loading and pricing them is seconds, reading the marker milliseconds.
+100,000 subscriptions loading and pricing them is seconds, reading the marker milliseconds. Old
+versions' entries are never asked for again and fall out as the least recently used.
 """
 
 from __future__ import annotations
 
 import copy
 import threading
-from collections import OrderedDict
 from collections.abc import Callable
 from typing import Any
 
+from cachetools import LRUCache
 from sqlalchemy.orm import Session
 
 from reports.period import Converter, Range
@@ -19,20 +20,22 @@ from store import revenue as queries
 
 CACHE_ENTRIES = 64
 
+# cachetools' caches are not thread-safe; the web app serves requests on threads.
 _lock = threading.Lock()
-_entries: OrderedDict[tuple[Any, ...], Any] = OrderedDict()
+_entries: LRUCache[tuple[Any, ...], Any] = LRUCache(maxsize=CACHE_ENTRIES)
+_MISSING = object()
 
 
 def cached(key: tuple[Any, ...], compute: Callable[[], Any]) -> Any:
     with _lock:
-        if key in _entries:
-            _entries.move_to_end(key)
-            return _entries[key]
+        value = _entries.get(key, _MISSING)  # a hit counts as a use: it stays
+    if value is not _MISSING:
+        return value
+    # Computed outside the lock: a slow report must not hold up every other request. Two requests
+    # missing together compute twice and store the same value.
     value = compute()
     with _lock:
         _entries[key] = value
-        while len(_entries) > CACHE_ENTRIES:
-            _entries.popitem(last=False)
     return value
 
 
