@@ -51,4 +51,13 @@ def month_end(day: date) -> date:
     return result
 
 
-__all__ = ["add_months", "days_by_month", "month_end", "month_start", "next_month_start"]
+def months_touched(start: date, end: date) -> int:
+    """How many calendar months [start, end] touches, both ends' months counted (Jan 31 → Feb 1
+    is 2, a single day is 1); 0 when `end < start`. What a report over the range walks."""
+    if end < start:
+        return 0
+    delta = relativedelta(month_start(end), month_start(start))
+    return delta.years * 12 + delta.months + 1
+
+
+__all__ = ["add_months", "days_by_month", "month_end", "month_start", "months_touched", "next_month_start"]

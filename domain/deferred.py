@@ -16,25 +16,13 @@ from collections.abc import Sequence
 from dataclasses import dataclass
 from datetime import date
 
+# Month arithmetic has one home (domain/calendar.py); these names stay importable from here for
+# the revenue code that keys months by their first day.
+from domain.calendar import days_by_month
+from domain.calendar import month_start as month_of
 
-def month_of(day: date) -> date:
-    """The first day of `day`'s calendar month: how months are keyed everywhere."""
-    return day.replace(day=1)
-
-
-def _next_month(first: date) -> date:
-    return date(first.year + (first.month == 12), first.month % 12 + 1, 1)
-
-
-def days_by_month(start: date, end: date) -> list[tuple[date, int]]:
-    """Days of [start, end) per calendar month, in order. Empty when `end <= start`."""
-    out: list[tuple[date, int]] = []
-    cursor = start
-    while cursor < end:
-        boundary = min(_next_month(month_of(cursor)), end)
-        out.append((month_of(cursor), (boundary - cursor).days))
-        cursor = boundary
-    return out
+__all__ = ["Line", "MonthlyRevenue", "allocate", "days_by_month", "month_of", "net_of_reductions",
+           "recognise_charge", "recognise_invoice", "spread"]
 
 
 def allocate(total: int, weights: Sequence[int]) -> list[int]:

@@ -5,12 +5,12 @@ from __future__ import annotations
 from bisect import bisect_right
 from collections.abc import Callable
 from dataclasses import dataclass
-from datetime import date, timedelta
+from datetime import date
 from decimal import Decimal
 
 from sqlalchemy.orm import Session
 
-from domain import fx
+from domain import calendar, fx
 from domain.money import format_amount
 from store import revenue as queries
 
@@ -24,13 +24,12 @@ class Range:
 
 def month_start(day: date, back: int = 0) -> date:
     """The first day of `day`'s month, `back` months earlier (negative: later)."""
-    index = day.year * 12 + day.month - 1 - back
-    return date(index // 12, index % 12 + 1, 1)
+    return calendar.add_months(calendar.month_start(day), -back)
 
 
 def month_end(month: date) -> date:
     """The last day of `month`'s month."""
-    return month_start(month, -1) - timedelta(days=1)
+    return calendar.month_end(month)
 
 
 def months(r: Range) -> list[date]:

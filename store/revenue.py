@@ -18,6 +18,7 @@ from sqlalchemy import Table, delete, func, select, text
 from sqlalchemy.orm import Session
 
 from domain import mrr, persons, recognition
+from domain.calendar import next_month_start
 from domain.money import exponent
 from store.warehouse import (
     ExchangeRate,
@@ -750,7 +751,7 @@ def _end_of(on: date) -> datetime:
 
 def deferred_after(session: Session, on: date) -> list[tuple[str, int]]:
     """(currency, net) booked by the end of `on` for months after its month: the deferred balance."""
-    next_month = date(on.year + (on.month == 12), on.month % 12 + 1, 1)
+    next_month = next_month_start(on)
     rows = session.execute(
         select(RevenueScheduleEntry.currency, func.sum(RevenueScheduleEntry.net))
         .where(RevenueScheduleEntry.month >= next_month, RevenueScheduleEntry.paid_at < _end_of(on))

@@ -68,7 +68,9 @@ def _range() -> Range:
     start = _parse_date("start", max(month_start(end, 11), EARLIEST))
     if start > end:
         raise BadQuery(f"start {start} is after end {end}; swap them.")
-    months = (end.year - start.year) * 12 + end.month - start.month + 1
+    from domain.calendar import months_touched  # month arithmetic lives in domain/calendar.py
+
+    months = months_touched(start, end)
     if months > MAX_MONTHS:
         raise BadQuery(f"start {start} to end {end} spans {months} months; ask for at most {MAX_MONTHS}.")
     return Range(start, end, _currency(request.args.get("currency") or settings().reporting_currency))
