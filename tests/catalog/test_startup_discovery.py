@@ -23,6 +23,7 @@ from activities.catalog import STARTUP_TIMER_CLAIM, pending_startup_timers
 from activities.stripe_sync import sync_revenue
 from sandbox.stripe.harness import StripeSandbox
 from settings import Settings
+from store.catalog_audit import CatalogAuditEntry
 from store.db import unit_of_work
 from store.models import Claim, InboundEvent
 from tests.catalog.test_timers import subscribe, ts, until_state, worker  # noqa: F401  (ts is a fixture)
@@ -53,6 +54,12 @@ def _claimed(settings: Settings) -> dict[str, str]:
     with unit_of_work(settings.database_url) as session:
         rows = session.execute(select(Claim.key, Claim.value).where(Claim.scope == STARTUP_TIMER_CLAIM))
         return {key: str(value) for key, value in rows}
+
+
+def _audited(settings: Settings) -> list[tuple[str, str, str | None]]:
+    with unit_of_work(settings.database_url) as session:
+        return [(e.actor, e.action, e.subscription_id)
+                for e in session.scalars(select(CatalogAuditEntry).order_by(CatalogAuditEntry.id))]
 
 
 @pytest.fixture
@@ -87,6 +94,7 @@ async def test_a_startup_subscription_gets_its_timer_through_the_webhook(
         status = await until_state(handle, "waiting")
         assert status.targets == ["price_product_analytics_startup → price_product_analytics_default"]
         assert _claimed(settings) == {sub["items"].data[0].id: sub.id}
+        assert _audited(settings) == [("stripe-webhook", "startup_timer_started", sub.id)]
         # The operator cancels it; the subscription's next update does not bring it back.
         await handle.execute_update(StartupPlanWorkflow.cancel)
         assert (await handle.result()).state == "cancelled"
@@ -120,6 +128,7 @@ async def test_the_revenue_sync_starts_timers_when_webhooks_are_off(
         assert waiting.targets == ["price_session_replay_startup → price_session_replay_default"]
         startup_item = next(i.id for i in short["items"].data if i.price.id == "price_session_replay_startup")
         assert _claimed(settings) == {startup_item: short.id}
+        assert _audited(settings) == [("revenue-sync", "startup_timer_started", short.id)]
         with unit_of_work(settings.database_url) as session:
             assert pending_startup_timers(session) == {}  # nothing left for the next run
         await handle.execute_update(StartupPlanWorkflow.cancel)
