@@ -51,7 +51,7 @@ from hypothesis.stateful import (
 )
 from temporalio.service import RPCError
 
-from domain.plan_rules import add_months
+from domain.plan_rules import add_months, progress_from_view
 from tests.fixtures.stack import LiveStack
 
 pytestmark = [pytest.mark.slow, pytest.mark.timeout(900)]
@@ -601,6 +601,36 @@ class PlanModel(RuleBasedStateMachine):
                 assert row["invoice_id"] == live[0].id
             if row.get("subscription_id"):
                 assert str(row["subscription_id"]).startswith("sub_"), row["subscription_id"]
+            self.check_row_follows_workflow(plan)
+
+    FOLLOWED = ("customer_id", "invoice_id", "invoice_status", "credit", "subscription_id",
+                "subscription_schedule_id", "monthly_price_id", "shares_released", "billing_synced",
+                "failed_action")
+
+    def check_row_follows_workflow(self, plan: ModelPlan) -> None:
+        """The row is the workflow's projection: once the workflow is idle, the row shows its progress."""
+        from workflows.plan import PlanWorkflow
+
+        assert self.LOOP is not None
+        handle = self.s.client.get_workflow_handle(f"plan-{plan.id}")
+        deadline = time.monotonic() + 10
+        while True:
+            try:
+                truth = asyncio.run_coroutine_threadsafe(handle.query(PlanWorkflow.progress), self.LOOP).result(30)
+            except Exception:  # noqa: BLE001 - never clicked, or finished: nothing to compare
+                return
+            if truth.running:
+                return  # a step is under way; the next check compares again
+            # A row the workflow never wrote to (a refused first click starts the workflow) shows the
+            # starting progress.
+            shown = progress_from_view(self.row(plan).get("workflow"))
+            differ = {k: (getattr(shown, k), getattr(truth, k)) for k in self.FOLLOWED
+                      if getattr(shown, k) != getattr(truth, k)}
+            if not differ:
+                return
+            if time.monotonic() > deadline:
+                raise AssertionError(f"plan {plan.id}: the row shows other progress than its workflow: {differ}")
+            time.sleep(0.3)
 
 
 def _charge_for(charge: Any, invoice: Any) -> bool:
