@@ -134,24 +134,28 @@ def process_stripe_event(settings: Settings, event: dict[str, Any]) -> str:
         return "processed" if _startup_timer(settings, obj) else "ignored"
     if event_type in INVOICE_EVENTS:
         plan_id = plan_for_invoice(settings, obj)
+        plan_ids = [plan_id] if plan_id is not None else []
         signal = InvoiceEvent(invoice_id=str(obj.get("id")), event_type=event_type,
                               event_id=str(event.get("id")), customer_id=_customer_id(obj),
                               amount=obj.get("total") if isinstance(obj.get("total"), int) else None)
     elif event_type in MONEY_BACK_EVENTS:
-        plan_id, signal = _money_back_signal(settings, event_type, str(event.get("id")), obj)
+        plan_ids, signal = _money_back_signal(settings, event_type, str(event.get("id")), obj)
     else:
         return "ignored"
-    if plan_id is None:
+    if not plan_ids:
         return "ignored"
 
     async def send(client: Client) -> bool:
-        try:
-            await client.get_workflow_handle(f"plan-{plan_id}").signal(PlanWorkflow.invoice_event, signal)
-        except RPCError as err:
-            if err.status == RPCStatusCode.NOT_FOUND:
-                return False  # no running workflow for this row: nothing waits for the payment
-            raise
-        return True
+        woken = False
+        for plan_id in plan_ids:
+            try:
+                await client.get_workflow_handle(f"plan-{plan_id}").signal(PlanWorkflow.invoice_event, signal)
+                woken = True
+            except RPCError as err:
+                if err.status != RPCStatusCode.NOT_FOUND:
+                    raise
+                # no running workflow for this row: nothing waits for the payment
+        return woken
 
     return "processed" if temporal().run(send) else "ignored"
 
@@ -179,23 +183,26 @@ def _startup_timer(settings: Settings, subscription: dict[str, Any]) -> bool:
 
 
 def _money_back_signal(settings: Settings, event_type: str, event_id: str,
-                       obj: dict[str, Any]) -> tuple[int | None, InvoiceEvent]:
-    """A refund, credit note or dispute on a plan's invoice: the plan it belongs to and the signal.
-    Credit notes name their invoice; charges and disputes only their customer (or charge)."""
+                       obj: dict[str, Any]) -> tuple[list[int], InvoiceEvent]:
+    """A refund, credit note or dispute on a plan's invoice: the plans it may belong to and the signal.
+    Credit notes name their invoice; charges and disputes only their customer (or charge), and a
+    renewing customer has several rows: each is woken and re-checks its own invoice's money."""
     if event_type == "credit_note.created":
         invoice_id = obj.get("invoice")
         invoice = {"id": invoice_id, "customer": obj.get("customer")} if isinstance(invoice_id, str) else {}
         plan_id = plan_for_invoice(settings, invoice) if invoice else None
-        return plan_id, InvoiceEvent(str(invoice_id or ""), event_type, event_id, _customer_id(obj),
-                                     obj.get("amount") if isinstance(obj.get("amount"), int) else None)
+        plans = [plan_id] if plan_id is not None else []
+        return plans, InvoiceEvent(str(invoice_id or ""), event_type, event_id, _customer_id(obj),
+                                   obj.get("amount") if isinstance(obj.get("amount"), int) else None)
     customer = _customer_id(obj)
     if customer is None and event_type.startswith("charge.dispute") and isinstance(obj.get("charge"), str):
         customer = _charge_customer(settings, obj["charge"])
-    plan_id = None
+    plan_ids: list[int] = []
     if customer:
         with unit_of_work(settings.database_url) as session:
-            plan_id = session.scalar(select(Plan.id).where(Plan.stripe_customer_id == customer))
-    return plan_id, InvoiceEvent("", event_type, event_id, customer,
+            plan_ids = list(session.scalars(select(Plan.id).where(Plan.stripe_customer_id == customer)
+                                            .order_by(Plan.id)))
+    return plan_ids, InvoiceEvent("", event_type, event_id, customer,
                                  obj.get("amount") if isinstance(obj.get("amount"), int) else None)
 
 
