@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import asyncio
+import threading
 from collections.abc import Callable
 from concurrent.futures import ThreadPoolExecutor
 from typing import Any
@@ -67,3 +68,51 @@ async def run(settings: Settings) -> None:
 
 if __name__ == "__main__":
     asyncio.run(run(Settings.load()))
+
+
+class WorkerThread:
+    """`build_worker` on a private event loop in a daemon thread, as if it were another process:
+    the tests and the benchmarks run it beside code that blocks on HTTP."""
+
+    def __init__(self, settings: Settings) -> None:
+        self.settings = settings
+        self._loop: asyncio.AbstractEventLoop | None = None
+        self._thread: threading.Thread | None = None
+        self._worker: Any = None
+        self._ready = threading.Event()
+        self._error: BaseException | None = None
+
+    def start(self) -> None:
+        self._ready.clear()
+        self._loop = asyncio.new_event_loop()
+        self._thread = threading.Thread(target=self._main, name="plan-worker", daemon=True)
+        self._thread.start()
+        if not self._ready.wait(30):
+            raise RuntimeError("The worker did not start within 30 s.")
+        if self._error is not None:
+            raise RuntimeError(f"The worker failed to start: {self._error!r}")
+
+    def _main(self) -> None:
+        assert self._loop is not None
+        asyncio.set_event_loop(self._loop)
+        try:
+            self._loop.run_until_complete(self._run())
+        except BaseException as exc:  # noqa: BLE001 - reported to the starting thread
+            self._error = exc
+            self._ready.set()
+
+    async def _run(self) -> None:
+        from temporal_client import connect
+
+        client = await connect(self.settings)
+        self._worker = build_worker(client, self.settings)
+        self._ready.set()
+        await self._worker.run()
+
+    def stop(self) -> None:
+        """Begin a graceful shutdown without waiting for it: the dev server only lets go of a
+        worker's long polls after about a minute. It takes no new tasks meanwhile."""
+        if self._loop is None or self._worker is None:
+            return
+        asyncio.run_coroutine_threadsafe(self._worker.shutdown(), self._loop)
+        self._loop = self._worker = self._thread = None

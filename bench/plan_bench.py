@@ -34,12 +34,13 @@ sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 import requests  # noqa: E402
 from temporalio.testing import WorkflowEnvironment  # noqa: E402
 
-from bench._support import WorkerThread, dev_server_args, serve, temporal_binary  # noqa: E402
+from bench._support import dev_server_args, serve, temporal_binary  # noqa: E402
 from sandbox.stripe.server import start_in_thread  # noqa: E402
 from settings import Settings  # noqa: E402
 from store.accounts import add_user, create_token  # noqa: E402
 from store.db import unit_of_work  # noqa: E402
 from store.migrate import upgrade  # noqa: E402
+from worker import WorkerThread  # noqa: E402
 
 
 def pct(values: list[float], q: float) -> float:
