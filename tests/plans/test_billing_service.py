@@ -7,7 +7,7 @@ from __future__ import annotations
 import hashlib
 import hmac
 import uuid
-from datetime import UTC, datetime, time, timedelta
+from datetime import UTC, date, datetime, time, timedelta
 from typing import Any
 
 from temporalio.testing import WorkflowEnvironment
@@ -33,27 +33,22 @@ def test_the_signature_covers_a_timestamp() -> None:
     assert signature_header("secret", body, 1_800_000_001) != header  # a replay with a new time does not verify
 
 
-async def test_a_future_start_sends_the_mapping_once_the_subscription_exists(
-    ts_env: WorkflowEnvironment, fresh_stripe_sandbox: Any, settings: Settings,
-) -> None:
-    sandbox = fresh_stripe_sandbox
-    stripe = sandbox.client()
+async def _stripe_at_workflow_time(ts_env: WorkflowEnvironment, sandbox: Any) -> None:
     # The time-skipping server is shared by the session and only moves forward: Stripe's clock
     # starts from the workflows' now.
     skipped = int((await ts_env.get_current_time()).replace(tzinfo=UTC).timestamp())
     if skipped > sandbox.now():
         sandbox.advance_to(skipped)
-    receiver = Receiver(failures=0)
-    cfg = Settings(**{**settings.__dict__, "stripe_api_base": sandbox.url, "stripe_api_key": sandbox.api_key,
-                      "billing_service_url": receiver.url, "billing_service_secret": SECRET})
-    existing = stripe.v1.customers.create({"email": "later@installments.test", "name": "Later Co"})
-    start = datetime.fromtimestamp(sandbox.now(), UTC).date() + timedelta(days=10)
+
+
+def _monthly_row(cfg: Settings, existing_id: str, name: str, email: str, org: str, start: date) -> tuple[int, Any]:
+    """A monthly plan row; returns its id and a function reading its facts as they are now."""
     with unit_of_work(cfg.database_url) as session:
         plan, checked = create_plan(session, {
-            "company_name": "Later Co", "customer_email": "later@installments.test", "credit_amount": "1200.00",
+            "company_name": name, "customer_email": email, "credit_amount": "1200.00",
             "discount": "0", "price": "1200.00", "start_date": start.isoformat(), "term_months": 12,
-            "payment_schedule": "monthly", "posthog_org_id": "org_later",
-            "stripe_customer_id_existing": existing.id}, actor="test")
+            "payment_schedule": "monthly", "posthog_org_id": org,
+            "stripe_customer_id_existing": existing_id}, actor="test")
         assert plan is not None, checked.errors
         plan_id = plan.id
 
@@ -62,6 +57,22 @@ async def test_a_future_start_sends_the_mapping_once_the_subscription_exists(
             row = session.get(Plan, plan_id)
             assert row is not None
             return facts_for(row)
+
+    return plan_id, facts
+
+
+async def test_a_future_start_sends_the_mapping_once_the_subscription_exists(
+    ts_env: WorkflowEnvironment, fresh_stripe_sandbox: Any, settings: Settings,
+) -> None:
+    sandbox = fresh_stripe_sandbox
+    stripe = sandbox.client()
+    await _stripe_at_workflow_time(ts_env, sandbox)
+    receiver = Receiver(failures=0)
+    cfg = Settings(**{**settings.__dict__, "stripe_api_base": sandbox.url, "stripe_api_key": sandbox.api_key,
+                      "billing_service_url": receiver.url, "billing_service_secret": SECRET})
+    existing = stripe.v1.customers.create({"email": "later@installments.test", "name": "Later Co"})
+    start = datetime.fromtimestamp(sandbox.now(), UTC).date() + timedelta(days=10)
+    plan_id, facts = _monthly_row(cfg, existing.id, "Later Co", "later@installments.test", "org_later", start)
 
     queue = f"ts-{uuid.uuid4().hex[:8]}"
     async with build_worker(ts_env.client, cfg, task_queue=queue):
@@ -104,27 +115,12 @@ async def test_without_a_billing_service_url_nothing_is_sent_and_the_plan_is_not
     """Issue 17 #12: "Update billing service" with no URL says nothing was sent; the row is not Done."""
     sandbox = fresh_stripe_sandbox
     stripe = sandbox.client()
-    skipped = int((await ts_env.get_current_time()).replace(tzinfo=UTC).timestamp())
-    if skipped > sandbox.now():
-        sandbox.advance_to(skipped)
+    await _stripe_at_workflow_time(ts_env, sandbox)
     cfg = Settings(**{**settings.__dict__, "stripe_api_base": sandbox.url, "stripe_api_key": sandbox.api_key,
                       "billing_service_url": ""})
     existing = stripe.v1.customers.create({"email": "nourl@installments.test", "name": "No Url Co"})
     start = datetime.fromtimestamp(sandbox.now(), UTC).date()
-    with unit_of_work(cfg.database_url) as session:
-        plan, checked = create_plan(session, {
-            "company_name": "No Url Co", "customer_email": "nourl@installments.test", "credit_amount": "1200.00",
-            "discount": "0", "price": "1200.00", "start_date": start.isoformat(), "term_months": 12,
-            "payment_schedule": "monthly", "posthog_org_id": "org_nourl",
-            "stripe_customer_id_existing": existing.id}, actor="test")
-        assert plan is not None, checked.errors
-        plan_id = plan.id
-
-    def facts() -> Any:
-        with unit_of_work(cfg.database_url) as session:
-            row = session.get(Plan, plan_id)
-            assert row is not None
-            return facts_for(row)
+    plan_id, facts = _monthly_row(cfg, existing.id, "No Url Co", "nourl@installments.test", "org_nourl", start)
 
     queue = f"ts-{uuid.uuid4().hex[:8]}"
     async with build_worker(ts_env.client, cfg, task_queue=queue):
