@@ -20,6 +20,7 @@ from sqlalchemy.orm import Session
 from domain import mrr, persons, recognition
 from domain.calendar import next_month_start
 from domain.money import exponent
+from store import mrr_aggregates
 from store.warehouse import (
     ExchangeRate,
     RevenueReporting,
@@ -419,6 +420,7 @@ def rebuild(session: Session, *, invoices: Iterable[str], charges: Iterable[str]
     charge_ids = sorted(set(charges))
     touched = set(customers) | customers_of_invoices(session, invoices) | customers_of_charges(session, charge_ids)
     written = recompute_customers(session, touched, policy)
+    mrr_aggregates.refresh(session, touched)
     return written + _recompute_customerless_charges(session, charge_ids)
 
 
@@ -440,6 +442,7 @@ def rebuild_all(session: Session, policy: str = "consumption") -> int:
         session.execute(delete(RevenueScheduleEntry).where(RevenueScheduleEntry.customer_id.in_(chunk)))
     customerless = list(session.scalars(select(StripeCharge.id).where(StripeCharge.customer_id.is_(None))))
     session.execute(delete(RevenueScheduleEntry).where(RevenueScheduleEntry.customer_id.is_(None)))
+    mrr_aggregates.refresh(session, None)
     return written + _recompute_customerless_charges(session, customerless)
 
 
