@@ -34,8 +34,8 @@ def build(settings: Settings) -> list[Callable[..., Any]]:
     @activity.defn(name="sync_revenue")
     def sync_revenue(request: RevenueSyncInput) -> RevenueSyncResult:
         """One sync run. Checkpointed, so a retry after a crash or timeout resumes, not restarts."""
-        from activities.stripe_sync import SyncProgress, SyncReport
-        from activities.stripe_sync import sync_revenue as run_sync
+        from store.sync import SyncProgress, SyncReport
+        from store.sync import sync_revenue as run_sync
 
         latest: list[int] = [0]
         outcome: list[SyncReport | BaseException] = []

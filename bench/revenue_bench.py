@@ -50,8 +50,8 @@ def settings_for(url: str, **kw: Any) -> Settings:
 
 
 def bench_sync(objects: int) -> None:
-    from activities.stripe_sync import full_sync
     from sandbox.stripe.server import start_in_thread
+    from store.sync import full_sync
 
     sandbox = start_in_thread()
     try:

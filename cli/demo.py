@@ -112,7 +112,7 @@ def build_demo(settings: Settings, actor_email: str, *, today: date | None = Non
     finally:
         bridge.close()
     if sync_revenue:
-        from activities.stripe_sync import sync_revenue as run_sync
+        from store.sync import sync_revenue as run_sync
 
         report.revenue_objects = run_sync(settings).objects
     return report

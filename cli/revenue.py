@@ -18,12 +18,12 @@ def _progress_line(state: Any) -> None:
 
 
 def cmd_sync_revenue(args: argparse.Namespace) -> None:
-    from activities.stripe_sync import sync_revenue
     from cli import _settings
+    from store.sync import sync_revenue
 
     settings = _settings()
     if args.rebuild:
-        from activities.stripe_sync import rebuild_schedule
+        from store.sync import rebuild_schedule
 
         rows = rebuild_schedule(settings)
         print(f"Revenue schedule rebuilt ({settings.revenue_recognition} recognition): {rows} rows.")

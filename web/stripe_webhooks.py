@@ -122,7 +122,7 @@ def process_stripe_event(settings: Settings, event: dict[str, Any]) -> str:
     Invoice payment events go to the plan's workflow as signals (the payment gate); subscriptions
     on startup prices get their timer. Other areas (the revenue warehouse) add their call here.
     """
-    from activities.stripe_sync import apply_stripe_event
+    from store.sync import apply_stripe_event
 
     try:
         apply_stripe_event(settings, event)  # revenue warehouse; a miss is repaired by the events feed

@@ -20,12 +20,12 @@ from temporalio.testing import WorkflowEnvironment
 from werkzeug.serving import make_server
 
 from activities.catalog import STARTUP_TIMER_CLAIM, pending_startup_timers
-from activities.stripe_sync import sync_revenue
 from sandbox.stripe.harness import StripeSandbox
 from settings import Settings
 from store.catalog_audit import CatalogAuditEntry
 from store.db import unit_of_work
 from store.models import Claim, InboundEvent
+from store.sync import sync_revenue
 from tests.catalog.test_timers import subscribe, ts, until_state, worker  # noqa: F401  (ts is a fixture)
 from web import create_app
 from web.temporal_bridge import TemporalBridge

@@ -217,7 +217,7 @@ def test_pandadoc_deliveries_rejected_and_ignored(client: FlaskClient, sandbox_s
 
 def test_revenue_sync_pages_objects_lag_and_last_success(client: FlaskClient, sandbox_settings: Settings,
                                                          fresh_stripe_sandbox: Any) -> None:
-    from activities.stripe_sync import sync_revenue
+    from store.sync import sync_revenue
 
     sdk = fresh_stripe_sandbox.client()
     for n in range(3):

@@ -8,10 +8,10 @@ from typing import Any
 
 from flask import Flask
 
-from activities.stripe_sync import full_sync, incremental_sync
 from settings import Settings
 from store.db import unit_of_work
 from store.revenue import rebuild
+from store.sync import full_sync, incremental_sync
 from store.warehouse import TABLES, row_for, upsert
 from tests.fixtures.app import auth
 from tests.revenue.test_plans_warehouse import DAY, _invoice, _meta

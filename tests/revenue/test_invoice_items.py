@@ -7,9 +7,9 @@ from typing import Any
 
 from sqlalchemy import func, select
 
-from activities.stripe_sync import full_sync
 from settings import Settings
 from store.db import unit_of_work
+from store.sync import full_sync
 from store.warehouse import StripeInvoiceItem, created_of
 from tests.revenue.conftest import sqlite_only
 

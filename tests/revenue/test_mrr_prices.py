@@ -6,11 +6,11 @@ from __future__ import annotations
 from datetime import date, timedelta
 from typing import Any
 
-from activities.stripe_sync import full_sync
 from domain.mrr import mrr_by_customer
 from settings import Settings
 from store.db import unit_of_work
 from store.revenue import mrr_inputs
+from store.sync import full_sync
 from store.warehouse import StripePrice, row_for, upsert
 from tests.revenue.conftest import CARD
 

@@ -9,10 +9,10 @@ from typing import Any
 
 from sqlalchemy import select
 
-from activities.stripe_sync import full_sync, incremental_sync
 from settings import Settings
 from store.db import unit_of_work
 from store.revenue import rebuild_all
+from store.sync import full_sync, incremental_sync
 from store.warehouse import RevenueScheduleEntry
 
 DAY = 86400

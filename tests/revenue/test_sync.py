@@ -10,9 +10,9 @@ import pytest
 from sqlalchemy import func, select
 
 from activities import stripe_api
-from activities.stripe_sync import full_sync, incremental_sync, sync_revenue
 from settings import Settings
 from store.db import unit_of_work
+from store.sync import full_sync, incremental_sync, sync_revenue
 from store.warehouse import (
     TABLES,
     RevenueScheduleEntry,

@@ -13,11 +13,11 @@ from typing import Any
 import pytest
 from sqlalchemy import func, select
 
-from activities import stripe_sync
-from activities.stripe_sync import apply_stripe_event, full_sync, incremental_sync
 from settings import Settings
+from store import sync as stripe_sync
 from store.db import unit_of_work
 from store.revenue import rebuild_all
+from store.sync import apply_stripe_event, full_sync, incremental_sync
 from store.warehouse import RevenueScheduleEntry
 from tests.revenue.conftest import CARD
 

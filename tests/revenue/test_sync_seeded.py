@@ -10,10 +10,10 @@ import pytest
 from sqlalchemy import func, select
 
 from activities import stripe_api
-from activities.stripe_sync import full_sync, incremental_sync
 from sandbox.stripe.bulk_seed import seed
 from settings import Settings
 from store.db import unit_of_work
+from store.sync import full_sync, incremental_sync
 from store.warehouse import TABLES, StripeInvoice, StripeSubscription
 
 # 1,000 customers make 1,000 to 8,000 of most object types (about 500 credit notes and disputes);

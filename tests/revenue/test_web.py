@@ -15,9 +15,9 @@ from flask import Flask
 from sqlalchemy import select, text
 from werkzeug.serving import make_server
 
-from activities.stripe_sync import full_sync, incremental_sync
 from settings import Settings
 from store.db import engine_for, unit_of_work
+from store.sync import full_sync, incremental_sync
 from store.warehouse import ExchangeRate, RevenueScheduleEntry, StripeCustomer, StripeInvoice, StripeSubscription
 from tests.fixtures.app import auth
 from tests.revenue.conftest import PERSON, fill, paid_invoice, sqlite_only
