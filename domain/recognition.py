@@ -506,15 +506,24 @@ def deferred_on(bookings: Iterable[Booking], day: date) -> int:
     return sum(b.net for b in bookings if b.at < cutoff and b.month > last)
 
 
+def row_key(b: Booking) -> str:
+    """What a schedule row is kept per: an invoice's lines together (its id), any other obligation
+    (a plan, a charge, a credit) by its own key. Per line would be five rows per line at a million
+    lines; what the line was is in the warehouse's invoice lines."""
+    return b.source_id if b.source_type == "invoice" else b.key
+
+
 def month_rows(bookings: Iterable[Booking]) -> list[Booking]:
-    """Bookings merged per obligation, month and day booked: the rows of `revenue_schedule`."""
+    """Bookings merged per `row_key`, month and day booked: the rows of `revenue_schedule`
+    (`key` is the row key)."""
     merged: dict[tuple[str, date, date], Booking] = {}
     for b in bookings:
-        k = (b.key, b.month, _day(b.at))
+        key = row_key(b)
+        k = (key, b.month, _day(b.at))
         old = merged.get(k)
         if old is None:
-            merged[k] = b
+            merged[k] = Booking(key, b.source_type, b.source_id, b.currency, b.month, b.at, b.gross, b.net)
         else:
-            merged[k] = Booking(b.key, b.source_type, b.source_id, b.currency, b.month, max(old.at, b.at),
+            merged[k] = Booking(key, b.source_type, b.source_id, b.currency, b.month, max(old.at, b.at),
                                 old.gross + b.gross, old.net + b.net)
     return [b for b in merged.values() if b.gross or b.net]

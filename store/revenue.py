@@ -19,8 +19,7 @@ from sqlalchemy.orm import Session
 
 from domain import mrr, persons, recognition
 from domain.calendar import next_month_start
-from domain.money import exponent
-from store import mrr_aggregates
+from store import mrr_aggregates, revenue_fast
 from store.warehouse import (
     ExchangeRate,
     RevenueReporting,
@@ -49,11 +48,7 @@ CHUNK = 500
 SCHEDULE = cast(Table, RevenueScheduleEntry.__table__)
 
 
-def _unit(currency: str) -> int:
-    try:
-        return int(10 ** exponent(currency))
-    except ValueError:
-        return 100
+_unit = revenue_fast.unit
 
 
 def _day(value: datetime | None) -> date | None:
@@ -336,25 +331,53 @@ def load_books(session: Session, owners: Sequence[str]) -> dict[str, recognition
     return out
 
 
-def recompute_customers(session: Session, customer_ids: Iterable[str], policy: str = "consumption") -> int:
+def recompute_customers(session: Session, customer_ids: Iterable[str], policy: str = "consumption", *,
+                        set_based: bool = True) -> int:
     """Rebuild the revenue schedule of these customers' books (installment customers are
-    rebuilt with the customer holding their plan's credit)."""
+    rebuilt with the customer holding their plan's credit). Plain books go through the set-based
+    rules (store/revenue_fast.py), the rest through the ledger; `set_based=False` sends everyone
+    through the ledger (the reference the tests compare with)."""
     checked = recognition.check_policy(policy)
     owners = ledger_owners(session, customer_ids)
-    written = 0
     for chunk in _chunks(owners):
         _lock_customers(session, chunk)
         members = list(chunk) + list(session.scalars(select(StripeCustomer.id).where(
             StripeCustomer.ledger_customer_id.in_(list(chunk)))))
         session.execute(delete(RevenueScheduleEntry).where(RevenueScheduleEntry.customer_id.in_(members)))
-        rows: list[tuple[Any, ...]] = []
-        for owner, books in load_books(session, chunk).items():
-            for b in recognition.month_rows(recognition.recognise_customer(books, checked)):
-                rows.append((b.source_type, b.source_id, f"{b.key}@{b.at.date().isoformat()}", owner, b.month,
-                             b.currency, _unit(b.currency), b.gross, b.net, b.at))
-        written += _insert_schedule(session, rows)
+    written = _recompute(session, owners, checked, set_based)
     touch(session)
     return written
+
+
+def _recompute(session: Session, owners: list[str] | None, policy: recognition.Policy, set_based: bool) -> int:
+    """Write the schedule rows of these owners (None: every customer with money, into an empty
+    schedule); their old rows are gone already."""
+    written = 0
+    if set_based:
+        ledger = revenue_fast.ledger_customers(session, owners)
+        rows, more = revenue_fast.rows(session, owners, ledger)
+        written += _insert_schedule(session, rows)
+        ledger = ledger | more
+        on_ledger = ledger_owners(session, ledger if owners is None else ledger & set(owners))
+        if owners is not None:
+            on_ledger = [o for o in on_ledger if o in set(owners)]
+    else:
+        on_ledger = owners if owners is not None else ledger_owners(session, _customers_with_money(session))
+    for chunk in _chunks(on_ledger):
+        rows = []
+        for owner, books in load_books(session, chunk).items():
+            for b in recognition.month_rows(recognition.recognise_customer(books, policy)):
+                rows.append((b.source_type, b.source_id, f"{b.key}@{_day(b.at)}", owner, b.month,
+                             b.currency, _unit(b.currency), b.gross, b.net, b.at))
+        written += _insert_schedule(session, rows)
+    return written
+
+
+def _customers_with_money(session: Session) -> set[str]:
+    found = set(session.scalars(select(StripeInvoice.customer_id).distinct())) | set(
+        session.scalars(select(StripeCharge.customer_id).distinct())) | set(
+        session.scalars(select(StripeCustomerBalanceTransaction.customer_id).distinct()))
+    return {c for c in found if c}
 
 
 def recompute_invoices(session: Session, invoice_ids: Iterable[str], policy: str = "consumption") -> int:
@@ -367,18 +390,38 @@ _SCHEDULE_COLUMNS = ("source_type", "source_id", "line_id", "customer_id", "mont
 
 
 def _insert_schedule(session: Session, rows: list[tuple[Any, ...]]) -> int:
+    """Append schedule rows (tuples in `_SCHEDULE_COLUMNS` order), in bulk: COPY on PostgreSQL,
+    one prepared insert on SQLite (with dates written as the text SQLAlchemy itself stores)."""
     if not rows:
         return 0
     connection = session.connection()
-    if connection.dialect.name == "sqlite":
-        # The text forms SQLAlchemy itself stores for Date and DateTime on SQLite (UTC wall time).
-        rows = [(*r[:4], r[4].isoformat(), *r[5:9],
-                 r[9].astimezone(UTC).strftime("%Y-%m-%d %H:%M:%S.%f") if r[9] else None) for r in rows]
-        marks = ", ".join("?" for _ in _SCHEDULE_COLUMNS)
-    else:
-        marks = ", ".join("%s" for _ in _SCHEDULE_COLUMNS)
-    sql = f"INSERT INTO revenue_schedule ({', '.join(_SCHEDULE_COLUMNS)}) VALUES ({marks})"  # noqa: S608
-    connection.exec_driver_sql(sql, rows)
+    columns = ", ".join(_SCHEDULE_COLUMNS)
+    if connection.dialect.name == "postgresql":
+        raw = connection.connection.driver_connection
+        with raw.cursor() as cursor, cursor.copy(f"COPY revenue_schedule ({columns}) FROM STDIN") as copy:  # type: ignore[union-attr]
+            for row in rows:
+                copy.write_row(row)
+        return len(rows)
+    months: dict[date, str] = {}
+    stamps: dict[datetime, str] = {}
+
+    def month(value: date) -> str:
+        text_ = months.get(value)
+        if text_ is None:
+            text_ = months[value] = value.isoformat()
+        return text_
+
+    def stamp(value: datetime | None) -> str | None:
+        if value is None:
+            return None
+        text_ = stamps.get(value)
+        if text_ is None:
+            text_ = stamps[value] = value.astimezone(UTC).strftime("%Y-%m-%d %H:%M:%S.%f")
+        return text_
+
+    marks = ", ".join("?" for _ in _SCHEDULE_COLUMNS)
+    sql = f"INSERT INTO revenue_schedule ({columns}) VALUES ({marks})"  # noqa: S608
+    connection.exec_driver_sql(sql, [(*r[:4], month(r[4]), *r[5:9], stamp(r[9])) for r in rows])
     return len(rows)
 
 
@@ -424,26 +467,20 @@ def rebuild(session: Session, *, invoices: Iterable[str], charges: Iterable[str]
     return written + _recompute_customerless_charges(session, charge_ids)
 
 
-def rebuild_all(session: Session, policy: str = "consumption") -> int:
+def rebuild_all(session: Session, policy: str = "consumption", *, set_based: bool = True) -> int:
     """The whole schedule again (after a full sync): every customer with money, from scratch.
 
     Under an exclusive lock that per-customer rebuilds (webhooks) share: they wait for it, it waits
     for them, and neither deadlocks on the schedule's rows."""
     _lock_all(session)
-    found = set(session.scalars(select(StripeInvoice.customer_id).distinct())) | set(
-        session.scalars(select(StripeCharge.customer_id).distinct())) | set(
-        session.scalars(select(StripeCustomerBalanceTransaction.customer_id).distinct()))
-    customers = {c for c in found if c}
-    written = recompute_customers(session, customers, policy)
-    # Rows of customers with nothing left to book (their objects are gone).
-    keep = set(ledger_owners(session, customers)) | customers
-    stale = [c for c in session.scalars(select(RevenueScheduleEntry.customer_id).distinct()) if c and c not in keep]
-    for chunk in _chunks(stale):
-        session.execute(delete(RevenueScheduleEntry).where(RevenueScheduleEntry.customer_id.in_(chunk)))
+    checked = recognition.check_policy(policy)
+    session.execute(delete(RevenueScheduleEntry))
+    written = _recompute(session, None, checked, set_based)
     customerless = list(session.scalars(select(StripeCharge.id).where(StripeCharge.customer_id.is_(None))))
-    session.execute(delete(RevenueScheduleEntry).where(RevenueScheduleEntry.customer_id.is_(None)))
+    written += _recompute_customerless_charges(session, customerless)
     mrr_aggregates.refresh(session, None)
-    return written + _recompute_customerless_charges(session, customerless)
+    touch(session)
+    return written
 
 
 def all_invoice_ids(session: Session) -> list[str]:

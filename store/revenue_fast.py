@@ -1,0 +1,182 @@
+"""The set-based half of a revenue rebuild: customers whose books are plain invoices go through
+`domain.recognition_batch` (arrays), everyone else through the per-customer ledger
+(`store.revenue.load_books` + `domain.recognition`).
+
+A customer is *plain* when none of their money needs the ledger's judgement: no prepaid plan and
+no installment customers, no customer-balance movements or invoices paid from the balance, no
+credit notes, refunds or disputes, no one-off charges, and every paid invoice has lines, was paid
+in one payment, and is small enough for int64 arithmetic. On a real warehouse that is most
+customers; whoever is not plain loses nothing, they take the reference path.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+from datetime import UTC, date, datetime, timedelta
+from typing import Any
+
+import numpy as np
+from sqlalchemy import ColumnElement, and_, exists, literal_column, or_, select
+from sqlalchemy.orm import Session
+
+from domain import recognition_batch as batch
+from domain.money import exponent
+from store.warehouse import (
+    StripeCharge,
+    StripeCreditNote,
+    StripeCustomer,
+    StripeCustomerBalanceTransaction,
+    StripeDispute,
+    StripeInvoice,
+    StripeInvoiceLine,
+    StripeInvoicePayment,
+    StripeRefund,
+)
+
+CHUNK = 500
+EPOCH = date(1970, 1, 1)
+
+
+def _day_number(session: Session, column: Any) -> ColumnElement[Any]:
+    """Days since 1970-01-01 of a timestamp's UTC day, computed by the database."""
+    name = column.key
+    table = column.table.name
+    if session.get_bind().dialect.name == "postgresql":
+        return literal_column(f"(({table}.{name} AT TIME ZONE 'UTC')::date - DATE '1970-01-01')")
+    # SQLite keeps UTC wall time as text: its first ten characters are the day.
+    return literal_column(f"CAST(julianday(substr({table}.{name}, 1, 10)) - 2440587.5 AS INTEGER)")
+
+
+def _scoped(query: Any, column: Any, owners: Sequence[str] | None) -> list[Any]:
+    if owners is None:
+        return [query]
+    return [query.where(column.in_(owners[i:i + CHUNK])) for i in range(0, len(owners), CHUNK)]
+
+
+def _customers(session: Session, query: Any, column: Any, owners: Sequence[str] | None) -> set[str]:
+    out: set[str] = set()
+    for q in _scoped(query, column, owners):
+        out |= {c for c in session.scalars(q) if c}
+    return out
+
+
+def ledger_customers(session: Session, owners: Sequence[str] | None) -> set[str]:
+    """Of these customers (None: all), those whose books need the per-customer ledger."""
+    Inv, C, Ch = StripeInvoice, StripeCustomer, StripeCharge  # noqa: N806
+    found: set[str] = set()
+    # Installment customers and the customers holding their plan's credit.
+    for q in _scoped(select(C.id, C.ledger_customer_id).where(C.ledger_customer_id.is_not(None)), C.id, owners):
+        for cid, ledger in session.execute(q):
+            found |= {cid, ledger}
+    for q in _scoped(select(C.ledger_customer_id).where(C.ledger_customer_id.is_not(None)),
+                     C.ledger_customer_id, owners):
+        found |= {c for c in session.scalars(q) if c}
+    money = and_(Inv.deleted_at.is_(None), (Inv.status == "paid") | (Inv.amount_paid > 0))
+    found |= _customers(session, select(Inv.customer_id).where(
+        money, Inv.plan_key.is_not(None) | (Inv.balance_applied != 0)), Inv.customer_id, owners)
+    B = StripeCustomerBalanceTransaction  # noqa: N806
+    found |= _customers(session, select(B.customer_id).distinct(), B.customer_id, owners)
+    found |= _customers(session, select(Inv.customer_id).join(
+        StripeCreditNote, StripeCreditNote.invoice_id == Inv.id).distinct(), Inv.customer_id, owners)
+    found |= _customers(session, select(Ch.customer_id).join(StripeRefund, StripeRefund.charge_id == Ch.id)
+                        .distinct(), Ch.customer_id, owners)
+    found |= _customers(session, select(Ch.customer_id).join(StripeDispute, StripeDispute.charge_id == Ch.id)
+                        .distinct(), Ch.customer_id, owners)
+    P = StripeInvoicePayment  # noqa: N806
+    linked = exists().where(or_(P.charge_id == Ch.id,
+                                and_(Ch.payment_intent_id.is_not(None), P.payment_intent_id == Ch.payment_intent_id)))
+    found |= _customers(session, select(Ch.customer_id).where(Ch.invoice_id.is_(None), ~linked).distinct(),
+                        Ch.customer_id, owners)
+    return found
+
+
+def rows(session: Session, owners: Sequence[str] | None, leave_out: set[str]) -> tuple[list[tuple[Any, ...]], set[str]]:
+    """Schedule rows of these customers' (None: all) plain books, and the customers found not to be
+    plain after all (an invoice without lines, split payments, amounts too large): those take the ledger."""
+    Inv, L, P = StripeInvoice, StripeInvoiceLine, StripeInvoicePayment  # noqa: N806
+    invoices: dict[str, list[Any]] = {}
+    too_hard: set[str] = set()
+    money = and_(Inv.deleted_at.is_(None), (Inv.status == "paid") | (Inv.amount_paid > 0))
+    for q in _scoped(select(Inv.id, Inv.customer_id, Inv.currency, Inv.total, Inv.tax, Inv.amount_paid,
+                            Inv.paid_at, Inv.finalized_at, Inv.created).where(money), Inv.customer_id, owners):
+        for iid, customer, currency, total, tax, paid, paid_at, finalized, created in session.execute(q):
+            if not customer or customer in leave_out:
+                continue
+            at = paid_at or finalized or created
+            if at is None:
+                too_hard.add(customer)
+                continue
+            invoices[iid] = [customer, currency, int(total or 0), int(tax or 0), int(paid or 0), _aware(at)]
+    ids = list(invoices)
+    # One payment for the whole amount dates the money; anything else is the ledger's to split.
+    payment_query = select(P.invoice_id, P.amount_paid, P.paid_at, P.status).where(P.invoice_id.is_not(None))
+    payments: dict[str, list[tuple[Any, ...]]] = {}
+    for q in _scoped(payment_query, P.invoice_id, None if owners is None else ids):
+        for invoice_id, amount, at, status in session.execute(q):
+            if invoice_id in invoices:
+                payments.setdefault(invoice_id, []).append((amount, at, status))
+    for invoice_id, found in payments.items():
+        inv = invoices[invoice_id]
+        amount, at, status = found[0]
+        if len(found) != 1 or status != "paid" or at is None or int(amount or 0) != inv[4]:
+            too_hard.add(inv[0])
+        else:
+            inv[5] = _aware(at)
+    start, end = _day_number(session, L.period_start), _day_number(session, L.period_end)
+    line_query = select(L.invoice_id, L.id, L.amount, L.discount_amount, L.tax_inclusive, start, end).where(
+        L.deleted_at.is_(None))
+    line_rows: list[tuple[Any, ...]] = []
+    for q in _scoped(line_query, L.invoice_id, None if owners is None else ids):
+        line_rows.extend(r for r in session.execute(q) if r[0] in invoices)
+    with_lines = {r[0] for r in line_rows}
+    too_hard |= {inv[0] for iid, inv in invoices.items() if iid not in with_lines}
+    return _schedule(invoices, line_rows, too_hard)
+
+
+def unit(currency: str) -> int:
+    """Minor units per major unit of `currency` (100 when the code is unknown)."""
+    try:
+        return int(10 ** exponent(currency))
+    except ValueError:
+        return 100
+
+
+def _aware(value: datetime) -> datetime:
+    return value if value.tzinfo else value.replace(tzinfo=UTC)
+
+
+def _schedule(invoices: dict[str, list[Any]], line_rows: list[tuple[Any, ...]],
+              too_hard: set[str]) -> tuple[list[tuple[Any, ...]], set[str]]:
+    kept = {iid: inv for iid, inv in invoices.items() if inv[0] not in too_hard}
+    line_rows = [r for r in line_rows if r[0] in kept]
+    if not line_rows:
+        return [], too_hard
+    # The ledger's order: invoices, and lines within one, by id (code point order on any database).
+    invoice_ids = np.array([r[0] for r in line_rows])
+    line_ids = np.array([r[1] for r in line_rows])
+    order = np.lexsort((line_ids, invoice_ids))
+    names, position = np.unique(invoice_ids[order], return_inverse=True)
+    columns = np.array([[int(r[2] or 0) - int(r[3] or 0) - int(r[4] or 0),
+                         batch.NO_DAY if r[5] is None else int(r[5]),
+                         batch.NO_DAY if r[6] is None else int(r[6])] for r in line_rows], dtype=np.int64)[order]
+    invs = [kept[str(name)] for name in names.tolist()]
+    paid_day = np.array([(inv[5].astimezone(UTC).date() - EPOCH).days for inv in invs], dtype=np.int64)
+    arrays = batch.Invoices(money=np.array([inv[4] for inv in invs], dtype=np.int64),
+                            total=np.array([inv[2] for inv in invs], dtype=np.int64),
+                            tax=np.array([inv[3] for inv in invs], dtype=np.int64), paid_day=paid_day)
+    lines = batch.Lines(invoice=position.astype(np.int64), amount=columns[:, 0], start=columns[:, 1],
+                        end=columns[:, 2])
+    ok = batch.fits(arrays, lines)
+    if not ok.all():
+        too_hard = too_hard | {invs[i][0] for i in np.flatnonzero(~ok).tolist()}
+        return _schedule(invoices, line_rows, too_hard)
+    got = batch.recognise(arrays, lines)
+    month_days = batch.first_day(got.month).tolist()
+    months = {d: EPOCH + timedelta(days=d) for d in set(month_days)}
+    out = []
+    for n, day, amount in zip(got.invoice.tolist(), month_days, got.amount.tolist(), strict=True):
+        customer, currency, _, _, _, at = invs[n]
+        iid = str(names[n])
+        out.append(("invoice", iid, f"{iid}@{at.astimezone(UTC).date().isoformat()}", customer, months[day],
+                    currency, unit(currency), amount, amount, at))
+    return out, too_hard
