@@ -28,9 +28,9 @@ def month_start(day: date) -> date:
 
 
 def next_month_start(day: date) -> date:
-    """The first day of the month after `day`'s."""
-    result: date = month_start(day) + relativedelta(months=1)
-    return result
+    """The first day of the month after `day`'s. (A first of the month needs no clamping, and this
+    runs for every month of every service period the revenue ledger spreads: plain arithmetic.)"""
+    return date(day.year + 1, 1, 1) if day.month == 12 else date(day.year, day.month + 1, 1)
 
 
 def days_by_month(start: date, end: date) -> list[tuple[date, int]]:

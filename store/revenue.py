@@ -19,7 +19,8 @@ from sqlalchemy.orm import Session
 
 from domain import mrr, persons, recognition
 from domain.calendar import next_month_start
-from store import mrr_aggregates, revenue_fast
+from store import mrr_aggregates, revenue_fast, revenue_totals
+from store.revenue_totals import RevenueCustomerMonthTotal, RevenueMonthTotal
 from store.warehouse import (
     ExchangeRate,
     RevenueReporting,
@@ -343,8 +344,10 @@ def recompute_customers(session: Session, customer_ids: Iterable[str], policy: s
         _lock_customers(session, chunk)
         members = list(chunk) + list(session.scalars(select(StripeCustomer.id).where(
             StripeCustomer.ledger_customer_id.in_(list(chunk)))))
+        revenue_totals.change_customers(session, members, -1)
         session.execute(delete(RevenueScheduleEntry).where(RevenueScheduleEntry.customer_id.in_(members)))
     written = _recompute(session, owners, checked, set_based)
+    revenue_totals.change_customers(session, owners, 1)
     touch(session)
     return written
 
@@ -434,6 +437,7 @@ def _recompute_customerless_charges(session: Session, charge_ids: Sequence[str])
     """A charge with no customer is its own one-off: revenue when paid, net of refunds."""
     written = 0
     for chunk in _chunks(list(charge_ids)):
+        revenue_totals.change_customerless_charges(session, chunk, -1)
         session.execute(delete(RevenueScheduleEntry).where(RevenueScheduleEntry.source_type == "charge",
                                                            RevenueScheduleEntry.source_id.in_(chunk),
                                                            RevenueScheduleEntry.customer_id.is_(None)))
@@ -453,6 +457,7 @@ def _recompute_customerless_charges(session: Session, charge_ids: Sequence[str])
                 rows.append((b.source_type, b.source_id, f"{b.key}@{b.at.date().isoformat()}", None, b.month,
                              b.currency, _unit(b.currency), b.gross, b.net, b.at))
         written += _insert_schedule(session, rows)
+        revenue_totals.change_customerless_charges(session, chunk, 1)
     touch(session)
     return written
 
@@ -478,6 +483,7 @@ def rebuild_all(session: Session, policy: str = "consumption", *, set_based: boo
     written = _recompute(session, None, checked, set_based)
     customerless = list(session.scalars(select(StripeCharge.id).where(StripeCharge.customer_id.is_(None))))
     written += _recompute_customerless_charges(session, customerless)
+    revenue_totals.rebuild(session)
     mrr_aggregates.refresh(session, None)
     touch(session)
     return written
@@ -776,12 +782,10 @@ def _discount(value: Any) -> mrr.Discount | None:
 def revenue_by_month(session: Session, start: date, end: date) -> list[tuple[date, str, int, int]]:
     """(month, currency, gross, net) of recognised revenue for months in [start, end]."""
     first = start.replace(day=1)
+    T = RevenueMonthTotal  # noqa: N806
     rows = session.execute(
-        select(RevenueScheduleEntry.month, RevenueScheduleEntry.currency, func.sum(RevenueScheduleEntry.gross),
-               func.sum(RevenueScheduleEntry.net))
-        .where(RevenueScheduleEntry.month >= first, RevenueScheduleEntry.month <= end)
-        .group_by(RevenueScheduleEntry.month, RevenueScheduleEntry.currency)
-        .order_by(RevenueScheduleEntry.month)).all()
+        select(T.month, T.currency, func.sum(T.gross), func.sum(T.net))
+        .where(T.month >= first, T.month <= end).group_by(T.month, T.currency).order_by(T.month)).all()
     return [(m, c, int(g or 0), int(n or 0)) for m, c, g, n in rows]
 
 
@@ -792,40 +796,37 @@ def _end_of(on: date) -> datetime:
 def deferred_after(session: Session, on: date) -> list[tuple[str, int]]:
     """(currency, net) booked by the end of `on` for months after its month: the deferred balance."""
     next_month = next_month_start(on)
+    T = RevenueMonthTotal  # noqa: N806
     rows = session.execute(
-        select(RevenueScheduleEntry.currency, func.sum(RevenueScheduleEntry.net))
-        .where(RevenueScheduleEntry.month >= next_month, RevenueScheduleEntry.paid_at < _end_of(on))
-        .group_by(RevenueScheduleEntry.currency)).all()
+        select(T.currency, func.sum(T.net)).where(T.month >= next_month, T.booked_on <= on)
+        .group_by(T.currency)).all()
     return [(c, int(n or 0)) for c, n in rows]
 
 
 def booked_in_month(session: Session, on: date) -> list[tuple[str, int, int]]:
     """(currency, gross, net) of `on`'s month as booked by the end of `on`."""
+    T = RevenueMonthTotal  # noqa: N806
     rows = session.execute(
-        select(RevenueScheduleEntry.currency, func.sum(RevenueScheduleEntry.gross), func.sum(RevenueScheduleEntry.net))
-        .where(RevenueScheduleEntry.month == on.replace(day=1), RevenueScheduleEntry.paid_at < _end_of(on))
-        .group_by(RevenueScheduleEntry.currency)).all()
+        select(T.currency, func.sum(T.gross), func.sum(T.net))
+        .where(T.month == on.replace(day=1), T.booked_on <= on).group_by(T.currency)).all()
     return [(c, int(g or 0), int(n or 0)) for c, g, n in rows]
 
 
 def revenue_by_customer(session: Session, start: date, end: date) -> list[tuple[str, str, int, int]]:
     """(customer id, currency, gross, net) recognised in months [start, end]."""
+    T = RevenueCustomerMonthTotal  # noqa: N806
     rows = session.execute(
-        select(RevenueScheduleEntry.customer_id, RevenueScheduleEntry.currency,
-               func.sum(RevenueScheduleEntry.gross), func.sum(RevenueScheduleEntry.net))
-        .where(RevenueScheduleEntry.month >= start.replace(day=1), RevenueScheduleEntry.month <= end,
-               RevenueScheduleEntry.customer_id.is_not(None))
-        .group_by(RevenueScheduleEntry.customer_id, RevenueScheduleEntry.currency)).all()
+        select(T.customer_id, T.currency, func.sum(T.gross), func.sum(T.net))
+        .where(T.month >= start.replace(day=1), T.month <= end).group_by(T.customer_id, T.currency)).all()
     return [(str(c), cur, int(g or 0), int(n or 0)) for c, cur, g, n in rows]
 
 
 def revenue_by_customer_month(session: Session, start: date, end: date) -> list[tuple[str, str, date, int, int]]:
     """(customer id, currency, month, gross, net) recognised in months [start, end]."""
-    E = RevenueScheduleEntry  # noqa: N806
+    T = RevenueCustomerMonthTotal  # noqa: N806
     rows = session.execute(
-        select(E.customer_id, E.currency, E.month, func.sum(E.gross), func.sum(E.net))
-        .where(E.month >= start.replace(day=1), E.month <= end, E.customer_id.is_not(None))
-        .group_by(E.customer_id, E.currency, E.month)).all()
+        select(T.customer_id, T.currency, T.month, T.gross, T.net)
+        .where(T.month >= start.replace(day=1), T.month <= end)).all()
     return [(str(c), cur, m, int(g or 0), int(n or 0)) for c, cur, m, g, n in rows]
 
 
@@ -851,11 +852,11 @@ def revenue_marker(session: Session) -> tuple[Any, ...]:
 def revenue_by_month_and_source(session: Session, start: date, end: date) -> list[tuple[date, str, str, int, int]]:
     """(month, currency, source type, gross, net) recognised in months [start, end]: `charge` rows
     are one-off charges and payments without an invoice, the rest recurring and plan revenue."""
-    E = RevenueScheduleEntry  # noqa: N806
+    T = RevenueMonthTotal  # noqa: N806
     rows = session.execute(
-        select(E.month, E.currency, E.source_type, func.sum(E.gross), func.sum(E.net))
-        .where(E.month >= start.replace(day=1), E.month <= end)
-        .group_by(E.month, E.currency, E.source_type).order_by(E.month)).all()
+        select(T.month, T.currency, T.source_type, func.sum(T.gross), func.sum(T.net))
+        .where(T.month >= start.replace(day=1), T.month <= end)
+        .group_by(T.month, T.currency, T.source_type).order_by(T.month)).all()
     return [(m, c, t, int(g or 0), int(n or 0)) for m, c, t, g, n in rows]
 
 

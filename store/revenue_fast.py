@@ -16,7 +16,7 @@ from datetime import UTC, date, datetime, timedelta
 from typing import Any
 
 import numpy as np
-from sqlalchemy import ColumnElement, and_, exists, literal_column, or_, select
+from sqlalchemy import ColumnElement, and_, exists, func, literal_column, or_, select
 from sqlalchemy.orm import Session
 
 from domain import recognition_batch as batch
@@ -123,11 +123,21 @@ def rows(session: Session, owners: Sequence[str] | None, leave_out: set[str]) ->
         else:
             inv[5] = _aware(at)
     start, end = _day_number(session, L.period_start), _day_number(session, L.period_end)
-    line_query = select(L.invoice_id, L.id, L.amount, L.discount_amount, L.tax_inclusive, start, end).where(
-        L.deleted_at.is_(None))
+    no_day: ColumnElement[Any] = literal_column(str(int(batch.NO_DAY)))
+    line_query = select(L.invoice_id, L.id, func.coalesce(L.amount, 0) - func.coalesce(L.discount_amount, 0)
+                        - func.coalesce(L.tax_inclusive, 0), func.coalesce(start, no_day), func.coalesce(end, no_day)
+                        ).where(L.deleted_at.is_(None))
     line_rows: list[tuple[Any, ...]] = []
+    connection = session.connection()
     for q in _scoped(line_query, L.invoice_id, None if owners is None else ids):
-        line_rows.extend(r for r in session.execute(q) if r[0] in invoices)
+        # A million rows: plain driver tuples, without SQLAlchemy's per-row processing.
+        sql = str(q.compile(dialect=connection.dialect, compile_kwargs={"literal_binds": True}))
+        cursor = connection.connection.driver_connection.cursor()  # type: ignore[union-attr]
+        try:
+            cursor.execute(sql)
+            line_rows.extend(r for r in cursor.fetchall() if r[0] in invoices)
+        finally:
+            cursor.close()
     with_lines = {r[0] for r in line_rows}
     too_hard |= {inv[0] for iid, inv in invoices.items() if iid not in with_lines}
     return _schedule(invoices, line_rows, too_hard)
@@ -152,20 +162,17 @@ def _schedule(invoices: dict[str, list[Any]], line_rows: list[tuple[Any, ...]],
     if not line_rows:
         return [], too_hard
     # The ledger's order: invoices, and lines within one, by id (code point order on any database).
-    invoice_ids = np.array([r[0] for r in line_rows])
-    line_ids = np.array([r[1] for r in line_rows])
-    order = np.lexsort((line_ids, invoice_ids))
+    invoice_column, line_column, amount, start, end = zip(*line_rows, strict=True)
+    invoice_ids = np.array(invoice_column)
+    order = np.lexsort((np.array(line_column), invoice_ids))
     names, position = np.unique(invoice_ids[order], return_inverse=True)
-    columns = np.array([[int(r[2] or 0) - int(r[3] or 0) - int(r[4] or 0),
-                         batch.NO_DAY if r[5] is None else int(r[5]),
-                         batch.NO_DAY if r[6] is None else int(r[6])] for r in line_rows], dtype=np.int64)[order]
-    invs = [kept[str(name)] for name in names.tolist()]
+    invs = [kept[name] for name in names.tolist()]
     paid_day = np.array([(inv[5].astimezone(UTC).date() - EPOCH).days for inv in invs], dtype=np.int64)
     arrays = batch.Invoices(money=np.array([inv[4] for inv in invs], dtype=np.int64),
                             total=np.array([inv[2] for inv in invs], dtype=np.int64),
                             tax=np.array([inv[3] for inv in invs], dtype=np.int64), paid_day=paid_day)
-    lines = batch.Lines(invoice=position.astype(np.int64), amount=columns[:, 0], start=columns[:, 1],
-                        end=columns[:, 2])
+    lines = batch.Lines(invoice=position.astype(np.int64), amount=np.array(amount, dtype=np.int64)[order],
+                        start=np.array(start, dtype=np.int64)[order], end=np.array(end, dtype=np.int64)[order])
     ok = batch.fits(arrays, lines)
     if not ok.all():
         too_hard = too_hard | {invs[i][0] for i in np.flatnonzero(~ok).tolist()}
@@ -173,10 +180,12 @@ def _schedule(invoices: dict[str, list[Any]], line_rows: list[tuple[Any, ...]],
     got = batch.recognise(arrays, lines)
     month_days = batch.first_day(got.month).tolist()
     months = {d: EPOCH + timedelta(days=d) for d in set(month_days)}
+    units = {c: unit(c) for c in {inv[1] for inv in invs}}
+    # Per invoice: (id, row key prefix, customer, currency, unit, booked at), built once.
+    fixed = [(name, f"{name}@{inv[5].astimezone(UTC).date().isoformat()}", inv[0], inv[1], units[inv[1]], inv[5])
+             for name, inv in zip(names.tolist(), invs, strict=True)]
     out = []
-    for n, day, amount in zip(got.invoice.tolist(), month_days, got.amount.tolist(), strict=True):
-        customer, currency, _, _, _, at = invs[n]
-        iid = str(names[n])
-        out.append(("invoice", iid, f"{iid}@{at.astimezone(UTC).date().isoformat()}", customer, months[day],
-                    currency, unit(currency), amount, amount, at))
+    for n, day, amount_ in zip(got.invoice.tolist(), month_days, got.amount.tolist(), strict=True):
+        iid, key, customer, currency, unit_, at = fixed[n]
+        out.append(("invoice", iid, key, customer, months[day], currency, unit_, amount_, amount_, at))
     return out, too_hard

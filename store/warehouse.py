@@ -301,21 +301,24 @@ class RevenueSyncCursor(Base):
 
 
 class RevenueScheduleEntry(Base):
-    """Recognised revenue per invoice line (or one-off charge) per calendar month."""
+    """Recognised revenue per invoice (or plan, credit, one-off charge), calendar month and day
+    booked (`line_id` is `<invoice or obligation>@<day booked>`). The reports read its totals
+    (store/revenue_totals.py), so it keeps only the indexes a rebuild and the few plan and
+    charge reads need (migration 0012)."""
 
     __tablename__ = "revenue_schedule"
 
     id: Mapped[int] = mapped_column(primary_key=True)
     source_type: Mapped[str] = mapped_column(String(16))  # invoice | charge
-    source_id: Mapped[str] = mapped_column(ID, index=True)  # invoice or charge id
+    source_id: Mapped[str] = mapped_column(ID)  # invoice, charge, plan invoice or balance transaction id
     line_id: Mapped[str] = mapped_column(ID)
     customer_id: Mapped[str | None] = mapped_column(ID, index=True)
-    month: Mapped[date] = mapped_column(Date, index=True)
+    month: Mapped[date] = mapped_column(Date)
     currency: Mapped[str] = mapped_column(String(3))
     currency_unit: Mapped[int] = mapped_column(Integer, default=100)  # minor units per major unit
     gross: Mapped[int] = mapped_column(BigInteger)
     net: Mapped[int] = mapped_column(BigInteger)
-    paid_at: Mapped[datetime | None] = mapped_column(index=True)
+    paid_at: Mapped[datetime | None]  # when it was booked
 
     __table_args__ = (UniqueConstraint("line_id", "month", name="uq_revenue_schedule_line_month"),)
 
@@ -347,14 +350,7 @@ class ExchangeRate(Base):
     )
 
 
-Index("ix_revenue_schedule_customer_month", RevenueScheduleEntry.customer_id, RevenueScheduleEntry.month)
-# Covering indexes (migration 0005): the report queries read only these columns, so at millions of
-# rows they scan an index instead of visiting every table row.
-Index("ix_revenue_schedule_month_cover", RevenueScheduleEntry.month, RevenueScheduleEntry.currency,
-      RevenueScheduleEntry.customer_id, RevenueScheduleEntry.gross, RevenueScheduleEntry.net,
-      RevenueScheduleEntry.paid_at)
-Index("ix_revenue_schedule_customer_cover", RevenueScheduleEntry.customer_id, RevenueScheduleEntry.currency,
-      RevenueScheduleEntry.net, RevenueScheduleEntry.paid_at, RevenueScheduleEntry.currency_unit)
+Index("ix_revenue_schedule_kind_month", RevenueScheduleEntry.source_type, RevenueScheduleEntry.month)
 
 
 # --- Stripe JSON → typed columns -------------------------------------------------------------

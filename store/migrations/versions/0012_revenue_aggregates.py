@@ -1,0 +1,179 @@
+"""revenue pre-aggregates: monthly totals and per-customer booking days, kept by every rebuild;
+the schedule loses the indexes only the reports used
+
+Revision ID: 0012_revenue_aggregates
+Revises: 0011_catalog_audit
+
+Issue 13: the reports read `revenue_month_totals` (per month, day booked, currency and source type:
+a few thousand rows whatever the warehouse's size), `revenue_customer_month_totals` (per customer,
+month and currency) and `revenue_customer_days` (per customer, day booked and currency) instead of aggregating millions of schedule rows on the first request
+after a sync. Every index the schedule kept for those reads made each rebuild slower (eight
+indexes on five million rows); it keeps its unique key, the customer index a rebuild deletes by,
+and one on (source_type, month) for the few plan and one-off charge rows. The persons and groups
+views read `revenue_customer_days` (a row per customer and booking day) instead of the schedule.
+"""
+from collections.abc import Sequence
+
+import sqlalchemy as sa
+from alembic import op
+
+revision: str = '0012_revenue_aggregates'
+down_revision: str | Sequence[str] | None = '0011_catalog_audit'
+branch_labels: str | Sequence[str] | None = None
+depends_on: str | Sequence[str] | None = None
+
+DROPPED = ("ix_revenue_schedule_month", "ix_revenue_schedule_paid_at", "ix_revenue_schedule_source_id",
+           "ix_revenue_schedule_customer_month", "ix_revenue_schedule_month_cover",
+           "ix_revenue_schedule_customer_cover")
+VIEWS = (("persons_revenue_analytics", "person_distinct_id", "person_id"),
+         ("groups_revenue_analytics", "group_key", "group_key"))
+
+
+def _by_currency_sql(view: str, key_column: str, key_alias: str, dialect: str) -> str:
+    """A row per person (group) and currency, amounts in that currency (the 0007 shape)."""
+    if dialect == "postgresql":
+        amount = "CAST(SUM(r.net) AS NUMERIC(24, 3)) / MAX(r.currency_unit)"
+        recent = "r.booked_on >= CURRENT_DATE - 30"
+        recent_major = f"CAST(SUM(CASE WHEN {recent} THEN r.net ELSE 0 END) AS NUMERIC(24, 3)) / MAX(r.currency_unit)"
+    else:
+        amount = "SUM(r.net) * 1.0 / MAX(r.currency_unit)"
+        recent = "r.booked_on >= date('now', '-30 days')"
+        recent_major = f"SUM(CASE WHEN {recent} THEN r.net ELSE 0 END) * 1.0 / MAX(r.currency_unit)"
+    return f"""
+CREATE VIEW {view} AS
+SELECT c.{key_column} AS {key_alias},
+       r.currency AS currency,
+       {amount} AS amount,
+       {recent_major} AS amount_last_30_days,
+       SUM(r.net) AS amount_minor,
+       SUM(CASE WHEN {recent} THEN r.net ELSE 0 END) AS amount_last_30_days_minor,
+       COUNT(DISTINCT c.id) AS customers
+FROM revenue_customer_days r
+JOIN stripe_customers c ON c.id = r.customer_id
+WHERE c.{key_column} IS NOT NULL
+GROUP BY c.{key_column}, r.currency
+"""  # noqa: S608 - fixed names
+
+
+def _converted_sql(name: str, key_column: str, key_alias: str, dialect: str) -> str:
+    """A row per person (group) in the reporting currency, each currency at its newest rate (0007)."""
+    if dialect == "postgresql":
+        major = "CAST(r.net AS NUMERIC(30, 12)) / r.currency_unit"
+        recent = "r.booked_on >= CURRENT_DATE - 30"
+        today = "CURRENT_DATE"
+        whole = "CAST(ROUND({x}) AS BIGINT)"
+    else:
+        major = "r.net * 1.0 / r.currency_unit"
+        recent = "r.booked_on >= date('now', '-30 days')"
+        today = "date('now')"
+        whole = "CAST(ROUND({x}) AS INTEGER)"
+    rate = "(CASE WHEN r.currency = rep.currency THEN 1 ELSE x.rate END)"
+    converted = f"SUM({major} * {rate})"
+    converted_recent = f"SUM(CASE WHEN {recent} THEN {major} * {rate} ELSE 0 END)"
+    return f"""
+CREATE VIEW {name} AS
+SELECT c.{key_column} AS {key_alias},
+       rep.currency AS currency,
+       {converted} AS amount,
+       {converted_recent} AS amount_last_30_days,
+       {whole.format(x=converted + ' * MAX(rep.currency_unit)')} AS amount_minor,
+       {whole.format(x=converted_recent + ' * MAX(rep.currency_unit)')} AS amount_last_30_days_minor,
+       COUNT(DISTINCT c.id) AS customers
+FROM revenue_customer_days r
+JOIN stripe_customers c ON c.id = r.customer_id
+CROSS JOIN revenue_reporting rep
+LEFT JOIN exchange_rates x
+  ON x.currency = r.currency AND x.reporting_currency = rep.currency
+ AND x.valid_from = (SELECT MAX(x2.valid_from) FROM exchange_rates x2
+                     WHERE x2.currency = x.currency AND x2.reporting_currency = x.reporting_currency
+                       AND x2.valid_from <= {today})
+WHERE c.{key_column} IS NOT NULL AND (r.currency = rep.currency OR x.rate IS NOT NULL)
+GROUP BY c.{key_column}, rep.currency
+"""  # noqa: S608 - fixed names
+
+
+def _booked_on(dialect: str) -> str:
+    if dialect == "postgresql":
+        return "CAST(paid_at AT TIME ZONE 'UTC' AS DATE)"
+    return "substr(paid_at, 1, 10)"
+
+
+def upgrade() -> None:
+    op.create_table('revenue_month_totals',
+    sa.Column('month', sa.Date(), nullable=False),
+    sa.Column('booked_on', sa.Date(), nullable=False),
+    sa.Column('currency', sa.String(length=3), nullable=False),
+    sa.Column('source_type', sa.String(length=16), nullable=False),
+    sa.Column('gross', sa.BigInteger(), nullable=False),
+    sa.Column('net', sa.BigInteger(), nullable=False),
+    sa.PrimaryKeyConstraint('month', 'booked_on', 'currency', 'source_type', name='pk_revenue_month_totals')
+    )
+    op.create_table('revenue_customer_days',
+    sa.Column('customer_id', sa.String(length=255), nullable=False),
+    sa.Column('booked_on', sa.Date(), nullable=False),
+    sa.Column('currency', sa.String(length=3), nullable=False),
+    sa.Column('currency_unit', sa.Integer(), nullable=False),
+    sa.Column('gross', sa.BigInteger(), nullable=False),
+    sa.Column('net', sa.BigInteger(), nullable=False),
+    sa.PrimaryKeyConstraint('customer_id', 'booked_on', 'currency', name='pk_revenue_customer_days')
+    )
+    op.create_table('revenue_customer_month_totals',
+    sa.Column('customer_id', sa.String(length=255), nullable=False),
+    sa.Column('month', sa.Date(), nullable=False),
+    sa.Column('currency', sa.String(length=3), nullable=False),
+    sa.Column('gross', sa.BigInteger(), nullable=False),
+    sa.Column('net', sa.BigInteger(), nullable=False),
+    sa.PrimaryKeyConstraint('customer_id', 'month', 'currency', name='pk_revenue_customer_month_totals')
+    )
+    op.create_index('ix_revenue_customer_month_totals_month', 'revenue_customer_month_totals',
+                    ['month', 'currency', 'customer_id', 'net', 'gross'])
+    for name in DROPPED:
+        op.drop_index(name, table_name='revenue_schedule')
+    op.create_index('ix_revenue_schedule_kind_month', 'revenue_schedule', ['source_type', 'month'])
+    dialect = op.get_bind().dialect.name
+    day = _booked_on(dialect)
+    # Whatever the schedule holds now, summed once; every rebuild keeps them in step from here.
+    op.execute(f"""INSERT INTO revenue_month_totals (month, booked_on, currency, source_type, gross, net)
+SELECT month, {day}, currency, source_type, SUM(gross), SUM(net) FROM revenue_schedule
+WHERE paid_at IS NOT NULL GROUP BY month, {day}, currency, source_type""")  # noqa: S608
+    op.execute(f"""INSERT INTO revenue_customer_days (customer_id, booked_on, currency, currency_unit, gross, net)
+SELECT customer_id, {day}, currency, MAX(currency_unit), SUM(gross), SUM(net) FROM revenue_schedule
+WHERE paid_at IS NOT NULL AND customer_id IS NOT NULL GROUP BY customer_id, {day}, currency""")  # noqa: S608
+    op.execute("""INSERT INTO revenue_customer_month_totals (customer_id, month, currency, gross, net)
+SELECT customer_id, month, currency, SUM(gross), SUM(net) FROM revenue_schedule
+WHERE paid_at IS NOT NULL AND customer_id IS NOT NULL GROUP BY customer_id, month, currency""")
+    for name, key_column, key_alias in VIEWS:
+        op.execute(f"DROP VIEW IF EXISTS {name}")
+        op.execute(f"DROP VIEW IF EXISTS {name}_by_currency")
+        op.execute(_by_currency_sql(f"{name}_by_currency", key_column, key_alias, dialect))
+        op.execute(_converted_sql(name, key_column, key_alias, dialect))
+
+
+def downgrade() -> None:
+    import importlib.util
+    from pathlib import Path
+
+    # The 0007 views again: their SQL lives in that migration (alembic's versions are not a package).
+    path = Path(__file__).with_name("0007_revenue_views.py")
+    spec = importlib.util.spec_from_file_location("revenue_views_0007", path)
+    assert spec is not None and spec.loader is not None
+    views = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(views)
+    dialect = op.get_bind().dialect.name
+    for name, key_column, key_alias in VIEWS:
+        op.execute(f"DROP VIEW IF EXISTS {name}")
+        op.execute(f"DROP VIEW IF EXISTS {name}_by_currency")
+        op.execute(views._by_currency_sql(f"{name}_by_currency", key_column, key_alias, dialect))
+        op.execute(views._converted_sql(name, key_column, key_alias, dialect))
+    op.drop_index('ix_revenue_schedule_kind_month', table_name='revenue_schedule')
+    op.create_index('ix_revenue_schedule_month', 'revenue_schedule', ['month'])
+    op.create_index('ix_revenue_schedule_paid_at', 'revenue_schedule', ['paid_at'])
+    op.create_index('ix_revenue_schedule_source_id', 'revenue_schedule', ['source_id'])
+    op.create_index('ix_revenue_schedule_customer_month', 'revenue_schedule', ['customer_id', 'month'])
+    op.create_index('ix_revenue_schedule_month_cover', 'revenue_schedule',
+                    ['month', 'currency', 'customer_id', 'gross', 'net', 'paid_at'])
+    op.create_index('ix_revenue_schedule_customer_cover', 'revenue_schedule',
+                    ['customer_id', 'currency', 'net', 'paid_at', 'currency_unit'])
+    op.drop_table('revenue_customer_month_totals')
+    op.drop_table('revenue_customer_days')
+    op.drop_table('revenue_month_totals')

@@ -1,0 +1,136 @@
+"""Revenue pre-aggregates: what the reports read instead of the schedule (migration 0012).
+
+- `revenue_month_totals`: per month recognised, day booked, currency and source type — a few
+  thousand rows at any size; revenue per month, the deferred balance on any day, one-offs.
+- `revenue_customer_month_totals`: per customer, month and currency — top customers, a customer's
+  history.
+- `revenue_customer_days`: per customer, day booked and currency — the persons and groups views
+  (their "last 30 days").
+
+They are kept in step inside the rebuild that writes the schedule, in its transaction: the rows of
+the customers being rebuilt are subtracted before their schedule rows are deleted and the new ones
+added after (`INSERT … ON CONFLICT DO UPDATE`, on SQLite and PostgreSQL); a full rebuild sums the
+schedule again. So the first request after a sync reads totals that are already right.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+from datetime import date
+
+from sqlalchemy import BigInteger, Date, Index, Integer, String, text
+from sqlalchemy.orm import Mapped, Session, mapped_column
+
+from store.models import Base
+
+CHUNK = 500
+
+
+class RevenueMonthTotal(Base):
+    __tablename__ = "revenue_month_totals"
+
+    month: Mapped[date] = mapped_column(Date, primary_key=True)
+    booked_on: Mapped[date] = mapped_column(Date, primary_key=True)
+    currency: Mapped[str] = mapped_column(String(3), primary_key=True)
+    source_type: Mapped[str] = mapped_column(String(16), primary_key=True)
+    gross: Mapped[int] = mapped_column(BigInteger)
+    net: Mapped[int] = mapped_column(BigInteger)
+
+
+class RevenueCustomerMonthTotal(Base):
+    __tablename__ = "revenue_customer_month_totals"
+
+    customer_id: Mapped[str] = mapped_column(String(255), primary_key=True)
+    month: Mapped[date] = mapped_column(Date, primary_key=True)
+    currency: Mapped[str] = mapped_column(String(3), primary_key=True)
+    gross: Mapped[int] = mapped_column(BigInteger)
+    net: Mapped[int] = mapped_column(BigInteger)
+
+
+# Top customers of a range: the month's rows in customer order, read from the index alone.
+Index("ix_revenue_customer_month_totals_month", RevenueCustomerMonthTotal.month, RevenueCustomerMonthTotal.currency,
+      RevenueCustomerMonthTotal.customer_id, RevenueCustomerMonthTotal.net, RevenueCustomerMonthTotal.gross)
+
+
+class RevenueCustomerDay(Base):
+    __tablename__ = "revenue_customer_days"
+
+    customer_id: Mapped[str] = mapped_column(String(255), primary_key=True)
+    booked_on: Mapped[date] = mapped_column(Date, primary_key=True)
+    currency: Mapped[str] = mapped_column(String(3), primary_key=True)
+    currency_unit: Mapped[int] = mapped_column(Integer)
+    gross: Mapped[int] = mapped_column(BigInteger)
+    net: Mapped[int] = mapped_column(BigInteger)
+
+
+def _booked_on(session: Session) -> str:
+    if session.get_bind().dialect.name == "postgresql":
+        return "CAST(paid_at AT TIME ZONE 'UTC' AS DATE)"
+    return "substr(paid_at, 1, 10)"  # SQLite keeps UTC wall time as text
+
+
+# (table, key columns, grouped expressions, extra summed columns, only rows with a customer)
+def _tables(day: str) -> list[tuple[str, tuple[str, ...], tuple[str, ...], tuple[tuple[str, str], ...], bool]]:
+    return [
+        ("revenue_month_totals", ("month", "booked_on", "currency", "source_type"),
+         ("month", day, "currency", "source_type"), (), False),
+        ("revenue_customer_month_totals", ("customer_id", "month", "currency"),
+         ("customer_id", "month", "currency"), (), True),
+        ("revenue_customer_days", ("customer_id", "booked_on", "currency"),
+         ("customer_id", day, "currency"), (("currency_unit", "MAX(currency_unit)"),), True),
+    ]
+
+
+def _apply(session: Session, where: str, params: dict[str, object], sign: int) -> None:
+    """Add (sign 1) or take away (sign -1) the totals of the schedule rows matching `where`."""
+    for table, keys, grouped, extra, customers_only in _tables(_booked_on(session)):
+        columns = (*keys, *(c for c, _ in extra), "gross", "net")
+        values = (*grouped, *(e for _, e in extra), f"{sign} * SUM(gross)", f"{sign} * SUM(net)")
+        only = " AND customer_id IS NOT NULL" if customers_only else ""
+        extra_set = "".join(f", {c} = excluded.{c}" for c, _ in extra)
+        session.execute(text(
+            f"INSERT INTO {table} ({', '.join(columns)}) "  # noqa: S608 - fixed names
+            f"SELECT {', '.join(values)} FROM revenue_schedule WHERE paid_at IS NOT NULL{only} AND ({where}) "
+            f"GROUP BY {', '.join(str(i + 1) for i in range(len(keys)))} "
+            f"ON CONFLICT ({', '.join(keys)}) DO UPDATE SET gross = {table}.gross + excluded.gross, "
+            f"net = {table}.net + excluded.net{extra_set}"), params)
+
+
+def _in(name: str, values: Sequence[str]) -> tuple[str, dict[str, object]]:
+    marks = ", ".join(f":{name}{i}" for i in range(len(values)))
+    return f"({marks})", {f"{name}{i}": v for i, v in enumerate(values)}
+
+
+def change_customers(session: Session, customer_ids: Sequence[str], sign: int) -> None:
+    """Take these customers' schedule rows out of the totals (-1, before deleting them) or put
+    them in (1, after writing them)."""
+    for i in range(0, len(customer_ids), CHUNK):
+        marks, params = _in("c", customer_ids[i:i + CHUNK])
+        _apply(session, f"customer_id IN {marks}", params, sign)
+        if sign > 0:
+            # Totals that came to nothing (revenue that left a month) are not kept.
+            for table in ("revenue_customer_month_totals", "revenue_customer_days"):
+                session.execute(text(f"DELETE FROM {table} WHERE customer_id IN {marks} "  # noqa: S608
+                                     "AND gross = 0 AND net = 0"), params)
+    if sign > 0:
+        _drop_empty(session)
+
+
+def change_customerless_charges(session: Session, charge_ids: Sequence[str], sign: int) -> None:
+    """The same for one-off charges without a customer (their rows are kept per charge)."""
+    for i in range(0, len(charge_ids), CHUNK):
+        marks, params = _in("s", charge_ids[i:i + CHUNK])
+        _apply(session, f"source_type = 'charge' AND customer_id IS NULL AND source_id IN {marks}", params, sign)
+    if sign > 0:
+        _drop_empty(session)
+
+
+def _drop_empty(session: Session) -> None:
+    session.execute(text("DELETE FROM revenue_month_totals WHERE gross = 0 AND net = 0"))
+
+
+def rebuild(session: Session) -> None:
+    """Every total summed again from the schedule (after a full rebuild)."""
+    for table, _, _, _, _ in _tables(""):
+        session.execute(text(f"DELETE FROM {table}"))  # noqa: S608 - fixed names
+    _apply(session, "1 = 1", {}, 1)
