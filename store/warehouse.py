@@ -588,7 +588,10 @@ def upsert(session: Session, model: type[StripeObject], rows: Iterable[Mapping[s
     for r in filled:
         if r.get("synced_at") is None:
             r["synced_at"] = utcnow()
-    stmt = insert(table).values(filled)
+    # One statement executed for many parameter sets: compiled once and cached by SQLAlchemy
+    # (`.values(rows)` made a new statement with a bind parameter per value, compiled anew for
+    # every page), sent as sqlite3's executemany or psycopg's batched multi-row inserts.
+    stmt = insert(table)
     updates = {k: stmt.excluded[k] for k in keys if k not in ("id",)}
     # Soft-deleted rows stay deleted unless the object itself says otherwise.
     if "deleted_at" not in keys:
@@ -600,7 +603,7 @@ def upsert(session: Session, model: type[StripeObject], rows: Iterable[Mapping[s
         stmt = stmt.on_conflict_do_update(index_elements=["id"], set_=updates, where=newer)
     else:
         stmt = stmt.on_conflict_do_update(index_elements=["id"], set_=updates)
-    session.execute(stmt)
+    session.execute(stmt, filled)
     touch(session)
     return len(filled)
 
