@@ -6,7 +6,9 @@ more pages while another worker is idle hands it the older part of its window, s
 of one type are paged in parallel. Every page is written together with its window's cursor in one
 transaction (revenue_sync_checkpoints): a crash resumes each window after the last page it wrote,
 with no gap and no duplicate. All requests share one token bucket (`STRIPE_SYNC_RATE` per second,
-no burst) and a 429 pauses every worker for its Retry-After.
+no burst) and a 429 pauses every worker for its Retry-After. Pages are read as raw JSON (see
+`_get_json`); customers' balance transactions, one request per customer, are read by threads of
+their own while the listing goes on.
 
 Incremental sync: `/v1/events` since the cursor, applied oldest first, so changes to existing
 objects arrive (a cancelled subscription, an invoice paid, a deleted customer). Invoices and
@@ -16,14 +18,18 @@ the 30 days Stripe keeps events, a full sync runs instead. Webhooks use the same
 
 from __future__ import annotations
 
+import json
 import logging
 import threading
 import time
-from collections.abc import Callable
+from collections.abc import Callable, Iterable, Iterator
+from concurrent.futures import Future, ThreadPoolExecutor
+from contextlib import contextmanager
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
 from functools import partial
-from typing import Any
+from typing import Any, cast
+from urllib.parse import quote
 
 import stripe
 from sqlalchemy import select, update
@@ -40,6 +46,7 @@ from store.warehouse import (
     RevenueSyncCursor,
     RevenueSyncRun,
     StripeCustomer,
+    StripeInvoicePayment,
     created_of,
     row_for,
     upsert,
@@ -168,21 +175,72 @@ class _Caller:
                 time.sleep(min(0.25 * 2 ** failures, 10.0))
 
 
-# --- reads that need more than activities.stripe_api gives -----------------------------------
+# --- reads: list pages as raw JSON ---------------------------------------------------------------
+# A page is read through the SDK's own requestor and HTTP client (the API key, base address,
+# Stripe-Version, the request metrics of observability.metrics, and the SDK's typed errors for
+# 4xx/5xx, which _Caller retries on), but its body is parsed once with the stdlib json into plain
+# dicts: exactly what the warehouse stores as `raw`. Through `client.v1.<resource>.list` each
+# object became a StripeObject and then a dict again (`to_dict`), which cost more than storing it
+# (an invoice page of 100: ~125 ms against ~5 ms). `StripeClient.raw_request` parses the body into
+# OrderedDicts, slower again than plain json.loads, so the requestor under it is called directly.
 
 REFETCHABLE = frozenset({"invoice", "subscription", "customer", "charge", "price"})
 
-def _list_page(client: stripe.StripeClient, kind: str, *, created_gte: int | None = None,
-               created_lt: int | None = None, starting_after: str | None = None) -> stripe_api.Page:
-    """One page of a list; invoices with their `payments` expanded: Stripe's own record of which
-    charge paid which invoice (charges stopped naming their invoice in 2025)."""
-    if kind == "price":
-        return _list_prices(client, created_gte=created_gte, created_lt=created_lt, starting_after=starting_after)
-    if kind != "invoice":
-        return stripe_api.list_page(client, kind, created_gte=created_gte, created_lt=created_lt,
-                                    starting_after=starting_after)
-    params: stripe.params.InvoiceListParams = {"limit": PAGE_SIZE, "expand": ["data.payments"]}
-    created: stripe.params._invoice_list_params.InvoiceListParamsCreated = {}
+# Top-level list endpoints by object type, with what each must always ask for.
+LIST_PATHS: dict[str, tuple[str, dict[str, Any]]] = {
+    "customer": ("/v1/customers", {}),
+    "product": ("/v1/products", {}),
+    # Prices with their `tiers` (only returned when expanded): MRR of a tiered price needs them.
+    "price": ("/v1/prices", {"expand": ["data.tiers"]}),
+    # Without status=all Stripe leaves cancelled subscriptions out; MRR needs the coupon terms.
+    "subscription": ("/v1/subscriptions", {"status": "all", "expand": ["data.discounts.source.coupon"]}),
+    "subscription_schedule": ("/v1/subscription_schedules", {}),
+    # Invoices with their `payments`: Stripe's own record of which charge paid which invoice
+    # (charges stopped naming their invoice in 2025).
+    "invoice": ("/v1/invoices", {"expand": ["data.payments"]}),
+    "invoiceitem": ("/v1/invoiceitems", {}),
+    "charge": ("/v1/charges", {}),
+    "refund": ("/v1/refunds", {}),
+    "credit_note": ("/v1/credit_notes", {}),
+    "dispute": ("/v1/disputes", {}),
+    "balance_transaction": ("/v1/balance_transactions", {}),
+    "event": ("/v1/events", {}),
+}
+
+
+def _get_json(client: stripe.StripeClient, path: str, params: dict[str, Any]) -> dict[str, Any]:
+    """GET `path` through the SDK's requestor (no SDK retries: _Caller retries through the bucket);
+    a non-2xx answer raises the SDK's error for it (RateLimitError with its headers, ...)."""
+    requestor = client._requestor
+    body, status, headers = requestor.request_raw("get", path, params, {"max_network_retries": 0},
+                                                  base_address="api", api_mode="V1", usage=["revenue_sync"])
+    if not 200 <= status < 300:
+        requestor._interpret_response(body, status, headers, "V1")  # raises
+        raise stripe.APIError(f"Stripe answered {status} to GET {path} without an error body.",
+                              http_status=status)
+    try:
+        page = json.loads(cast(bytes, body))
+    except ValueError as exc:
+        raise stripe.APIError(f"Stripe answered GET {path} with a body that is not JSON ({exc}).",
+                              http_status=status) from exc
+    if not isinstance(page, dict):
+        raise stripe.APIError(f"Stripe answered GET {path} with JSON that is not an object.", http_status=status)
+    return page
+
+
+def _page_of(body: dict[str, Any]) -> stripe_api.Page:
+    return stripe_api.Page(list(body.get("data") or []), bool(body.get("has_more")))
+
+
+def list_page(client: stripe.StripeClient, kind: str, *, created_gte: int | None = None,
+              created_lt: int | None = None, starting_after: str | None = None,
+              limit: int = PAGE_SIZE) -> stripe_api.Page:
+    """One page (newest first) of a top-level list, optionally within a `created` window."""
+    if kind not in LIST_PATHS:
+        raise ValueError(f"The revenue sync does not list {kind!r} objects.")
+    path, fixed = LIST_PATHS[kind]
+    params: dict[str, Any] = {"limit": limit, **fixed}
+    created: dict[str, int] = {}
     if created_gte is not None:
         created["gte"] = created_gte
     if created_lt is not None:
@@ -191,25 +249,27 @@ def _list_page(client: stripe.StripeClient, kind: str, *, created_gte: int | Non
         params["created"] = created
     if starting_after:
         params["starting_after"] = starting_after
-    page = client.v1.invoices.list(params, {"max_network_retries": 0})
-    return stripe_api.Page([o.to_dict(for_json=True) for o in page.data], bool(page.has_more))
+    return _page_of(_get_json(client, path, params))
 
 
-def _list_prices(client: stripe.StripeClient, *, created_gte: int | None, created_lt: int | None,
-                 starting_after: str | None) -> stripe_api.Page:
-    """Prices with their `tiers` (only returned when expanded): MRR of a tiered price needs them."""
-    params: stripe.params.PriceListParams = {"limit": PAGE_SIZE, "expand": ["data.tiers"]}
-    created: stripe.params._price_list_params.PriceListParamsCreated = {}
-    if created_gte is not None:
-        created["gte"] = created_gte
-    if created_lt is not None:
-        created["lt"] = created_lt
-    if created:
-        params["created"] = created
+def list_children_page(client: stripe.StripeClient, kind: str, parent_id: str, *,
+                       starting_after: str | None = None, limit: int = PAGE_SIZE) -> stripe_api.Page:
+    """One page of an invoice's lines, a subscription's items or a customer's balance
+    transactions (nested lists with no global endpoint)."""
+    params: dict[str, Any] = {"limit": limit}
     if starting_after:
         params["starting_after"] = starting_after
-    page = client.v1.prices.list(params, {"max_network_retries": 0})
-    return stripe_api.Page([o.to_dict(for_json=True) for o in page.data], bool(page.has_more))
+    match kind:
+        case "line_item":
+            path = f"/v1/invoices/{quote(parent_id, safe='')}/lines"
+        case "subscription_item":
+            path = "/v1/subscription_items"
+            params["subscription"] = parent_id
+        case "customer_balance_transaction":
+            path = f"/v1/customers/{quote(parent_id, safe='')}/balance_transactions"
+        case _:
+            raise ValueError(f"The revenue sync does not list {kind!r} under a parent.")
+    return _page_of(_get_json(client, path, params))
 
 
 def _retrieve(client: stripe.StripeClient, kind: str, object_id: str) -> dict[str, Any]:
@@ -220,6 +280,29 @@ def _retrieve(client: stripe.StripeClient, kind: str, object_id: str) -> dict[st
         return stripe_api.retrieve_object(client, kind, object_id)
     return client.v1.invoices.retrieve(object_id, {"expand": ["payments"]},
                                        {"max_network_retries": 0}).to_dict(for_json=True)
+
+
+# --- writing Stripe objects ------------------------------------------------------------------
+
+_sqlite_writers: dict[str, threading.Lock] = {}
+_sqlite_writers_guard = threading.Lock()
+
+
+@contextmanager
+def _writing(settings: Settings) -> Iterator[Session]:
+    """A unit of work for one of the sync's worker threads. SQLite takes one writer at a time and
+    makes the others wait in its busy handler, which sleeps in steps of up to 100 ms whatever
+    happens meanwhile; on SQLite the workers queue on a lock of this process instead, handed to
+    the next one the moment a transaction ends. PostgreSQL takes the transactions side by side."""
+    url = settings.database_url
+    if not url.startswith("sqlite"):
+        with unit_of_work(url) as session:
+            yield session
+        return
+    with _sqlite_writers_guard:
+        lock = _sqlite_writers.setdefault(url, threading.Lock())
+    with lock, unit_of_work(url) as session:
+        yield session
 
 
 # --- writing Stripe objects ------------------------------------------------------------------
@@ -242,36 +325,41 @@ class Dirty:
 
 def _store_objects(session: Session, objects: list[dict[str, Any]], call: _Caller, client: stripe.StripeClient,
                    dirty: Dirty, *, event_created: int | None = None) -> int:
-    """Upsert objects of one type, their embedded lists (fetching truncated ones) and mark dirt."""
+    """Upsert objects of one type, their embedded lists (fetching truncated ones) and mark dirt.
+
+    A page's children (invoice lines, subscription items, invoice payments) are written together
+    in one statement per table, not one per parent: a page of 100 invoices was 400 statements."""
     if not objects:
         return 0
     kind = objects[0]["object"]
     model, _ = TABLES[kind]
     upsert(session, model, [row_for(o, event_created=event_created) for o in objects])
     count = len(objects)
+    if kind == "invoice":
+        count += _store_children(session, objects, "lines", "line_item", call, client)
+        # The same rows as store.revenue.link_invoice_payments, for the whole page at once.
+        upsert(session, StripeInvoicePayment, [
+            row_for({**p, "object": "invoice_payment", "invoice": o["id"]})
+            for o in objects for p in ((o.get("payments") or {}).get("data") or [])
+            if isinstance(p, dict) and p.get("id")])
+    elif kind == "subscription":
+        count += _store_children(session, objects, "items", "subscription_item", call, client)
+    elif kind == "invoice_payment":
+        # Stripe's link between an invoice and the charge that paid it: the charge stops
+        # being a one-off, the invoice's money is dated by the payment.
+        dirty.charges.update(revenue_store.payment_charges(session, [o["id"] for o in objects]))
     for o in objects:
         customer = o.get("customer")
         customer_id = customer.get("id") if isinstance(customer, dict) else customer
         if kind == "invoice":
-            count += _store_children(session, o, "lines", "line_item", call, client,
-                                     extra={"invoice": o["id"]}, event_created=event_created)
-            revenue_store.link_invoice_payments(session, o)
             dirty.charges.update(p["payment"]["charge"] for p in (o.get("payments") or {}).get("data") or []
                                  if isinstance((p.get("payment") or {}).get("charge"), str))
             dirty.invoices.add(o["id"])
             if o.get("starting_balance") != o.get("ending_balance") and customer_id:
                 dirty.balance_customers.add(customer_id)
-        elif kind == "subscription":
-            count += _store_children(session, o, "items", "subscription_item", call, client,
-                                     extra={"subscription": o["id"]}, event_created=event_created)
-        elif kind == "invoice_payment":
-            # Stripe's link between an invoice and the charge that paid it: the charge stops
-            # being a one-off, the invoice's money is dated by the payment.
-            dirty.charges.update(revenue_store.payment_charges(session, [o["id"]]))
-            if o.get("invoice"):
-                dirty.invoices.add(o["invoice"] if isinstance(o["invoice"], str) else o["invoice"]["id"])
-        elif kind == "charge":
-            dirty.charges.add(o["id"])
+        elif kind in ("invoice_payment", "charge"):
+            if kind == "charge":
+                dirty.charges.add(o["id"])
             if o.get("invoice"):
                 dirty.invoices.add(o["invoice"] if isinstance(o["invoice"], str) else o["invoice"]["id"])
         elif kind in ("refund", "dispute"):
@@ -289,59 +377,120 @@ def _store_objects(session: Session, objects: list[dict[str, Any]], call: _Calle
     return count
 
 
-def _store_children(session: Session, parent: dict[str, Any], field_name: str, kind: str, call: _Caller,
-                    client: stripe.StripeClient, *, extra: dict[str, Any], event_created: int | None) -> int:
-    """An embedded list (invoice lines, subscription items): stored, and paged on when truncated.
-    Children that left the parent's list (a removed subscription item) are soft-deleted."""
-    embedded = parent.get(field_name) or {}
-    children = list(embedded.get("data") or [])
-    has_more = bool(embedded.get("has_more"))
-    while has_more:
-        after = children[-1]["id"] if children else None
-        page = call(partial(stripe_api.list_children_page, client, kind, parent["id"], starting_after=after))
-        children.extend(page.objects)
-        has_more = page.has_more and bool(page.objects)
-    model, _ = TABLES[kind]
-    parent_key = "invoice_id" if kind == "line_item" else "subscription_id"
+def _store_children(session: Session, parents: list[dict[str, Any]], field_name: str, kind: str, call: _Caller,
+                    client: stripe.StripeClient) -> int:
+    """The embedded lists of a page of parents (invoice lines, subscription items): stored, and
+    paged on when truncated. Children that left their parent's list (a removed subscription item)
+    are soft-deleted."""
+    parent_key, parent_field = ("invoice_id", "invoice") if kind == "line_item" else ("subscription_id", "subscription")
     rows = []
-    for child in children:
-        child = {**child, "object": kind}
-        for key, value in extra.items():
-            child.setdefault(key, value)
-        rows.append(row_for(child, event_created=None, **{parent_key: parent["id"]}))
+    seen: set[str] = set()
+    for parent in parents:
+        embedded = parent.get(field_name) or {}
+        children = list(embedded.get("data") or [])
+        has_more = bool(embedded.get("has_more"))
+        while has_more:
+            after = children[-1]["id"] if children else None
+            page = call(partial(list_children_page, client, kind, parent["id"], starting_after=after))
+            children.extend(page.objects)
+            has_more = page.has_more and bool(page.objects)
+        for child in children:
+            child = {**child, "object": kind}
+            child.setdefault(parent_field, parent["id"])
+            rows.append(row_for(child, event_created=None, **{parent_key: parent["id"]}))
+            seen.add(child["id"])
+    model, _ = TABLES[kind]
     upsert(session, model, rows)
-    seen = [c["id"] for c in children]
     table = model.__table__  # type: ignore[attr-defined]
-    session.execute(update(table).where(table.c[parent_key] == parent["id"], table.c.id.not_in(seen),
-                                        table.c.deleted_at.is_(None)).values(deleted_at=datetime.now(UTC),
-                                                                               synced_at=datetime.now(UTC)))
+    # Which stored children are no longer listed: read first (nothing, on a first sync), so the
+    # update names only those rows rather than every id the page listed.
+    stored = session.scalars(select(table.c.id).where(table.c[parent_key].in_([p["id"] for p in parents]),
+                                                      table.c.deleted_at.is_(None))).all()
+    gone = [child_id for child_id in stored if child_id not in seen]
+    if gone:
+        now = datetime.now(UTC)
+        session.execute(update(table).where(table.c.id.in_(gone)).values(deleted_at=now, synced_at=now))
     return len(rows)
+
+
+def _balance_transactions_of(customer_id: str, call: _Caller, client: stripe.StripeClient) -> list[dict[str, Any]]:
+    objects: list[dict[str, Any]] = []
+    after: str | None = None
+    while True:
+        try:
+            page = call(partial(list_children_page, client, "customer_balance_transaction",
+                                customer_id, starting_after=after))
+        except stripe.InvalidRequestError:
+            return objects  # the customer was deleted meanwhile
+        objects.extend(page.objects)
+        if not page.has_more or not page.objects:
+            return objects
+        after = page.objects[-1]["id"]
+
+
+# Customers whose balance transactions one thread reads before writing them in one transaction.
+BALANCE_CUSTOMERS_PER_BATCH = 50
+
+
+def _balance_batch(settings: Settings, customers: list[str], call: _Caller, client: stripe.StripeClient) -> int:
+    model, _ = TABLES["customer_balance_transaction"]
+    rows = [row_for(o) for customer_id in customers for o in _balance_transactions_of(customer_id, call, client)]
+    if rows:
+        with _writing(settings) as session:
+            upsert(session, model, rows)
+    return len(rows)
+
+
+class _BalanceReader:
+    """Reads customers' balance transactions on threads of its own, in batches, as soon as a
+    listed page names a customer that has some, so these one-request-per-customer reads overlap
+    the listing instead of following it one at a time."""
+
+    def __init__(self, settings: Settings, call: _Caller, client: stripe.StripeClient, threads: int) -> None:
+        self.settings, self.call, self.client = settings, call, client
+        self.pool = ThreadPoolExecutor(max_workers=max(1, threads), thread_name_prefix="revenue-sync-balance")
+        self.submitted: set[str] = set()
+        self.pending: list[str] = []
+        self.futures: list[Future[int]] = []
+        self.lock = threading.Lock()
+
+    def add(self, customers: Iterable[str], *, flush: bool = False) -> None:
+        with self.lock:
+            new = sorted(set(customers) - self.submitted)
+            self.submitted.update(new)
+            self.pending.extend(new)
+            while len(self.pending) >= BALANCE_CUSTOMERS_PER_BATCH or (flush and self.pending):
+                batch = self.pending[:BALANCE_CUSTOMERS_PER_BATCH]
+                del self.pending[:BALANCE_CUSTOMERS_PER_BATCH]
+                self.futures.append(self.pool.submit(_balance_batch, self.settings, batch, self.call, self.client))
+
+    def finish(self, customers: Iterable[str] = ()) -> int:
+        """Read the rest (and `customers`), wait for every batch; the objects stored."""
+        try:
+            self.add(customers, flush=True)
+            return sum(f.result() for f in list(self.futures))
+        finally:
+            self.abandon()
+
+    def abandon(self) -> None:
+        self.pool.shutdown(wait=True, cancel_futures=True)
 
 
 def _sync_balance_transactions(settings: Settings, customer_ids: set[str], call: _Caller,
                                client: stripe.StripeClient, session: Session | None = None) -> int:
     """Customer balance transactions have no global list: read them per customer that has some
-    (a non-zero balance, an invoice that used the balance, or a balance change in an event)."""
+    (a non-zero balance, an invoice that used the balance, or a balance change in an event).
+    In `session` when given (an incremental batch commits them with its events)."""
+    ordered = sorted(customer_ids)
+    if session is None:
+        return sum(_balance_batch(settings, ordered[i:i + BALANCE_CUSTOMERS_PER_BATCH], call, client)
+                   for i in range(0, len(ordered), BALANCE_CUSTOMERS_PER_BATCH))
+    model, _ = TABLES["customer_balance_transaction"]
     count = 0
-    for customer_id in sorted(customer_ids):
-        after: str | None = None
-        while True:
-            try:
-                page = call(partial(stripe_api.list_children_page, client, "customer_balance_transaction",
-                                    customer_id, starting_after=after))
-            except stripe.InvalidRequestError:
-                break  # the customer was deleted meanwhile
-            if page.objects:
-                model, _ = TABLES["customer_balance_transaction"]
-                if session is not None:
-                    upsert(session, model, [row_for(o) for o in page.objects])
-                else:
-                    with unit_of_work(settings.database_url) as own:
-                        upsert(own, model, [row_for(o) for o in page.objects])
-                count += len(page.objects)
-            if not page.has_more or not page.objects:
-                break
-            after = page.objects[-1]["id"]
+    for customer_id in ordered:
+        objects = _balance_transactions_of(customer_id, call, client)
+        upsert(session, model, [row_for(o) for o in objects])
+        count += len(objects)
     return count
 
 
@@ -407,13 +556,13 @@ class _Windows:
 
 def _stripe_now(client: stripe.StripeClient, call: _Caller) -> int:
     """Stripe's idea of now, as far as we can see it: the newest event, or our clock if later."""
-    page = call(lambda: stripe_api.list_page(client, "event", limit=1))
+    page = call(lambda: list_page(client, "event", limit=1))
     newest = int(page.objects[0]["created"]) if page.objects else 0
     return max(newest, int(time.time()))
 
 
 def _newest_event(client: stripe.StripeClient, call: _Caller) -> int:
-    page = call(lambda: stripe_api.list_page(client, "event", limit=1))
+    page = call(lambda: list_page(client, "event", limit=1))
     return int(page.objects[0]["created"]) if page.objects else 0
 
 
@@ -450,7 +599,7 @@ def full_sync(settings: Settings, *, rate: float | None = -1, workers: int = 8, 
         run_started = run.started_at
 
     windows = _Windows(pending, workers)
-    dirty_customers_with_balance: set[str] = set()
+    balances = _BalanceReader(settings, call, client, max(1, workers // 2))
 
     def report() -> None:
         if progress is not None:
@@ -463,7 +612,7 @@ def full_sync(settings: Settings, *, rate: float | None = -1, workers: int = 8, 
             kind, gte, lt, after = cp.object_type, cp.created_gte, cp.created_lt, cp.starting_after
         while True:
             try:
-                page = call(partial(_list_page, client, kind, created_gte=gte or None,
+                page = call(partial(list_page, client, kind, created_gte=gte or None,
                                     created_lt=None if lt >= 2**62 else lt, starting_after=after))
             except stripe.InvalidRequestError as exc:
                 if exc.http_status != 404 or after is not None:
@@ -473,7 +622,7 @@ def full_sync(settings: Settings, *, rate: float | None = -1, workers: int = 8, 
                 page = stripe_api.Page([], False)
             dirty = Dirty()
             new_window: int | None = None
-            with unit_of_work(settings.database_url) as session:
+            with _writing(settings) as session:
                 stored = _store_objects(session, page.objects, call, client, dirty)
                 cp = session.get(RevenueSyncCheckpoint, checkpoint_id)
                 assert cp is not None
@@ -500,9 +649,9 @@ def full_sync(settings: Settings, *, rate: float | None = -1, workers: int = 8, 
                 state.objects += stored
                 state.by_type[kind] = state.by_type.get(kind, 0) + stored
                 state.last_page = time.monotonic()
-                dirty_customers_with_balance.update(dirty.balance_customers)
             if new_window is not None:
                 windows.add(new_window)
+            balances.add(dirty.balance_customers)
             if on_page is not None:
                 on_page(kind, len(page.objects))
             report()
@@ -527,17 +676,19 @@ def full_sync(settings: Settings, *, rate: float | None = -1, workers: int = 8, 
     for t in threads:
         t.join()
     if windows.failed is not None:
+        balances.abandon()
         with unit_of_work(settings.database_url) as session:
             failed_run = session.get(RevenueSyncRun, run_id)
             if failed_run is not None:
                 failed_run.error = str(windows.failed)
         raise windows.failed
 
+    # Customers with a balance listed in an earlier attempt of a resumed run are read now.
     with unit_of_work(settings.database_url) as session:
-        balance_customers = dirty_customers_with_balance | set(session.scalars(
+        with_balance = set(session.scalars(
             select(StripeCustomer.id).where(StripeCustomer.deleted_at.is_(None),
                                             StripeCustomer.raw["balance"].as_integer() != 0)))
-    state.objects += _sync_balance_transactions(settings, balance_customers, call, client)
+    state.objects += balances.finish(with_balance)
 
     with unit_of_work(settings.database_url) as session:
         # Whatever a complete listing did not return is gone from Stripe (deleted customers,
@@ -645,7 +796,7 @@ def incremental_sync(settings: Settings, *, rate: float | None = -1, progress: P
     events: list[dict[str, Any]] = []
     after: str | None = None
     while True:
-        page = call(partial(stripe_api.list_page, client, "event", created_gte=cursor, starting_after=after))
+        page = call(partial(list_page, client, "event", created_gte=cursor, starting_after=after))
         events.extend(page.objects)
         if not page.has_more or not page.objects:
             break
@@ -672,7 +823,7 @@ def incremental_sync(settings: Settings, *, rate: float | None = -1, progress: P
     # Balance transactions have no events but never change once made: list the new ones.
     after = None
     while True:
-        page = call(partial(stripe_api.list_page, client, "balance_transaction",
+        page = call(partial(list_page, client, "balance_transaction",
                             created_gte=max(cursor - EVENTS_SAFETY_SECONDS, 0), starting_after=after))
         with unit_of_work(settings.database_url) as session:
             state.objects += _store_objects(session, page.objects, call, client, dirty)

@@ -14,6 +14,9 @@
   GET  /_sandbox/account                    -> {"id": "acct_...", "default_api_version": "..."}
   POST /_sandbox/account                    {"default_api_version": "2024-06-20"} -> the same
       the version events are rendered in from now on (Stripe's account setting; see versions.py)
+  GET  /_sandbox/requests                   -> {"requests": n, "by_method": {...}, "first": t, "last": t}
+      API requests served so far; t on the sandbox process's monotonic clock (seconds)
+  DELETE /_sandbox/requests                 -> counts from zero again
 Bodies may be JSON or form-encoded.
 """
 
@@ -130,6 +133,10 @@ def handle_control(sb: Sandbox, request: Request) -> Result:
             )
             sb.save()
             return 200, store.render(sb.state, dispute)
+    if path == "/_sandbox/requests" and method in ("GET", "DELETE"):
+        if method == "DELETE":
+            sb.requests.reset()
+        return 200, sb.requests.describe()
     if path == "/_sandbox/catalog" and method == "GET":
         return 200, catalog.as_dict()
     if path == "/_sandbox/account" and method in ("GET", "POST"):

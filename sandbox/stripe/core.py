@@ -10,6 +10,7 @@ import contextlib
 import logging
 import sqlite3
 import threading
+import time
 from collections.abc import Callable, Iterator
 from pathlib import Path
 from typing import Any
@@ -45,6 +46,37 @@ def timer(kind: str, priority: int, due: DueFn) -> Callable[[ProcessFn], Process
     return deco
 
 
+class RequestCounter:
+    """API requests served (not `/_sandbox` controls), with when the first and last arrived, on
+    this process's monotonic clock: how a test or benchmark sees the pace a client really kept,
+    on the server's side of the wire (`GET /_sandbox/requests`)."""
+
+    def __init__(self) -> None:
+        self._lock = threading.Lock()
+        self.reset()
+
+    def reset(self) -> None:
+        with self._lock:
+            self.count = 0
+            self.by_method: dict[str, int] = {}
+            self.first: float | None = None
+            self.last: float | None = None
+
+    def record(self, method: str) -> None:
+        now = time.monotonic()
+        with self._lock:
+            self.count += 1
+            self.by_method[method] = self.by_method.get(method, 0) + 1
+            if self.first is None:
+                self.first = now
+            self.last = now
+
+    def describe(self) -> dict[str, Any]:
+        with self._lock:
+            return {"requests": self.count, "by_method": dict(self.by_method), "first": self.first,
+                    "last": self.last}
+
+
 class Sandbox:
     def __init__(self, *, state_file: Path | None = None, seed_catalog: bool = True) -> None:
         self.lock = threading.RLock()
@@ -54,6 +86,10 @@ class Sandbox:
         self.state = self._load() or State()
         self.clock = Clock(self.state.clock_offset)
         self.faults = Faults()
+        self.requests = RequestCounter()
+        self._saves = 0
+        self._settled: tuple[int, int, int, int, int] | None = None  # _state_mark() when last settled
+        self._next_due = 0  # the earliest instant anything watched was due then
         self.ctx = threading.local()
         self.dispatcher = Dispatcher(self._delivery_lookup, self._delivery_done)
         if seed_catalog:
@@ -64,10 +100,23 @@ class Sandbox:
     def now(self) -> int:
         return self.clock.now()
 
-    def catch_up(self) -> None:
-        """Run whatever became due as real time passed (called before each request)."""
+    def catch_up(self, *, reading: bool = False) -> None:
+        """Run whatever became due as real time passed (called before each request).
+
+        Finding what is due asks every watched object (thousands of subscriptions and invoices in
+        a seeded sandbox) for its next instant. A read between two writes would find the same
+        answers, so for reads (`reading=True`) the earliest instant found last time is kept: while
+        nothing was saved since and the clock has not reached it, there is nothing to run."""
         with self.lock:
-            self.run_until(self.now())
+            now = self.now()
+            if reading and self._settled == self._state_mark() and now < self._next_due:
+                return
+            self.run_until(now)
+
+    def _state_mark(self) -> tuple[int, int, int, int, int]:
+        """Changes whenever something may have changed what is due: a save (every write ends with
+        one), a new or removed object, a moved clock, a reset."""
+        return (id(self.state), self.state.seq, dict.__len__(self.state.objects), self.clock.offset, self._saves)
 
     def advance(self, *, seconds: int | None = None, to: int | None = None) -> int:
         with self.lock:
@@ -102,8 +151,10 @@ class Sandbox:
     def run_until(self, target: int) -> None:
         # Step from one due instant to the next so each renewal/finalization sees its own "now".
         for _ in range(100_000):
-            due = [d for d in self._due() if d[0] <= target]
+            every = self._due()
+            due = [d for d in every if d[0] <= target]
             if not due:
+                later = min((d[0] for d in every), default=None)
                 break
             instant = min(d[0] for d in due)
             self.clock.frozen = instant
@@ -121,6 +172,8 @@ class Sandbox:
         else:  # pragma: no cover - a bug guard, not a behaviour
             raise RuntimeError("sandbox scheduler did not settle")
         self._prune_events(target)
+        self._next_due = later if later is not None else 2**62
+        self._settled = self._state_mark()
 
     def _untracked(self, due_fn: DueFn, obj: Obj) -> int | None:
         objects = self.state.objects
@@ -232,6 +285,7 @@ class Sandbox:
 
     def save(self) -> None:
         """Write what this request changed (one SQLite transaction); see store.Disk."""
+        self._saves += 1
         if self.disk is None:
             self.state.objects.touched.clear()
             self.state.objects.removed.clear()

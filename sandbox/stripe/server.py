@@ -72,6 +72,7 @@ class SandboxApp:
         path = request.path
         if path.startswith("/_sandbox"):
             return self._control(request)
+        self.sandbox.requests.record(request.method)
         try:
             self._authenticate(request)
             self._check_version(request)
@@ -179,7 +180,7 @@ class SandboxApp:
             sb.ctx.idempotency_key = idem_key
             sb.ctx.api_key = api_key
             try:
-                sb.catch_up()
+                sb.catch_up(reading=method not in WRITE_METHODS)
                 if server_error is not None:
                     # The request began executing and failed inside Stripe: nothing is written, but
                     # the 500 is the key's first response and is what every same-key retry gets.
