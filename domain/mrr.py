@@ -499,3 +499,75 @@ def ltv_of(arpa: int, churn_rate: Fraction | None) -> int | None:
     if not churn_rate:
         return None
     return _round_half_up(Fraction(arpa) / churn_rate)
+
+
+# --- pre-aggregates: MRR per customer and currency on many days ------------------------------
+
+def change_days(sub: Subscription) -> list[date]:
+    """The days on which `subscription_mrr(sub, ·)` can change, sorted.
+
+    MRR on a day depends on the day only through comparisons with these dates (start, trial end,
+    cancellation, end, phase starts, discount starts and ends): between two of them it is constant,
+    so a subscription needs pricing once per change, not once per snapshot day."""
+    found: set[date] = set()
+    for day in (sub.start, sub.trial_end, sub.ended_at, sub.cancel_at):
+        if day is not None:
+            found.add(day)
+    discounts = list(sub.discounts)
+    for item in (*sub.items, *(i for p in sub.phases for i in p.items)):
+        discounts.extend(item.discounts)
+    for phase in sub.phases:
+        found.add(phase.start)
+    for discount in discounts:
+        for day in (discount.start, discount.end):
+            if day is not None:
+                found.add(day)
+    return sorted(found)
+
+
+def mrr_by_currency_series(subs: Iterable[Subscription], days: Sequence[date]) -> list[dict[tuple[str, str], int]]:
+    """(customer, currency) → MRR in that currency's minor units on each of `days` (zeros left
+    out): `mrr_series` without conversion, a customer paying in two currencies keeps both.
+
+    Each subscription is priced on the first day and again only on a day after one of its
+    `change_days`: the same figures as pricing every day, many times fewer calls at 40 days."""
+    from bisect import bisect_right
+
+    order = sorted(range(len(days)), key=lambda i: days[i])
+    out: list[dict[tuple[str, str], int]] = [{} for _ in days]
+    for sub in subs:
+        base = _gross_and_billing_months(sub)
+        changes = change_days(sub)
+        key = (sub.customer, sub.currency.lower())
+        value, seen = 0, -1  # seen: how many change days lie on or before the last day priced
+        for i in order:
+            now = bisect_right(changes, days[i])
+            if now != seen:
+                value, seen = subscription_mrr(sub, days[i], base), now
+            if value:
+                out[i][key] = out[i].get(key, 0) + value
+    return out
+
+
+def scheduled_churn(subs: Iterable[Subscription], on: date, until: date) -> dict[str, tuple[date, int]]:
+    """Customer → (the day its MRR drops to zero, its MRR on `on`) for customers paying on `on`
+    whose subscriptions all end by `until` (a `cancel_at`, a cancelling schedule). MRR is summed
+    in native minor units: only whether it is zero matters here."""
+    by_customer: dict[str, list[Subscription]] = {}
+    for sub in subs:
+        by_customer.setdefault(sub.customer, []).append(sub)
+
+    def total(own: list[Subscription], day: date) -> int:
+        return sum(subscription_mrr(s, day) for s in own)
+
+    out = {}
+    for customer, own in by_customer.items():
+        now = total(own, on)
+        if not now or total(own, until):
+            continue
+        ends = sorted({d for s in own for d in (s.cancel_at, s.ended_at) if d is not None and on < d <= until})
+        for day in ends:
+            if total(own, day) == 0:
+                out[customer] = (day, now)
+                break
+    return out

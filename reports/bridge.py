@@ -1,5 +1,9 @@
 """The MRR bridge per month: new, reactivation, expansion, contraction, churn; NRR, GRR, ARPA,
-LTV and churn rates (`GET /api/revenue/bridge`)."""
+LTV and churn rates (`GET /api/revenue/bridge`).
+
+From the MRR pre-aggregates when the range's days are kept (see reports/mrr.py), else live.
+`fx`: the change of the month's start MRR from exchange rates alone (start at its own day's rates
++ movements + fx = end); NRR and GRR measure against the start re-expressed at the end's rates."""
 
 from __future__ import annotations
 
@@ -14,20 +18,22 @@ from reports import mrr as mrr_report
 from reports.period import Converter, Range, months
 
 
-def steps(session: Session, r: Range, convert: Converter) -> list[mrr.BridgeMonth]:
+def steps(session: Session, r: Range, convert: Converter) -> list[mrr_report.Step]:
     """One bridge step per month of `r`: from the end of the month before to the month's end."""
-    return mrr.bridge(mrr_report.snapshots(session, r, convert), mrr_report.first_paying_days(session))
+    return mrr_report.steps(session, r, convert)
 
 
 def report(session: Session, r: Range, convert: Converter) -> dict[str, Any]:
     return dict(cache.report(session, "bridge", r, convert, lambda: _report(session, r, convert)))
 
 
-def _month(month: str, step: mrr.BridgeMonth, money: Any) -> dict[str, Any]:
+def _month(month: str, kept: mrr_report.Step, money: Any) -> dict[str, Any]:
+    step = kept.bridge
     return {"month": month, "start": step.start.isoformat(), "end": step.end.isoformat(),
-            "start_mrr": money(step.start_mrr), "new": money(step.new), "reactivation": money(step.reactivation),
+            "start_mrr": money(kept.start_mrr), "new": money(step.new), "reactivation": money(step.reactivation),
             "expansion": money(step.expansion), "contraction": money(step.contraction),
-            "churned": money(step.churned), "net_new": money(step.net_new), "end_mrr": money(step.end_mrr),
+            "churned": money(step.churned), "net_new": money(step.net_new), "fx": money(kept.fx),
+            "end_mrr": money(step.end_mrr),
             "start_customers": step.start_customers, "new_customers": step.new_customers,
             "reactivated_customers": step.reactivated_customers, "churned_customers": step.churned_customers,
             "end_customers": step.end_customers,
@@ -38,18 +44,20 @@ def _month(month: str, step: mrr.BridgeMonth, money: Any) -> dict[str, Any]:
 
 
 def _report(session: Session, r: Range, convert: Converter) -> dict[str, Any]:
-    found = steps(session, r, convert)
+    kept = steps(session, r, convert)
+    found = [k.bridge for k in kept]
     money = convert.money
-    rows = [_month(m.isoformat(), step, money) for m, step in zip(months(r), found, strict=True)]
-    first, last = found[0], found[-1]
+    rows = [_month(m.isoformat(), step, money) for m, step in zip(months(r), kept, strict=True)]
+    last = found[-1]
     # Over the range: the mean monthly customer churn rate weighs each month by its customers.
     started = sum(s.start_customers for s in found)
     churn_rate = Fraction(sum(s.churned_customers for s in found), started) if started else None
     ltv = mrr.ltv_of(last.arpa, churn_rate)
     totals = {
-        "start_mrr": money(first.start_mrr), "end_mrr": money(last.end_mrr),
+        "start_mrr": money(kept[0].start_mrr), "end_mrr": money(last.end_mrr),
         **{k: money(sum(getattr(s, k) for s in found))
            for k in ("new", "reactivation", "expansion", "contraction", "churned", "net_new")},
+        "fx": money(sum(k.fx for k in kept)),
         "new_customers": sum(s.new_customers for s in found),
         "reactivated_customers": sum(s.reactivated_customers for s in found),
         "churned_customers": sum(s.churned_customers for s in found),

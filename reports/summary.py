@@ -7,7 +7,6 @@ from typing import Any
 
 from sqlalchemy.orm import Session
 
-from domain import mrr
 from domain.deferred import allocate
 from reports import cache
 from reports import mrr as mrr_report
@@ -19,10 +18,10 @@ from store import revenue as queries
 def summary(session: Session, r: Range, convert: Converter) -> dict[str, Any]:
     """MRR, ARR, customers, ARPU at `end`; movements `start` → `end`; recognised revenue in the
     range; the deferred balance after `end`."""
-    # Movements from the day before `start`, as the chart measures its first month.
-    before, after = mrr_report.series(session, [r.start - timedelta(days=1), r.end], convert)
-    moved = mrr.movements(before, after)
-    now = mrr.summarise(after)
+    # Movements from the day before `start`, as the chart measures its first month: from the MRR
+    # pre-aggregates when both days are kept (reports/mrr.py), else live.
+    [step] = mrr_report.steps_between(session, [r.start - timedelta(days=1), r.end], convert) or []
+    moved, fx = step.bridge, step.fx
     gross = net = 0
     end_month = r.end.replace(day=1)
     month_days = (month_start(end_month, -1) - end_month).days
@@ -47,15 +46,18 @@ def summary(session: Session, r: Range, convert: Converter) -> dict[str, Any]:
     m = convert.money
     return {
         "currency": r.currency, "start": r.start.isoformat(), "end": r.end.isoformat(),
-        "mrr": m(now.mrr), "arr": m(now.arr), "customers": now.customers, "arpu": m(now.arpu),
-        "movements": {"start_mrr": m(moved.start_mrr), "new": m(moved.new), "expansion": m(moved.expansion),
-                      "contraction": m(moved.contraction), "churned": m(moved.churned),
-                      "net_new": m(moved.net_new), "new_customers": moved.new_customers,
+        "mrr": m(moved.end_mrr), "arr": m(moved.end_mrr * 12), "customers": moved.end_customers,
+        "arpu": m(moved.arpa),
+        # Reactivated customers are new here: two days only, as `domain.mrr.movements` counts.
+        "movements": {"start_mrr": m(step.start_mrr), "new": m(moved.new + moved.reactivation),
+                      "expansion": m(moved.expansion), "contraction": m(moved.contraction),
+                      "churned": m(moved.churned), "net_new": m(moved.net_new), "fx": m(fx),
+                      "new_customers": moved.new_customers + moved.reactivated_customers,
                       "churned_customers": moved.churned_customers},
         "revenue": {"gross": m(gross), "net": m(net)},
         "deferred": m(deferred),
         "missing_rates": sorted(convert.missing),
         # Subscription items MRR could not price (a price not synced, metered and never billed, no
         # amount in the subscription's currency): named, so 0 is never silently wrong.
-        "mrr_left_out": mrr_report.inputs(session)[1][:100],
+        "mrr_left_out": mrr_report.left_out(session),
     }

@@ -64,7 +64,16 @@ def _parse_date(name: str, default: date) -> date:
 
 def _range() -> Range:
     today = datetime.now(UTC).date()
-    end = _parse_date("end", min(today, LATEST))
+    default_end = today
+    if not request.args.get("end"):
+        # The day of the last MRR refresh when it is before today: the warehouse's figures are as
+        # of the last sync, and that day's MRR is kept (store/mrr_aggregates.py) where today's is not.
+        from store import mrr_aggregates
+
+        with db() as session:
+            synced = mrr_aggregates.refresh_day(session)
+        default_end = synced if synced is not None and synced < today else today
+    end = _parse_date("end", min(default_end, LATEST))
     start = _parse_date("start", max(month_start(end, 11), EARLIEST))
     if start > end:
         raise BadQuery(f"start {start} is after end {end}; swap them.")

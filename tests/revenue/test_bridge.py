@@ -139,8 +139,8 @@ def test_the_bridge_month_by_month(fixture_app: Flask, users: dict[str, str]) ->
     # 1 churned of 2 + 4 + 3 + 4 + 5 + 5 = 23 customer-months: 4.35%; LTV = 108.00 × 23.
     assert totals == {"start_mrr": "300.00", "end_mrr": "540.00", "new": "240.00", "reactivation": "50.00",
                       "expansion": "170.00", "contraction": "20.00", "churned": "200.00", "net_new": "240.00",
-                      "new_customers": 3, "reactivated_customers": 1, "churned_customers": 1, "arpa": "108.00",
-                      "customer_churn_rate": "4.35", "ltv": "2484.00"}
+                      "fx": "0.00", "new_customers": 3, "reactivated_customers": 1, "churned_customers": 1,
+                      "arpa": "108.00", "customer_churn_rate": "4.35", "ltv": "2484.00"}
 
 
 def test_cohorts_by_start_month(fixture_app: Flask, users: dict[str, str]) -> None:
