@@ -309,49 +309,69 @@ AmountKey = tuple[date, date, str, date]  # start day, end day, currency, cohort
 CountKey = tuple[date, date, date]  # start day, end day, cohort month
 
 
-def contributions(values: Mapping[date, Mapping[str, int]], first_paid: date | None,
-                  pairs: Iterable[tuple[date, date]]) -> tuple[dict[AmountKey, list[int]], dict[CountKey, list[int]]]:
-    """What one customer adds to each pair's aggregates (`AMOUNTS`, `COUNTS`): the rules of
-    `domain.mrr.bridge_step` applied to this customer alone."""
-    amounts: dict[AmountKey, list[int]] = {}
-    counts: dict[CountKey, list[int]] = {}
+Pairs = Mapping[date, Sequence[tuple[date, date]]]  # day → the pairs starting or ending on it
+
+
+def index_pairs(pairs: Iterable[tuple[date, date]]) -> Pairs:
+    out: dict[date, list[tuple[date, date]]] = defaultdict(list)
+    for pair in sorted(set(pairs)):
+        out[pair[0]].append(pair)
+        out[pair[1]].append(pair)
+    return out
+
+
+def contribute(values: Mapping[date, Mapping[str, int]], first_paid: date | None, pairs: Pairs,
+               amounts: dict[AmountKey, list[int]], counts: dict[CountKey, list[int]], sign: int = 1) -> None:
+    """Add (`sign` -1: take away) what one customer contributes to each pair's aggregates
+    (`AMOUNTS`, `COUNTS`): the rules of `domain.mrr.bridge_step` applied to this customer alone.
+    Only pairs with a day on which it pays can move (zero on both days: nothing to add)."""
     if not values:
-        return amounts, counts
+        return
     if first_paid is None:  # cannot happen for a customer with MRR; stay total anyway
         first_paid = min(values)
     cohort = calendar.month_start(first_paid)
     base = values.get(calendar.month_end(cohort), {})
-    for start, end in pairs:
-        a, b = values.get(start, {}), values.get(end, {})
-        ta, tb = sum(a.values()), sum(b.values())
-        if not ta and not tb:
-            continue
-        reactivated = not ta and first_paid <= start
-        counts[(start, end, cohort)] = [int(ta > 0), int(not ta and not reactivated), int(reactivated),
-                                        int(not tb), int(tb > 0)]
-        for currency in a.keys() | b.keys():
-            av, bv = a.get(currency, 0), b.get(currency, 0)
-            row = [av, 0, 0, 0, 0, 0, bv, min(bv, base.get(currency, 0))]
-            if not ta:
-                row[2 if reactivated else 1] = bv
-            elif not tb:
-                row[5] = av
-            elif bv > av:
-                row[3] = bv - av
-            else:
-                row[4] = av - bv
-            amounts[(start, end, currency, cohort)] = row
-    return amounts, counts
+    totals = {day: sum(by.values()) for day, by in values.items()}
+    seen: set[tuple[date, date]] = set()
+    for day in values:
+        for start, end in pairs.get(day, ()):
+            if (start, end) in seen:
+                continue
+            seen.add((start, end))
+            ta, tb = totals.get(start, 0), totals.get(end, 0)
+            if ta or tb:
+                _contribute(amounts, counts, sign, start, end, values, ta, tb, first_paid, cohort, base)
 
 
-def _add(total: dict[Any, list[int]], part: Mapping[Any, list[int]], sign: int = 1) -> None:
-    for key, row in part.items():
-        into = total.get(key)
-        if into is None:
-            total[key] = [sign * v for v in row]
+def _contribute(amounts: dict[AmountKey, list[int]], counts: dict[CountKey, list[int]], sign: int, start: date,
+                end: date, values: Mapping[date, Mapping[str, int]], ta: int, tb: int, first_paid: date,
+                cohort: date, base: Mapping[str, int]) -> None:
+    empty: dict[str, int] = {}
+    a, b = values.get(start, empty), values.get(end, empty)
+    reactivated = not ta and first_paid <= start
+    count = counts.get((start, end, cohort))
+    if count is None:
+        count = counts[(start, end, cohort)] = [0] * len(COUNTS)
+    count[0] += sign * (ta > 0)
+    count[1 if not reactivated else 2] += sign * (not ta)
+    count[3] += sign * (not tb)
+    count[4] += sign * (tb > 0)
+    for currency in a.keys() | b.keys():
+        av, bv = a.get(currency, 0), b.get(currency, 0)
+        row = amounts.get((start, end, currency, cohort))
+        if row is None:
+            row = amounts[(start, end, currency, cohort)] = [0] * len(AMOUNTS)
+        row[0] += sign * av
+        row[6] += sign * bv
+        row[7] += sign * min(bv, base.get(currency, 0))
+        if not ta:
+            row[2 if reactivated else 1] += sign * bv
+        elif not tb:
+            row[5] += sign * av
+        elif bv > av:
+            row[3] += sign * (bv - av)
         else:
-            for i, v in enumerate(row):
-                into[i] += sign * v
+            row[4] += sign * (av - bv)
 
 
 def _snapshots(subs: Sequence[mrr.Subscription], days: Sequence[date]) -> dict[str, Snapshot]:
@@ -368,7 +388,11 @@ def refresh(session: Session, customer_ids: Iterable[str] | None, today: date | 
     """Bring the MRR pre-aggregates up to date for these customers (None: everyone), as of `today`
     (default: today in UTC)."""
     today = today or datetime.now(UTC).date()
-    found = kept(session)
+    # One MRR refresh at a time on PostgreSQL (SQLite serialises writers already): a full refresh
+    # deletes and rewrites every row, which a concurrent partial one's increments must not cross.
+    # Taken after the rebuild's customer locks, in every path: no deadlock.
+    row = session.get(MrrRefresh, 1, with_for_update=session.get_bind().dialect.name == "postgresql")
+    found = None if row is None else Kept(row.refresh_day, row.first_month)
     if customer_ids is None or found is None or found.refresh_day != today:
         _refresh_all(session, today)
         return
@@ -385,14 +409,12 @@ def _refresh_all(session: Session, today: date) -> None:
     subs, left_out = load_inputs(session, None)
     first_paid = mrr.first_paying_days(subs)
     keep = Kept(today, _first_month(first_paid, today))
-    days, pairs = keep.days(), sorted(keep.pairs())
+    days, pairs = keep.days(), index_pairs(keep.pairs())
     snaps = _snapshots(subs, days)
     amounts: dict[AmountKey, list[int]] = {}
     counts: dict[CountKey, list[int]] = {}
     for customer, values in snaps.items():
-        a, c = contributions(values, first_paid.get(customer), pairs)
-        _add(amounts, a)
-        _add(counts, c)
+        contribute(values, first_paid.get(customer), pairs, amounts, counts)
     for model in (MrrCustomerDay, MrrCustomer, MrrBridge, MrrBridgeCustomers, MrrCohort, MrrScheduledChurn,
                   MrrLeftOut, MrrRefresh):
         session.execute(delete(model))
@@ -418,7 +440,7 @@ def _refresh_some(session: Session, keep: Kept, ids: list[str]) -> None:
     if any(calendar.month_start(d) < keep.first_month for d in first_paid.values()):
         _refresh_all(session, keep.refresh_day)  # paying before every month kept: all pairs move
         return
-    days, pairs = keep.days(), sorted(keep.pairs())
+    days, pairs = keep.days(), index_pairs(keep.pairs())
     snaps = _snapshots(subs, days)
     old_snaps: dict[str, Snapshot] = defaultdict(dict)
     old_first: dict[str, date] = {}
@@ -435,12 +457,8 @@ def _refresh_some(session: Session, keep: Kept, ids: list[str]) -> None:
     for customer in ids:
         before, after = old_snaps.get(customer, {}), snaps.get(customer, {})
         if before != after or old_first.get(customer) != first_paid.get(customer):
-            gone, gone_counts = contributions(before, old_first.get(customer), pairs)
-            _add(amounts, gone, -1)
-            _add(counts, gone_counts, -1)
-            now, now_counts = contributions(after, first_paid.get(customer), pairs)
-            _add(amounts, now)
-            _add(counts, now_counts)
+            contribute(before, old_first.get(customer), pairs, amounts, counts, -1)
+            contribute(after, first_paid.get(customer), pairs, amounts, counts)
         if customer in old_first:
             sizes[calendar.month_start(old_first[customer])] -= 1
         if customer in first_paid:
@@ -465,7 +483,10 @@ def _write_churn_and_left_out(session: Session, subs: Sequence[mrr.Subscription]
                               left_out: Mapping[str, list[str]]) -> None:
     on = keep.refresh_day
     until = calendar.month_end(calendar.add_months(calendar.month_start(on), HORIZON_MONTHS - 1))
-    leaving = mrr.scheduled_churn(subs, on, until)
+    # Only a customer with a subscription ending in the horizon can be leaving: price only those.
+    ending = {sub.customer for sub in subs
+              if any(d is not None and on < d <= until for d in (sub.cancel_at, sub.ended_at))}
+    leaving = mrr.scheduled_churn([sub for sub in subs if sub.customer in ending], on, until)
     _insert(session, MrrScheduledChurn, ({"customer_id": c, "churn_on": d} for c, (d, _) in leaving.items()))
     _insert(session, MrrLeftOut, ({"customer_id": c, "message": m[:1000]} for c, ms in left_out.items() for m in ms))
 
@@ -482,14 +503,16 @@ def _count_row(key: CountKey, values: list[int]) -> dict[str, Any]:
 
 
 def _insert(session: Session, model: type[Base], rows: Iterable[dict[str, Any]]) -> None:
+    """Core inserts in batches: the ORM's bulk path costs more than the database at 10⁵ rows."""
+    table = cast(Table, model.__table__)
     batch: list[dict[str, Any]] = []
     for row in rows:
         batch.append(row)
         if len(batch) >= 5000:
-            session.execute(insert(model), batch)
+            session.execute(insert(table), batch)
             batch = []
     if batch:
-        session.execute(insert(model), batch)
+        session.execute(insert(table), batch)
 
 
 def _increment(session: Session, model: type[Base], rows: list[dict[str, Any]], columns: Sequence[str]) -> None:
