@@ -6,8 +6,8 @@
   day mid-month and on month ends.
 - Maintained incrementally over random partial refreshes, the aggregates equal a full refresh's,
   and both equal `domain.mrr.bridge` over the per-customer snapshots (hypothesis).
-- The first request to each MRR endpoint after a sync reads the pre-aggregates: no statement
-  touches the subscription, item or price tables (counted on the app's engine).
+- The first request to each MRR endpoint and to the page after a sync reads the pre-aggregates: no
+  statement touches the subscription, item or price tables (counted on the app's engine).
 """
 
 from __future__ import annotations
@@ -26,6 +26,8 @@ from sqlalchemy import delete, event, select
 from domain import calendar
 from domain import mrr as domain_mrr
 from reports import cache
+from reports import cohorts as cohorts_report
+from reports.period import Converter, Range
 from settings import Settings
 from store import mrr_aggregates
 from store.db import engine_for, unit_of_work
@@ -244,6 +246,12 @@ def test_incremental_refreshes_equal_a_full_refresh_and_the_live_bridge(
         keys = {p: again.pair(*p) for p in pairs}
         assert None not in keys.values()
         figures_full = mrr_aggregates.pair_figures(s, sorted({k for k in keys.values() if k is not None}))
+        # Cohorts over every kept month, read as the cohort report reads them.
+        whole = Range(keep.first_month, keep.last_day, "usd")
+        kept_cohorts = cohorts_report._kept_cohorts(s, whole, Converter(s, whole))
+    assert kept_cohorts is not None
+    month_ends = [(calendar.month_start(d), domain_mrr.mrr_by_customer(subs, d)) for d in keep.month_ends[1:]]
+    assert kept_cohorts == domain_mrr.cohorts(month_ends, domain_mrr.first_paying_days(subs))
     bridge_tables = ("mrr_bridge", "mrr_bridge_customers")
     assert {k: v for k, v in full.items() if k not in bridge_tables} == {
         k: v for k, v in incremental.items() if k not in bridge_tables}
@@ -306,6 +314,9 @@ def test_the_first_request_after_a_sync_reads_the_pre_aggregates(fresh_stripe_sa
     try:
         bodies = {name: _get(app, users, f"/api/revenue/{name}")
                   for name in ("mrr", "summary", "bridge", "cohorts", "committed")}
+        cache.clear()
+        page = app.test_client().get("/revenue", headers=auth(users["viewer"]))
+        assert page.status_code == 200
     finally:
         event.remove(engine, "before_cursor_execute", seen)
     assert statements, "no statement was counted: the listener is not on the app's engine"
