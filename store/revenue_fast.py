@@ -12,15 +12,18 @@ customers; whoever is not plain loses nothing, they take the reference path.
 from __future__ import annotations
 
 from collections.abc import Sequence
+from dataclasses import dataclass, field
 from datetime import UTC, date, datetime, timedelta
 from typing import Any
 
 import numpy as np
+import numpy.typing as npt
 from sqlalchemy import ColumnElement, and_, exists, func, literal_column, or_, select
 from sqlalchemy.orm import Session
 
 from domain import recognition_batch as batch
 from domain.money import exponent
+from store.revenue_totals import Totals
 from store.warehouse import (
     StripeCharge,
     StripeCreditNote,
@@ -90,7 +93,17 @@ def ledger_customers(session: Session, owners: Sequence[str] | None) -> set[str]
     return found
 
 
-def rows(session: Session, owners: Sequence[str] | None, leave_out: set[str]) -> tuple[list[tuple[Any, ...]], set[str]]:
+@dataclass
+class FastRows:
+    """Schedule rows (text dates, ready to insert), the customers found to need the ledger after
+    all, and the rows' pre-aggregates."""
+
+    rows: list[tuple[Any, ...]]
+    ledger: set[str]
+    totals: Totals = field(default_factory=Totals)
+
+
+def rows(session: Session, owners: Sequence[str] | None, leave_out: set[str]) -> FastRows:
     """Schedule rows of these customers' (None: all) plain books, and the customers found not to be
     plain after all (an invoice without lines, split payments, amounts too large): those take the ledger."""
     Inv, L, P = StripeInvoice, StripeInvoiceLine, StripeInvoicePayment  # noqa: N806
@@ -140,7 +153,7 @@ def rows(session: Session, owners: Sequence[str] | None, leave_out: set[str]) ->
             cursor.close()
     with_lines = {r[0] for r in line_rows}
     too_hard |= {inv[0] for iid, inv in invoices.items() if iid not in with_lines}
-    return _schedule(invoices, line_rows, too_hard)
+    return _schedule(invoices, line_rows, too_hard, session.get_bind().dialect.name == "postgresql")
 
 
 def unit(currency: str) -> int:
@@ -155,18 +168,35 @@ def _aware(value: datetime) -> datetime:
     return value if value.tzinfo else value.replace(tzinfo=UTC)
 
 
-def _schedule(invoices: dict[str, list[Any]], line_rows: list[tuple[Any, ...]],
-              too_hard: set[str]) -> tuple[list[tuple[Any, ...]], set[str]]:
+def month_text(month: date) -> str:
+    return month.isoformat()
+
+
+def stamp_text(at: datetime, postgres: bool) -> str:
+    """A booking time as the schedule stores it: UTC wall time (SQLite, as SQLAlchemy writes it),
+    with the offset for PostgreSQL's timestamptz."""
+    text_ = at.astimezone(UTC).strftime("%Y-%m-%d %H:%M:%S.%f")
+    return text_ + "+00:00" if postgres else text_
+
+
+def _schedule(invoices: dict[str, list[Any]], line_rows: list[tuple[Any, ...]], too_hard: set[str],
+              postgres: bool) -> FastRows:
     kept = {iid: inv for iid, inv in invoices.items() if inv[0] not in too_hard}
     line_rows = [r for r in line_rows if r[0] in kept]
     if not line_rows:
-        return [], too_hard
-    # The ledger's order: invoices, and lines within one, by id (code point order on any database).
+        return FastRows([], too_hard)
+    # The ledger's order within an invoice: lines by id (code point order on any database). The
+    # invoices themselves go by customer, so the rows reach the schedule's unique key
+    # (customer, row, month) in order.
     invoice_column, line_column, amount, start, end = zip(*line_rows, strict=True)
     invoice_ids = np.array(invoice_column)
-    order = np.lexsort((np.array(line_column), invoice_ids))
-    names, position = np.unique(invoice_ids[order], return_inverse=True)
-    invs = [kept[name] for name in names.tolist()]
+    customer_ids = np.array([kept[i][0] for i in invoice_column])
+    order = np.lexsort((np.array(line_column), invoice_ids, customer_ids))
+    in_order = invoice_ids[order]
+    first = np.concatenate([[True], in_order[1:] != in_order[:-1]])
+    position = np.cumsum(first) - 1
+    names = in_order[first].tolist()
+    invs = [kept[name] for name in names]
     paid_day = np.array([(inv[5].astimezone(UTC).date() - EPOCH).days for inv in invs], dtype=np.int64)
     arrays = batch.Invoices(money=np.array([inv[4] for inv in invs], dtype=np.int64),
                             total=np.array([inv[2] for inv in invs], dtype=np.int64),
@@ -176,16 +206,66 @@ def _schedule(invoices: dict[str, list[Any]], line_rows: list[tuple[Any, ...]],
     ok = batch.fits(arrays, lines)
     if not ok.all():
         too_hard = too_hard | {invs[i][0] for i in np.flatnonzero(~ok).tolist()}
-        return _schedule(invoices, line_rows, too_hard)
+        return _schedule(invoices, line_rows, too_hard, postgres)
     got = batch.recognise(arrays, lines)
     month_days = batch.first_day(got.month).tolist()
-    months = {d: EPOCH + timedelta(days=d) for d in set(month_days)}
+    months = {d: month_text(EPOCH + timedelta(days=d)) for d in set(month_days)}
     units = {c: unit(c) for c in {inv[1] for inv in invs}}
-    # Per invoice: (id, row key prefix, customer, currency, unit, booked at), built once.
-    fixed = [(name, f"{name}@{inv[5].astimezone(UTC).date().isoformat()}", inv[0], inv[1], units[inv[1]], inv[5])
-             for name, inv in zip(names.tolist(), invs, strict=True)]
-    out = []
+    # Per invoice: (id, row key, customer, currency, unit, booked at), built once.
+    fixed = [(name, f"{name}@{inv[5].astimezone(UTC).date().isoformat()}", inv[0], inv[1], units[inv[1]],
+              stamp_text(inv[5], postgres)) for name, inv in zip(names, invs, strict=True)]
+    rows = []
     for n, day, amount_ in zip(got.invoice.tolist(), month_days, got.amount.tolist(), strict=True):
         iid, key, customer, currency, unit_, at = fixed[n]
-        out.append(("invoice", iid, key, customer, months[day], currency, unit_, amount_, amount_, at))
-    return out, too_hard
+        rows.append(("invoice", iid, key, customer, months[day], currency, unit_, amount_, amount_, at))
+    return FastRows(rows, too_hard, _totals(got, invs, paid_day, units))
+
+
+def _grouped(keys: npt.NDArray[np.int64], amounts: npt.NDArray[np.int64]) -> tuple[npt.NDArray[np.int64],
+                                                                                   npt.NDArray[np.int64]]:
+    """Distinct keys (sorted) and the sum of `amounts` per key, exactly (int64, no float weights)."""
+    order = np.argsort(keys, kind="stable")
+    keys, amounts = keys[order], amounts[order]
+    first = np.flatnonzero(np.concatenate([[True], keys[1:] != keys[:-1]]))
+    return keys[first], np.add.reduceat(amounts, first)
+
+
+def _totals(got: batch.Schedule, invs: list[list[Any]], paid_day: npt.NDArray[np.int64],
+            units: dict[str, int]) -> Totals:
+    """The pre-aggregates of these rows (gross = net: plain invoices give nothing back)."""
+    if not len(got.amount):
+        return Totals()
+    customers = sorted({inv[0] for inv in invs})
+    currencies = sorted(units)
+    customer_of = {c: i for i, c in enumerate(customers)}
+    currency_of = {c: i for i, c in enumerate(currencies)}
+    cust = np.array([customer_of[inv[0]] for inv in invs], dtype=np.int64)[got.invoice]
+    cur = np.array([currency_of[inv[1]] for inv in invs], dtype=np.int64)[got.invoice]
+    day = paid_day[got.invoice]
+    month, n_cur = got.month, np.int64(len(currencies))
+    m_low, d_low = month.min(), day.min()
+    m_span, d_span = np.int64(month.max() - m_low + 1), np.int64(day.max() - d_low + 1)
+    out = Totals()
+    first_days = {int(m): month_text(EPOCH + timedelta(days=int(d)))
+                  for m, d in zip(np.unique(month).tolist(), batch.first_day(np.unique(month)).tolist(), strict=True)}
+
+    def day_text(d: int) -> str:
+        return (EPOCH + timedelta(days=d)).isoformat()
+
+    keys, sums = _grouped(((month - m_low) * d_span + (day - d_low)) * n_cur + cur, got.amount)
+    for key, amount in zip(keys.tolist(), sums.tolist(), strict=True):
+        rest, c = divmod(key, int(n_cur))
+        m, d = divmod(rest, int(d_span))
+        out.add_month((first_days[m + int(m_low)], day_text(d + int(d_low)), currencies[c], "invoice"), amount, amount)
+    keys, sums = _grouped((cust * m_span + (month - m_low)) * n_cur + cur, got.amount)
+    for key, amount in zip(keys.tolist(), sums.tolist(), strict=True):
+        rest, c = divmod(key, int(n_cur))
+        who, m = divmod(rest, int(m_span))
+        out.customer_months.append((customers[who], first_days[m + int(m_low)], currencies[c], amount, amount))
+    keys, sums = _grouped((cust * d_span + (day - d_low)) * n_cur + cur, got.amount)
+    for key, amount in zip(keys.tolist(), sums.tolist(), strict=True):
+        rest, c = divmod(key, int(n_cur))
+        who, d = divmod(rest, int(d_span))
+        out.customer_days.append((customers[who], day_text(d + int(d_low)), currencies[c], units[currencies[c]],
+                                  amount, amount))
+    return out

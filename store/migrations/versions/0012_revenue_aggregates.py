@@ -8,8 +8,8 @@ Issue 13: the reports read `revenue_month_totals` (per month, day booked, curren
 a few thousand rows whatever the warehouse's size), `revenue_customer_month_totals` (per customer,
 month and currency) and `revenue_customer_days` (per customer, day booked and currency) instead of aggregating millions of schedule rows on the first request
 after a sync. Every index the schedule kept for those reads made each rebuild slower (eight
-indexes on five million rows); it keeps its unique key, the customer index a rebuild deletes by,
-and one on (source_type, month) for the few plan and one-off charge rows. The persons and groups
+indexes on five million rows); it keeps one unique key, (customer, row, month), which is also what
+a rebuild deletes by, and partial indexes for the few plan and one-off charge rows. The persons and groups
 views read `revenue_customer_days` (a row per customer and booking day) instead of the schedule.
 """
 from collections.abc import Sequence
@@ -24,7 +24,9 @@ depends_on: str | Sequence[str] | None = None
 
 DROPPED = ("ix_revenue_schedule_month", "ix_revenue_schedule_paid_at", "ix_revenue_schedule_source_id",
            "ix_revenue_schedule_customer_month", "ix_revenue_schedule_month_cover",
-           "ix_revenue_schedule_customer_cover")
+           "ix_revenue_schedule_customer_cover", "ix_revenue_schedule_customer_id")
+# The views of 0010 read the schedule: dropped while its table is rebuilt (SQLite), then made again.
+MOVEMENT_VIEWS = ("revenue_cohorts", "revenue_mrr_movements", "revenue_customer_months", "revenue_deferred_schedule")
 VIEWS = (("persons_revenue_analytics", "person_distinct_id", "person_id"),
          ("groups_revenue_analytics", "group_key", "group_key"))
 
@@ -98,6 +100,31 @@ def _booked_on(dialect: str) -> str:
     return "substr(paid_at, 1, 10)"
 
 
+def _migration(name: str) -> object:
+    """An earlier migration's module, for its view SQL (alembic's versions are not a package)."""
+    import importlib.util
+    from pathlib import Path
+
+    spec = importlib.util.spec_from_file_location(f"revenue_migration_{name}", Path(__file__).with_name(f"{name}.py"))
+    assert spec is not None and spec.loader is not None
+    module = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(module)
+    return module
+
+
+def _drop_views() -> None:
+    for name in MOVEMENT_VIEWS:
+        op.execute(f"DROP VIEW IF EXISTS {name}")
+    for name, _, _ in VIEWS:
+        op.execute(f"DROP VIEW IF EXISTS {name}")
+        op.execute(f"DROP VIEW IF EXISTS {name}_by_currency")
+
+
+def _movement_views(dialect: str) -> None:
+    for statement in _migration("0010_revenue_movement_views")._sql(dialect):  # type: ignore[attr-defined]
+        op.execute(statement)
+
+
 def upgrade() -> None:
     op.create_table('revenue_month_totals',
     sa.Column('month', sa.Date(), nullable=False),
@@ -127,10 +154,20 @@ def upgrade() -> None:
     )
     op.create_index('ix_revenue_customer_month_totals_month', 'revenue_customer_month_totals',
                     ['month', 'currency', 'customer_id', 'net', 'gross'])
+    dialect = op.get_bind().dialect.name
+    _drop_views()
     for name in DROPPED:
         op.drop_index(name, table_name='revenue_schedule')
-    op.create_index('ix_revenue_schedule_kind_month', 'revenue_schedule', ['source_type', 'month'])
-    dialect = op.get_bind().dialect.name
+    # One unique key that is also the index a rebuild deletes by: rows are written in customer
+    # order, so it grows at its end instead of in a million random places.
+    with op.batch_alter_table('revenue_schedule') as batch_op:
+        batch_op.drop_constraint('uq_revenue_schedule_line_month', type_='unique')
+        batch_op.create_unique_constraint('uq_revenue_schedule_customer_line_month',
+                                          ['customer_id', 'line_id', 'month'])
+    for kind in ("plan", "charge"):
+        where = sa.text(f"source_type = '{kind}'")
+        op.create_index(f'ix_revenue_schedule_{kind}_month', 'revenue_schedule', ['month'],
+                        sqlite_where=where, postgresql_where=where)
     day = _booked_on(dialect)
     # Whatever the schedule holds now, summed once; every rebuild keeps them in step from here.
     op.execute(f"""INSERT INTO revenue_month_totals (month, booked_on, currency, source_type, gross, net)
@@ -143,37 +180,32 @@ WHERE paid_at IS NOT NULL AND customer_id IS NOT NULL GROUP BY customer_id, {day
 SELECT customer_id, month, currency, SUM(gross), SUM(net) FROM revenue_schedule
 WHERE paid_at IS NOT NULL AND customer_id IS NOT NULL GROUP BY customer_id, month, currency""")
     for name, key_column, key_alias in VIEWS:
-        op.execute(f"DROP VIEW IF EXISTS {name}")
-        op.execute(f"DROP VIEW IF EXISTS {name}_by_currency")
         op.execute(_by_currency_sql(f"{name}_by_currency", key_column, key_alias, dialect))
         op.execute(_converted_sql(name, key_column, key_alias, dialect))
+    _movement_views(dialect)
 
 
 def downgrade() -> None:
-    import importlib.util
-    from pathlib import Path
-
-    # The 0007 views again: their SQL lives in that migration (alembic's versions are not a package).
-    path = Path(__file__).with_name("0007_revenue_views.py")
-    spec = importlib.util.spec_from_file_location("revenue_views_0007", path)
-    assert spec is not None and spec.loader is not None
-    views = importlib.util.module_from_spec(spec)
-    spec.loader.exec_module(views)
+    views = _migration("0007_revenue_views")
     dialect = op.get_bind().dialect.name
-    for name, key_column, key_alias in VIEWS:
-        op.execute(f"DROP VIEW IF EXISTS {name}")
-        op.execute(f"DROP VIEW IF EXISTS {name}_by_currency")
-        op.execute(views._by_currency_sql(f"{name}_by_currency", key_column, key_alias, dialect))
-        op.execute(views._converted_sql(name, key_column, key_alias, dialect))
-    op.drop_index('ix_revenue_schedule_kind_month', table_name='revenue_schedule')
-    op.create_index('ix_revenue_schedule_month', 'revenue_schedule', ['month'])
-    op.create_index('ix_revenue_schedule_paid_at', 'revenue_schedule', ['paid_at'])
-    op.create_index('ix_revenue_schedule_source_id', 'revenue_schedule', ['source_id'])
-    op.create_index('ix_revenue_schedule_customer_month', 'revenue_schedule', ['customer_id', 'month'])
-    op.create_index('ix_revenue_schedule_month_cover', 'revenue_schedule',
-                    ['month', 'currency', 'customer_id', 'gross', 'net', 'paid_at'])
-    op.create_index('ix_revenue_schedule_customer_cover', 'revenue_schedule',
-                    ['customer_id', 'currency', 'net', 'paid_at', 'currency_unit'])
+    _drop_views()
+    for kind in ("plan", "charge"):
+        op.drop_index(f'ix_revenue_schedule_{kind}_month', table_name='revenue_schedule')
+    with op.batch_alter_table('revenue_schedule') as batch_op:
+        batch_op.drop_constraint('uq_revenue_schedule_customer_line_month', type_='unique')
+        batch_op.create_unique_constraint('uq_revenue_schedule_line_month', ['line_id', 'month'])
+    for name, columns in (("ix_revenue_schedule_customer_id", ['customer_id']), ("ix_revenue_schedule_month", ['month']),
+                          ("ix_revenue_schedule_paid_at", ['paid_at']), ("ix_revenue_schedule_source_id", ['source_id']),
+                          ("ix_revenue_schedule_customer_month", ['customer_id', 'month']),
+                          ("ix_revenue_schedule_month_cover",
+                           ['month', 'currency', 'customer_id', 'gross', 'net', 'paid_at']),
+                          ("ix_revenue_schedule_customer_cover",
+                           ['customer_id', 'currency', 'net', 'paid_at', 'currency_unit'])):
+        op.create_index(name, 'revenue_schedule', columns)
     op.drop_table('revenue_customer_month_totals')
     op.drop_table('revenue_customer_days')
     op.drop_table('revenue_month_totals')
+    for name, key_column, key_alias in VIEWS:
+        op.execute(views._by_currency_sql(f"{name}_by_currency", key_column, key_alias, dialect))  # type: ignore[attr-defined]
+        op.execute(views._converted_sql(name, key_column, key_alias, dialect))  # type: ignore[attr-defined]
+    _movement_views(dialect)
