@@ -236,16 +236,21 @@ def load_inputs(session: Session, customer_ids: Sequence[str] | None) -> tuple[l
     last_usage: dict[tuple[str, str], tuple[datetime, int]] = {}
     items: dict[str, list[mrr.Item]] = defaultdict(list)
     left_out: list[str] = []
+    if metered and sub_ids:
+        # One pass over the metered prices' lines (invoice lines have no index by subscription:
+        # a filter by subscription would read them all once per chunk).
+        ours = set(sub_ids)
+        for sub_id, price_id, amount, end in session.execute(
+                select(line.subscription_id, line.price_id, line.amount, line.period_end)
+                .where(line.price_id.in_(sorted(metered)), line.deleted_at.is_(None),
+                       line.subscription_id.is_not(None))):
+            if sub_id not in ours:
+                continue
+            key = (sub_id or "", price_id or "")
+            when = queries._aware(end) or datetime.min.replace(tzinfo=UTC)
+            if key not in last_usage or when > last_usage[key][0]:
+                last_usage[key] = (when, int(amount or 0))
     for chunk in _chunks(sub_ids):
-        if metered:
-            for sub_id, price_id, amount, end in session.execute(
-                    select(line.subscription_id, line.price_id, line.amount, line.period_end)
-                    .where(line.subscription_id.in_(chunk), line.price_id.in_(sorted(metered)),
-                           line.deleted_at.is_(None))):
-                key = (sub_id or "", price_id or "")
-                when = queries._aware(end) or datetime.min.replace(tzinfo=UTC)
-                if key not in last_usage or when > last_usage[key][0]:
-                    last_usage[key] = (when, int(amount or 0))
         for item_id, sub_id, price_id, quantity, item_discounts, raw in session.execute(
                 select(si.id, si.subscription_id, si.price_id, si.quantity, si.raw["discounts"], si.raw)
                 .where(si.subscription_id.in_(chunk), si.deleted_at.is_(None))):

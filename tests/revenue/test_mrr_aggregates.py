@@ -341,3 +341,27 @@ def test_the_day_after_a_sync_the_default_range_ends_on_the_sync_day(revenue_set
     app.testing = True
     body = _get(app, users, "/api/revenue/summary")
     assert (body["end"], body["mrr"]) == (yesterday.isoformat(), "50.00")
+
+
+def test_loading_some_customers_reads_what_loading_everyone_does(revenue_settings: Settings) -> None:
+    """The partial refresh's loader against `store.revenue.mrr_inputs`: the same subscriptions
+    (schedules, a metered price's last period, an unsynced price) and the same items left out."""
+    from tests.revenue.test_mrr_prices import test_metered_and_currency_option_prices_and_what_is_left_out
+
+    test_metered_and_currency_option_prices_and_what_is_left_out(revenue_settings)  # its warehouse
+    unsynced = subscription("sub_x", "cus_x", 777, ts(2026, 1, 1))
+    with unit_of_work(revenue_settings.database_url) as s:
+        _write(s, [*FIXTURE, *unsynced])
+    with unit_of_work(revenue_settings.database_url) as s:
+        everyone, left_out = mrr_inputs(s)
+        customers = sorted({sub.customer for sub in everyone})
+        some = customers[::2]
+        got, got_left_out = mrr_aggregates.load_inputs(s, some)
+        got_all, by_customer = mrr_aggregates.load_inputs(s, customers)
+    assert "cus_billed" in customers and "cus_x" in customers
+    assert sorted(got, key=lambda sub: sub.id) == sorted((sub for sub in everyone if sub.customer in some),
+                                                         key=lambda sub: sub.id)
+    assert sorted(m for ms in got_left_out.values() for m in ms) == sorted(
+        m for m in left_out if any(f" {sub.id} " in m for sub in everyone if sub.customer in some)) != []
+    assert sorted(got_all, key=lambda sub: sub.id) == sorted(everyone, key=lambda sub: sub.id)
+    assert sorted(m for ms in by_customer.values() for m in ms) == left_out
