@@ -68,11 +68,11 @@ def _report(session: Session, r: Range, convert: Converter) -> dict[str, Any]:
                "new": money(step.new), "reactivation": money(step.reactivation),
                "expansion": money(step.expansion), "contraction": money(step.contraction),
                "churned": money(step.churned)} for step in steps]
-    people = queries.customers_by_id(session, leaving)
+    people = kept_mrr.names_and_emails(session, sorted(leaving))
     churn = []
     for customer, day in sorted(leaving.items(), key=lambda kv: (kv[1], kv[0])):
-        c = people.get(customer)
-        churn.append({"customer_id": customer, "name": c.name if c else None, "email": c.email if c else None,
+        name, email = people.get(customer, (None, None))
+        churn.append({"customer_id": customer, "name": name, "email": email,
                       "churn_on": day.isoformat(), "mrr": money(churn_mrr[customer])})
     plans = []
     for p in queries.plan_contracts(session, on):

@@ -47,6 +47,7 @@ from domain import calendar, mrr
 from store.models import Base
 from store.warehouse import (
     ID,
+    StripeCustomer,
     StripeInvoiceLine,
     StripePrice,
     StripeSubscription,
@@ -602,6 +603,17 @@ def customers_on(session: Session, day: date, customer_ids: Sequence[str]) -> di
 def scheduled_churn(session: Session) -> dict[str, date]:
     """Customer → the day its MRR drops to zero, within the committed horizon of the refresh day."""
     return {c: d for c, d in session.execute(select(MrrScheduledChurn.customer_id, MrrScheduledChurn.churn_on))}
+
+
+def names_and_emails(session: Session, customer_ids: Sequence[str]) -> dict[str, tuple[str | None, str | None]]:
+    """Customer → (name, email): two columns, not the customer rows and their raw JSON (a scheduled
+    churn list can hold thousands)."""
+    c = StripeCustomer
+    out: dict[str, tuple[str | None, str | None]] = {}
+    for chunk in _chunks(sorted(set(customer_ids))):
+        for cid, name, email in session.execute(select(c.id, c.name, c.email).where(c.id.in_(chunk))):
+            out[cid] = (name, email)
+    return out
 
 
 def left_out(session: Session, limit: int = 100) -> list[str]:
