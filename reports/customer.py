@@ -7,7 +7,6 @@ from typing import Any
 
 from sqlalchemy.orm import Session
 
-from reports import cache
 from reports.period import Converter, Range, months
 from store import revenue as queries
 
@@ -19,12 +18,10 @@ class UnknownCustomer(LookupError):
 def history(session: Session, r: Range, convert: Converter, customer_id: str) -> dict[str, Any]:
     """Gross and net recognised per month of `r` for one customer, in the reporting currency.
 
-    Reads the same cached per-customer-month query as the top-customers table, so a row there and
-    this page's total agree to the cent."""
+    Reads the same per-customer-month totals as the top-customers table, so a row there and this
+    page's total agree to the cent."""
     found = queries.customers_by_id(session, [customer_id]).get(customer_id)
-    rows = cache.query(session, "by_customer_month",
-                       lambda: queries.revenue_by_customer_month(session, r.start, r.end), r.start, r.end)
-    own = [row for row in rows if row[0] == customer_id]
+    own = queries.revenue_by_customer_month(session, r.start, r.end, customer_id)
     if found is None and not own:
         raise UnknownCustomer(f"No customer {customer_id!r} in the revenue warehouse; "
                               "run `revops sync revenue` or check the id.")

@@ -18,9 +18,11 @@ def top_customers(session: Session, r: Range, convert: Converter, limit: int) ->
 
 def _top(session: Session, r: Range, convert: Converter, limit: int) -> list[dict[str, Any]]:
     totals: dict[str, list[int]] = defaultdict(lambda: [0, 0])
-    rows = cache.query(session, "by_customer_month",
-                       lambda: queries.revenue_by_customer_month(session, r.start, r.end), r.start, r.end)
-    for customer_id, currency, month, g, n in rows:
+    own, foreign = queries.top_customers_in(session, r.start, r.end, r.currency.lower(), limit)
+    for customer_id, (g, n) in own.items():
+        totals[customer_id][0] += g
+        totals[customer_id][1] += n
+    for customer_id, currency, month, g, n in foreign:
         totals[customer_id][0] += convert(g, currency, convert.month(month))
         totals[customer_id][1] += convert(n, currency, convert.month(month))
     top = sorted(totals.items(), key=lambda kv: (-kv[1][1], kv[0]))[:limit]

@@ -488,8 +488,15 @@ def rebuild_all(session: Session, policy: str = "consumption", *, set_based: boo
     for them, and neither deadlocks on the schedule's rows."""
     _lock_all(session)
     checked = recognition.check_policy(policy)
-    session.execute(delete(RevenueScheduleEntry))
-    revenue_totals.clear(session)
+    if _postgres(session):
+        # Deleting a million rows leaves a million dead ones for every rebuild to step over;
+        # TRUNCATE starts the tables afresh (readers wait for this transaction, as they would for
+        # the lock it already holds).
+        session.execute(text("TRUNCATE revenue_schedule, revenue_month_totals, revenue_customer_month_totals, "
+                             "revenue_customer_days"))
+    else:
+        session.execute(delete(RevenueScheduleEntry))
+        revenue_totals.clear(session)
     totals = revenue_totals.Totals()
     with _no_cyclic_gc():
         written = _recompute(session, None, checked, set_based, totals)
@@ -833,13 +840,41 @@ def revenue_by_customer(session: Session, start: date, end: date) -> list[tuple[
     return [(str(c), cur, int(g or 0), int(n or 0)) for c, cur, g, n in rows]
 
 
-def revenue_by_customer_month(session: Session, start: date, end: date) -> list[tuple[str, str, date, int, int]]:
-    """(customer id, currency, month, gross, net) recognised in months [start, end]."""
+def revenue_by_customer_month(session: Session, start: date, end: date,
+                              customer_id: str | None = None) -> list[tuple[str, str, date, int, int]]:
+    """(customer id, currency, month, gross, net) recognised in months [start, end] (one customer's
+    when `customer_id` is given)."""
     T = RevenueCustomerMonthTotal  # noqa: N806
-    rows = session.execute(
-        select(T.customer_id, T.currency, T.month, T.gross, T.net)
-        .where(T.month >= start.replace(day=1), T.month <= end)).all()
-    return [(str(c), cur, m, int(g or 0), int(n or 0)) for c, cur, m, g, n in rows]
+    query = select(T.customer_id, T.currency, T.month, T.gross, T.net).where(T.month >= start.replace(day=1),
+                                                                            T.month <= end)
+    if customer_id is not None:
+        query = query.where(T.customer_id == customer_id)
+    return [(str(c), cur, m, int(g), int(n)) for c, cur, m, g, n in session.execute(query)]
+
+
+def top_customers_in(session: Session, start: date, end: date, currency: str,
+                     limit: int) -> tuple[dict[str, tuple[int, int]], list[tuple[str, str, date, int, int]]]:
+    """What ranking customers by revenue in months [start, end] needs, summed by the database:
+    (customer → (gross, net) in `currency` itself, for the `limit` best customers in it and every
+    customer with revenue in another currency; and those other-currency rows per month, which
+    convert each month at its own rate). A customer outside both cannot rank in the top `limit`."""
+    T = RevenueCustomerMonthTotal  # noqa: N806
+    in_range = (T.month >= start.replace(day=1), T.month <= end)
+    foreign = [(str(c), cur, m, int(g), int(n)) for c, cur, m, g, n in session.execute(
+        select(T.customer_id, T.currency, T.month, T.gross, T.net).where(*in_range, T.currency != currency))]
+    others = sorted({row[0] for row in foreign})
+    own: dict[str, tuple[int, int]] = {}
+    net = func.sum(T.net)
+    for c, g, n in session.execute(select(T.customer_id, func.sum(T.gross), net)
+                                   .where(*in_range, T.currency == currency).group_by(T.customer_id)
+                                   .order_by(net.desc(), T.customer_id).limit(limit + len(others))):
+        own[str(c)] = (int(g), int(n))
+    for chunk in _chunks(others):
+        for c, g, n in session.execute(select(T.customer_id, func.sum(T.gross), net)
+                                       .where(*in_range, T.currency == currency, T.customer_id.in_(chunk))
+                                       .group_by(T.customer_id)):
+            own[str(c)] = (int(g), int(n))
+    return own, foreign
 
 
 def customers_by_id(session: Session, ids: Iterable[str]) -> dict[str, StripeCustomer]:
