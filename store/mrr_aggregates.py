@@ -422,7 +422,7 @@ def _refresh_all(session: Session, today: date) -> None:
     for customer, values in snaps.items():
         contribute(values, first_paid.get(customer), pairs, amounts, counts)
     for model in (MrrCustomerDay, MrrCustomer, MrrBridge, MrrBridgeCustomers, MrrCohort, MrrScheduledChurn,
-                  MrrLeftOut, MrrRefresh):
+                  MrrLeftOut):
         session.execute(delete(model))
     _insert(session, MrrCustomerDay, ({"customer_id": c, "day": d, "currency": cur, "mrr": v}
                                       for c, values in snaps.items() for d, by in values.items()
@@ -436,7 +436,11 @@ def _refresh_all(session: Session, today: date) -> None:
         sizes[calendar.month_start(d)] += 1
     _insert(session, MrrCohort, ({"cohort_month": m, "customers": n} for m, n in sizes.items()))
     _write_churn_and_left_out(session, subs, keep, left_out)
-    session.add(MrrRefresh(id=1, refresh_day=today, first_month=keep.first_month, refreshed_at=datetime.now(UTC)))
+    state = session.get(MrrRefresh, 1)
+    if state is None:
+        session.add(MrrRefresh(id=1, refresh_day=today, first_month=keep.first_month, refreshed_at=datetime.now(UTC)))
+    else:
+        state.refresh_day, state.first_month, state.refreshed_at = today, keep.first_month, datetime.now(UTC)
     session.flush()
 
 

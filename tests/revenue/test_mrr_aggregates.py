@@ -365,3 +365,24 @@ def test_loading_some_customers_reads_what_loading_everyone_does(revenue_setting
         m for m in left_out if any(f" {sub.id} " in m for sub in everyone if sub.customer in some)) != []
     assert sorted(got_all, key=lambda sub: sub.id) == sorted(everyone, key=lambda sub: sub.id)
     assert sorted(m for ms in by_customer.values() for m in ms) == left_out
+
+
+def test_the_first_refresh_of_a_new_day_or_of_an_earlier_payer_is_a_full_one(revenue_settings: Settings) -> None:
+    with unit_of_work(revenue_settings.database_url) as s:
+        _write(s, [price(5000), *subscription("sub_1", "cus_1", 5000, ts(2026, 1, 10)),
+                   *subscription("sub_2", "cus_2", 5000, ts(2026, 2, 10))])
+        mrr_aggregates.refresh(s, None, today=date(2026, 3, 14))
+        # The next day, a webhook about cus_1: cus_2's MRR on the new day is needed too.
+        mrr_aggregates.refresh(s, {"cus_1"}, today=date(2026, 3, 15))
+        after_day = _tables(s)
+        keep = mrr_aggregates.kept(s)
+        assert keep is not None and keep.refresh_day == date(2026, 3, 15)
+        assert {r[0] for r in after_day["mrr_customer_days"] if r[1] == date(2026, 3, 15)} == {"cus_1", "cus_2"}
+        # A backdated subscription pays before the first month kept (January): every pair moves.
+        _write(s, subscription("sub_3", "cus_2", 5000, ts(2025, 11, 1)))
+        mrr_aggregates.refresh(s, {"cus_2"}, today=date(2026, 3, 15))
+        keep = mrr_aggregates.kept(s)
+        assert keep is not None and keep.first_month == date(2025, 11, 1)
+        partial = _tables(s)
+        mrr_aggregates.refresh(s, None, today=date(2026, 3, 15))
+        assert _tables(s) == partial
