@@ -96,6 +96,13 @@ def sandbox_process(state_file: Path) -> Iterator[str]:
             elif time.monotonic() > deadline:
                 raise RuntimeError("The sandbox process did not say where it listens within 120 s.")
         _sandbox_pids[url] = proc.pid
+        # The sandbox's first API request runs what fell due while the state file was loaded (a
+        # scan of every watched object): emulator start-up, not part of any sync, so done here.
+        sandbox_requests(url)
+        warm = urllib.request.Request(f"{url}/v1/events?limit=1",  # noqa: S310 - our loopback sandbox
+                                      headers={"Authorization": f"Bearer {API_KEY}"})
+        with urllib.request.urlopen(warm, timeout=120) as response:  # noqa: S310
+            response.read()
         yield url
     finally:
         proc.terminate()

@@ -182,7 +182,8 @@ class _Caller:
 # dicts: exactly what the warehouse stores as `raw`. Through `client.v1.<resource>.list` each
 # object became a StripeObject and then a dict again (`to_dict`), which cost more than storing it
 # (an invoice page of 100: ~125 ms against ~5 ms). `StripeClient.raw_request` parses the body into
-# OrderedDicts, slower again than plain json.loads, so the requestor under it is called directly.
+# OrderedDicts, slower again than plain json.loads, so the requestor under it is called directly
+# (a private part of the SDK, pinned by pyproject: stripe~=16.1).
 
 REFETCHABLE = frozenset({"invoice", "subscription", "customer", "charge", "price"})
 

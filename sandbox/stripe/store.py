@@ -19,6 +19,7 @@ import sqlite3
 from collections.abc import Callable, Iterable, Iterator
 from dataclasses import dataclass, field
 from decimal import Decimal
+from functools import partial
 from pathlib import Path
 from typing import Any, TypeVar, overload
 
@@ -165,6 +166,9 @@ class State:
     last_created: dict[str, int] = field(default_factory=dict)
     # The account's default API version: what events render in (see versions.py).
     default_api_version: str = stripe.api_version
+    # grouped()'s indexes: (kind, field) -> (ids indexed, last id indexed, field value -> ids).
+    _groups: dict[tuple[str, str], tuple[int, str | None, dict[Any, list[str]]]] = field(
+        default_factory=dict, init=False, repr=False, compare=False)
 
     def meta(self) -> dict[str, Any]:
         """Everything but objects, idempotency, counters and watch: small, saved whole."""
@@ -239,7 +243,28 @@ class State:
         return self.objects.get(obj_id) if isinstance(obj_id, str) else None
 
     def all(self, kind: str) -> list[Obj]:
-        return [self.objects[i] for i in self.order.get(kind, [])]
+        ids = self.order.get(kind, [])
+        objects = self.objects
+        if objects.tracking:
+            objects.touched.update(ids)
+        # Every list request reads every object of its kind: dict's own lookup, not the tracking one.
+        return list(map(partial(dict.__getitem__, objects), ids))
+
+    def grouped(self, kind: str, key: str) -> dict[Any, list[str]]:
+        """Ids of `kind` by the value of their field `key` (which must never change once made, like
+        a balance transaction's customer), oldest first: a nested list (one customer's balance
+        transactions) without reading every object of the kind on each request. Indexed as objects
+        are added; indexed again from scratch when some were removed."""
+        ids = self.order.get(kind, [])
+        done, last, groups = self._groups.get((kind, key), (0, None, {}))
+        if done > len(ids) or (done and ids[done - 1] != last):
+            done, groups = 0, {}
+        for obj_id in ids[done:]:
+            obj = self.objects.peek(obj_id)
+            if obj is not None:
+                groups.setdefault(obj.get(key), []).append(obj_id)
+        self._groups[(kind, key)] = (len(ids), ids[-1] if ids else None, groups)
+        return groups
 
     def next_counter(self, name: str) -> int:
         self.counters[name] = self.counters.get(name, 0) + 1

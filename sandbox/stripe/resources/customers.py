@@ -261,7 +261,8 @@ def create_balance_transaction(sb: Sandbox, req: Req, customer: str) -> Obj:
 @route("GET", "/v1/customers/<customer>/balance_transactions", "CustomerBalanceTransactionListParams")
 def list_balance_transactions(sb: Sandbox, req: Req, customer: str) -> Obj:
     cus = get_customer(sb, customer, "customer")
-    items = [t for t in sb.state.all("customer_balance_transaction") if t["customer"] == cus["id"]]
+    ids = sb.state.grouped("customer_balance_transaction", "customer").get(cus["id"], [])
+    items = [sb.state.objects[i] for i in ids]
     items = created_filter(items, req.get("created"))
     url = f"/v1/customers/{cus['id']}/balance_transactions"
     return store.paginate(sb.state, items, req.params, url, req.expand)
