@@ -567,6 +567,11 @@ def row_for(obj: dict[str, Any], *, event_created: int | None = None, **extra: A
     return row
 
 
+def _constant_default(column: Any) -> Any:
+    default = column.default
+    return default.arg if default is not None and not callable(default.arg) else None
+
+
 def upsert(session: Session, model: type[StripeObject], rows: Iterable[Mapping[str, Any]]) -> int:
     """Insert or update rows by id in one statement (SQLite and PostgreSQL `ON CONFLICT`).
 
@@ -581,10 +586,13 @@ def upsert(session: Session, model: type[StripeObject], rows: Iterable[Mapping[s
     else:
         from sqlalchemy.dialects.sqlite import insert  # type: ignore[assignment]
     table = model.__table__  # type: ignore[attr-defined]
-    # Every row of one statement must have the same keys.
+    # Every row of one statement must have the same keys: a missing one gets the column's
+    # constant default (or None). Rows of one page mostly have every key already.
     keys = sorted({k for r in rows_in for k in r})
-    filled = [{k: r.get(k, table.c[k].default.arg if table.c[k].default is not None
-                      and not callable(table.c[k].default.arg) else None) for k in keys} for r in rows_in]
+    filled = rows_in
+    if any(len(r) != len(keys) for r in rows_in):
+        defaults = {k: _constant_default(table.c[k]) for k in keys}
+        filled = [r if len(r) == len(keys) else {k: r.get(k, defaults[k]) for k in keys} for r in rows_in]
     for r in filled:
         if r.get("synced_at") is None:
             r["synced_at"] = utcnow()
