@@ -947,16 +947,23 @@ def plan_contracts(session: Session, on: date) -> list[dict[str, Any]]:
     for chunk in _chunks(keys):
         for plan_key, amount in session.execute(select(B.plan_key, B.amount).where(B.plan_key.in_(chunk))):
             credit[plan_key or ""] -= int(amount or 0)  # a credit is a negative balance transaction
-        for plan_key, end in session.execute(
-                select(StripeInvoice.plan_key, func.max(StripeInvoiceLine.period_end))
-                .join(StripeInvoiceLine, StripeInvoiceLine.invoice_id == StripeInvoice.id)
-                .where(StripeInvoice.plan_key.in_(chunk)).group_by(StripeInvoice.plan_key)):
+    # The plans' own invoices (a partial index holds only invoices with a plan), then their lines.
+    plan_of = {iid: key for iid, key in session.execute(
+        select(StripeInvoice.id, StripeInvoice.plan_key).where(StripeInvoice.plan_key.is_not(None))) if key in plans}
+    for chunk in _chunks(sorted(plan_of)):
+        for invoice_id, end in session.execute(
+                select(StripeInvoiceLine.invoice_id, func.max(StripeInvoiceLine.period_end))
+                .where(StripeInvoiceLine.invoice_id.in_(chunk)).group_by(StripeInvoiceLine.invoice_id)):
             day = _day(end)
-            if day is not None:
-                terms[plan_key or ""] = day - timedelta(days=1)  # Stripe's period end is exclusive
-    balances = {c.id: int((c.raw or {}).get("balance") or 0)
-                for c in customers_by_id(session, [p["customer_id"] for p in plans.values() if p["customer_id"]])
-                .values()}
+            key = plan_of[invoice_id or ""]
+            if day is not None and (key not in terms or day - timedelta(days=1) > terms[key]):
+                terms[key] = day - timedelta(days=1)  # Stripe's period end is exclusive
+    balances: dict[str, int] = {}
+    customer_ids = sorted({p["customer_id"] for p in plans.values() if p["customer_id"]})
+    for chunk in _chunks(customer_ids):
+        for cid, balance in session.execute(select(StripeCustomer.id, StripeCustomer.raw["balance"].as_integer())
+                                            .where(StripeCustomer.id.in_(chunk))):
+            balances[cid] = int(balance or 0)
     out = []
     for key in keys:
         p = plans[key]

@@ -31,6 +31,7 @@ from sqlalchemy import (
     String,
     Text,
     UniqueConstraint,
+    text,
 )
 from sqlalchemy import update as sql_update
 from sqlalchemy.orm import Mapped, Session, mapped_column
@@ -312,7 +313,7 @@ class RevenueScheduleEntry(Base):
     source_type: Mapped[str] = mapped_column(String(16))  # invoice | charge
     source_id: Mapped[str] = mapped_column(ID)  # invoice, charge, plan invoice or balance transaction id
     line_id: Mapped[str] = mapped_column(ID)
-    customer_id: Mapped[str | None] = mapped_column(ID, index=True)
+    customer_id: Mapped[str | None] = mapped_column(ID)  # first column of the unique key: deleted by
     month: Mapped[date] = mapped_column(Date)
     currency: Mapped[str] = mapped_column(String(3))
     currency_unit: Mapped[int] = mapped_column(Integer, default=100)  # minor units per major unit
@@ -320,7 +321,8 @@ class RevenueScheduleEntry(Base):
     net: Mapped[int] = mapped_column(BigInteger)
     paid_at: Mapped[datetime | None]  # when it was booked
 
-    __table_args__ = (UniqueConstraint("line_id", "month", name="uq_revenue_schedule_line_month"),)
+    __table_args__ = (UniqueConstraint("customer_id", "line_id", "month",
+                                       name="uq_revenue_schedule_customer_line_month"),)
 
 
 class RevenueReporting(Base):
@@ -350,7 +352,12 @@ class ExchangeRate(Base):
     )
 
 
-Index("ix_revenue_schedule_kind_month", RevenueScheduleEntry.source_type, RevenueScheduleEntry.month)
+Index("ix_stripe_invoices_plan_key", StripeInvoice.plan_key, sqlite_where=text("plan_key IS NOT NULL"),
+      postgresql_where=text("plan_key IS NOT NULL"))
+# The few plan and one-off charge rows (contracted revenue, one-offs), apart from a million invoice rows.
+for _kind in ("plan", "charge"):
+    Index(f"ix_revenue_schedule_{_kind}_month", RevenueScheduleEntry.month,
+          sqlite_where=text(f"source_type = '{_kind}'"), postgresql_where=text(f"source_type = '{_kind}'"))
 
 
 # --- Stripe JSON → typed columns -------------------------------------------------------------

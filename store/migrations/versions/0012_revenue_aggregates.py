@@ -168,6 +168,10 @@ def upgrade() -> None:
         where = sa.text(f"source_type = '{kind}'")
         op.create_index(f'ix_revenue_schedule_{kind}_month', 'revenue_schedule', ['month'],
                         sqlite_where=where, postgresql_where=where)
+    # A plan's term and contract are read from its few invoices among a million.
+    has_plan = sa.text("plan_key IS NOT NULL")
+    op.create_index('ix_stripe_invoices_plan_key', 'stripe_invoices', ['plan_key'],
+                    sqlite_where=has_plan, postgresql_where=has_plan)
     day = _booked_on(dialect)
     # Whatever the schedule holds now, summed once; every rebuild keeps them in step from here.
     op.execute(f"""INSERT INTO revenue_month_totals (month, booked_on, currency, source_type, gross, net)
@@ -189,6 +193,7 @@ def downgrade() -> None:
     views = _migration("0007_revenue_views")
     dialect = op.get_bind().dialect.name
     _drop_views()
+    op.drop_index('ix_stripe_invoices_plan_key', table_name='stripe_invoices')
     for kind in ("plan", "charge"):
         op.drop_index(f'ix_revenue_schedule_{kind}_month', table_name='revenue_schedule')
     with op.batch_alter_table('revenue_schedule') as batch_op:
