@@ -9,6 +9,7 @@ from __future__ import annotations
 import gc
 from collections import defaultdict
 from collections.abc import Iterable, Iterator, Sequence
+from concurrent.futures import ThreadPoolExecutor
 from contextlib import contextmanager
 from dataclasses import replace
 from datetime import UTC, date, datetime, timedelta
@@ -359,22 +360,45 @@ def _recompute(session: Session, owners: list[str] | None, policy: recognition.P
     """Write the schedule rows of these owners (None: every customer with money, into an empty
     schedule); their old rows are gone already. With `totals`, their pre-aggregates are gathered there."""
     written = 0
-    if set_based:
-        ledger = revenue_fast.ledger_customers(session, owners)
+    postgres = _postgres(session)
+    if not set_based:
+        on_ledger = owners if owners is not None else ledger_owners(session, _customers_with_money(session))
+        return _write_ledger(session, on_ledger, policy, totals)
+    ledger = revenue_fast.ledger_customers(session, owners)
+    on_ledger = ledger_owners(session, ledger if owners is None else ledger & set(owners))
+    if owners is not None:
+        on_ledger = [o for o in on_ledger if o in set(owners)]
+    books: dict[str, recognition.CustomerBooks] = {}
+    for chunk in _chunks(on_ledger):
+        books.update(load_books(session, chunk))
+    # The ledger's Python runs on a thread while this one reads, computes (numpy) and writes the
+    # plain invoices, which mostly happens outside the GIL: two cores, both busy.
+    with ThreadPoolExecutor(max_workers=1, thread_name_prefix="revenue-ledger") as pool:
+        ledger_rows = pool.submit(_ledger_rows, books, policy, postgres)
         fast = revenue_fast.rows(session, owners, ledger)
         written += _insert_schedule(session, fast.rows)
         if totals is not None:
             totals.merge(fast.totals)
-        ledger = ledger | fast.ledger
-        on_ledger = ledger_owners(session, ledger if owners is None else ledger & set(owners))
-        if owners is not None:
-            on_ledger = [o for o in on_ledger if o in set(owners)]
-    else:
-        on_ledger = owners if owners is not None else ledger_owners(session, _customers_with_money(session))
-    postgres = _postgres(session)
-    for chunk in _chunks(on_ledger):
-        rows = [_row(b, owner, postgres) for owner, books in load_books(session, chunk).items()
-                for b in recognition.month_rows(recognition.recognise_customer(books, policy))]
+        rows = ledger_rows.result()
+    written += _insert_schedule(session, rows)
+    if totals is not None:
+        totals.add_rows(rows)
+    # Customers the plain path found to need the ledger after all (a split payment, an invoice
+    # without lines): their invoices were left out there.
+    return written + _write_ledger(session, ledger_owners(session, fast.ledger), policy, totals)
+
+
+def _ledger_rows(books: dict[str, recognition.CustomerBooks], policy: recognition.Policy,
+                 postgres: bool) -> list[tuple[Any, ...]]:
+    return [_row(b, owner, postgres) for owner, found in books.items()
+            for b in recognition.month_rows(recognition.recognise_customer(found, policy))]
+
+
+def _write_ledger(session: Session, owners: Sequence[str], policy: recognition.Policy,
+                  totals: revenue_totals.Totals | None) -> int:
+    written = 0
+    for chunk in _chunks(owners):
+        rows = _ledger_rows(load_books(session, chunk), policy, _postgres(session))
         written += _insert_schedule(session, rows)
         if totals is not None:
             totals.add_rows(rows)
@@ -844,11 +868,16 @@ def revenue_by_customer_month(session: Session, start: date, end: date,
                               customer_id: str | None = None) -> list[tuple[str, str, date, int, int]]:
     """(customer id, currency, month, gross, net) recognised in months [start, end] (one customer's
     when `customer_id` is given)."""
+    if customer_id is not None:
+        # One customer: the schedule's key starts with the customer.
+        E = RevenueScheduleEntry  # noqa: N806
+        rows = session.execute(select(E.customer_id, E.currency, E.month, func.sum(E.gross), func.sum(E.net))
+                               .where(E.customer_id == customer_id, E.month >= start.replace(day=1), E.month <= end)
+                               .group_by(E.customer_id, E.currency, E.month))
+        return [(str(c), cur, m, int(g), int(n)) for c, cur, m, g, n in rows if g or n]
     T = RevenueCustomerMonthTotal  # noqa: N806
     query = select(T.customer_id, T.currency, T.month, T.gross, T.net).where(T.month >= start.replace(day=1),
                                                                             T.month <= end)
-    if customer_id is not None:
-        query = query.where(T.customer_id == customer_id)
     return [(str(c), cur, m, int(g), int(n)) for c, cur, m, g, n in session.execute(query)]
 
 

@@ -14,6 +14,7 @@ from __future__ import annotations
 from collections.abc import Sequence
 from dataclasses import dataclass, field
 from datetime import UTC, date, datetime, timedelta
+from itertools import repeat
 from typing import Any
 
 import numpy as np
@@ -208,16 +209,19 @@ def _schedule(invoices: dict[str, list[Any]], line_rows: list[tuple[Any, ...]], 
         too_hard = too_hard | {invs[i][0] for i in np.flatnonzero(~ok).tolist()}
         return _schedule(invoices, line_rows, too_hard, postgres)
     got = batch.recognise(arrays, lines)
-    month_days = batch.first_day(got.month).tolist()
-    months = {d: month_text(EPOCH + timedelta(days=d)) for d in set(month_days)}
+    month_days = batch.first_day(got.month)
+    distinct = np.unique(month_days)
+    month_names = np.array([month_text(EPOCH + timedelta(days=d)) for d in distinct.tolist()], dtype=object)
     units = {c: unit(c) for c in {inv[1] for inv in invs}}
-    # Per invoice: (id, row key, customer, currency, unit, booked at), built once.
-    fixed = [(name, f"{name}@{inv[5].astimezone(UTC).date().isoformat()}", inv[0], inv[1], units[inv[1]],
-              stamp_text(inv[5], postgres)) for name, inv in zip(names, invs, strict=True)]
-    rows = []
-    for n, day, amount_ in zip(got.invoice.tolist(), month_days, got.amount.tolist(), strict=True):
-        iid, key, customer, currency, unit_, at = fixed[n]
-        rows.append(("invoice", iid, key, customer, months[day], currency, unit_, amount_, amount_, at))
+    # Columns per invoice, spread to the rows by numpy's indexing; zip makes the row tuples in C.
+    per_invoice = np.array([(name, f"{name}@{inv[5].astimezone(UTC).date().isoformat()}", inv[0], inv[1],
+                             units[inv[1]], stamp_text(inv[5], postgres))
+                            for name, inv in zip(names, invs, strict=True)], dtype=object)[got.invoice]
+    amounts = got.amount.tolist()
+    rows = list(zip(repeat("invoice", len(amounts)), per_invoice[:, 0].tolist(), per_invoice[:, 1].tolist(),
+                    per_invoice[:, 2].tolist(), month_names[np.searchsorted(distinct, month_days)].tolist(),
+                    per_invoice[:, 3].tolist(), per_invoice[:, 4].tolist(), amounts, amounts,
+                    per_invoice[:, 5].tolist(), strict=True))
     return FastRows(rows, too_hard, _totals(got, invs, paid_day, units))
 
 
@@ -246,26 +250,33 @@ def _totals(got: batch.Schedule, invs: list[list[Any]], paid_day: npt.NDArray[np
     m_low, d_low = month.min(), day.min()
     m_span, d_span = np.int64(month.max() - m_low + 1), np.int64(day.max() - d_low + 1)
     out = Totals()
-    first_days = {int(m): month_text(EPOCH + timedelta(days=int(d)))
-                  for m, d in zip(np.unique(month).tolist(), batch.first_day(np.unique(month)).tolist(), strict=True)}
-
-    def day_text(d: int) -> str:
-        return (EPOCH + timedelta(days=d)).isoformat()
+    month_names = _day_names(batch.first_day(np.arange(m_low, m_low + m_span, dtype=np.int64)))
+    day_names = _day_names(np.arange(d_low, d_low + d_span, dtype=np.int64))
+    currency_names = np.array(currencies, dtype=object)
+    customer_names = np.array(customers, dtype=object)
+    unit_of = np.array([units[c] for c in currencies], dtype=np.int64)
 
     keys, sums = _grouped(((month - m_low) * d_span + (day - d_low)) * n_cur + cur, got.amount)
-    for key, amount in zip(keys.tolist(), sums.tolist(), strict=True):
-        rest, c = divmod(key, int(n_cur))
-        m, d = divmod(rest, int(d_span))
-        out.add_month((first_days[m + int(m_low)], day_text(d + int(d_low)), currencies[c], "invoice"), amount, amount)
+    rest, c = np.divmod(keys, n_cur)
+    m, d = np.divmod(rest, d_span)
+    for month_, day_, currency, amount in zip(month_names[m].tolist(), day_names[d].tolist(),
+                                              currency_names[c].tolist(), sums.tolist(), strict=True):
+        out.add_month((month_, day_, currency, "invoice"), amount, amount)
     keys, sums = _grouped((cust * m_span + (month - m_low)) * n_cur + cur, got.amount)
-    for key, amount in zip(keys.tolist(), sums.tolist(), strict=True):
-        rest, c = divmod(key, int(n_cur))
-        who, m = divmod(rest, int(m_span))
-        out.customer_months.append((customers[who], first_days[m + int(m_low)], currencies[c], amount, amount))
+    rest, c = np.divmod(keys, n_cur)
+    who, m = np.divmod(rest, m_span)
+    amounts = sums.tolist()
+    out.customer_months.extend(zip(customer_names[who].tolist(), month_names[m].tolist(), currency_names[c].tolist(),
+                                   amounts, amounts, strict=True))
     keys, sums = _grouped((cust * d_span + (day - d_low)) * n_cur + cur, got.amount)
-    for key, amount in zip(keys.tolist(), sums.tolist(), strict=True):
-        rest, c = divmod(key, int(n_cur))
-        who, d = divmod(rest, int(d_span))
-        out.customer_days.append((customers[who], day_text(d + int(d_low)), currencies[c], units[currencies[c]],
-                                  amount, amount))
+    rest, c = np.divmod(keys, n_cur)
+    who, d = np.divmod(rest, d_span)
+    amounts = sums.tolist()
+    out.customer_days.extend(zip(customer_names[who].tolist(), day_names[d].tolist(), currency_names[c].tolist(),
+                                 unit_of[c].tolist(), amounts, amounts, strict=True))
     return out
+
+
+def _day_names(days: npt.NDArray[np.int64]) -> npt.NDArray[np.object_]:
+    """ISO dates of days since 1970-01-01, as an array to index into."""
+    return np.array([(EPOCH + timedelta(days=d)).isoformat() for d in days.tolist()], dtype=object)

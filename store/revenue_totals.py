@@ -21,7 +21,7 @@ from dataclasses import dataclass, field
 from datetime import date
 from typing import Any
 
-from sqlalchemy import BigInteger, Date, Index, Integer, String, text
+from sqlalchemy import BigInteger, Date, Index, Integer, PrimaryKeyConstraint, String, text
 from sqlalchemy.orm import Mapped, Session, mapped_column
 
 from store.models import Base
@@ -41,22 +41,26 @@ class RevenueMonthTotal(Base):
 
 
 class RevenueCustomerMonthTotal(Base):
+    """In (month, currency, customer) order (the key itself on SQLite): top customers of a range
+    read one stretch of it. Rows that came to nothing are deleted through a partial index."""
+
     __tablename__ = "revenue_customer_month_totals"
 
-    customer_id: Mapped[str] = mapped_column(String(255), primary_key=True)
-    month: Mapped[date] = mapped_column(Date, primary_key=True)
-    currency: Mapped[str] = mapped_column(String(3), primary_key=True)
+    customer_id: Mapped[str] = mapped_column(String(255))
+    month: Mapped[date] = mapped_column(Date)
+    currency: Mapped[str] = mapped_column(String(3))
     gross: Mapped[int] = mapped_column(BigInteger)
     net: Mapped[int] = mapped_column(BigInteger)
 
-
-# Top customers of a range: the month's rows in customer order, read from the index alone.
-Index("ix_revenue_customer_month_totals_month", RevenueCustomerMonthTotal.month, RevenueCustomerMonthTotal.currency,
-      RevenueCustomerMonthTotal.customer_id, RevenueCustomerMonthTotal.net, RevenueCustomerMonthTotal.gross)
+    __table_args__ = (PrimaryKeyConstraint("month", "currency", "customer_id", name="pk_revenue_customer_month_totals"),
+                      Index("ix_revenue_customer_month_totals_empty", "customer_id",
+                            sqlite_where=text("gross = 0 AND net = 0"), postgresql_where=text("gross = 0 AND net = 0")),
+                      {"sqlite_with_rowid": False})
 
 
 class RevenueCustomerDay(Base):
     __tablename__ = "revenue_customer_days"
+    __table_args__ = {"sqlite_with_rowid": False}
 
     customer_id: Mapped[str] = mapped_column(String(255), primary_key=True)
     booked_on: Mapped[date] = mapped_column(Date, primary_key=True)
@@ -113,8 +117,8 @@ def change_customers(session: Session, customer_ids: Sequence[str], sign: int) -
         if sign > 0:
             # Totals that came to nothing (revenue that left a month) are not kept.
             for table in ("revenue_customer_month_totals", "revenue_customer_days"):
-                session.execute(text(f"DELETE FROM {table} WHERE customer_id IN {marks} "  # noqa: S608
-                                     "AND gross = 0 AND net = 0"), params)
+                session.execute(text(f"DELETE FROM {table} WHERE gross = 0 AND net = 0 "  # noqa: S608
+                                     f"AND customer_id IN {marks}"), params)
     if sign > 0:
         _drop_empty(session)
 
@@ -188,7 +192,7 @@ class Totals:
         _bulk(session, "revenue_month_totals", ("month", "booked_on", "currency", "source_type", "gross", "net"),
               months)
         _bulk(session, "revenue_customer_month_totals", ("customer_id", "month", "currency", "gross", "net"),
-              sorted(self.customer_months))
+              sorted(self.customer_months, key=lambda r: (r[1], r[2], r[0])))  # the table's key order
         _bulk(session, "revenue_customer_days",
               ("customer_id", "booked_on", "currency", "currency_unit", "gross", "net"), sorted(self.customer_days))
 
