@@ -4,9 +4,11 @@ from __future__ import annotations
 
 import time
 from collections.abc import Iterator
+from pathlib import Path
 from typing import Any
 
 import pytest
+import stripe
 from sqlalchemy import func, select
 
 from activities import stripe_api
@@ -146,20 +148,17 @@ def test_an_account_without_events_for_a_month_does_not_run_full_syncs(fresh_str
     assert incremental_sync(revenue_settings, rate=None).kind == "incremental"
 
 
-@pytest.fixture
-def sandbox_process(revops_cli: list[str]) -> Iterator[str]:
-    """The sandbox in its own process, as in production Stripe is: the sync's threads do not share
-    a GIL with the server, so the timing measures the limiter, not the emulator."""
+def _serve_sandbox(revops_cli: list[str], *args: str) -> Iterator[str]:
     import socket
     import subprocess
 
     with socket.socket() as sock:
         sock.bind(("127.0.0.1", 0))
         port = sock.getsockname()[1]
-    proc = subprocess.Popen([*revops_cli, "sandbox", "stripe", "--port", str(port)],
+    proc = subprocess.Popen([*revops_cli, "sandbox", "stripe", "--port", str(port), *args],
                             stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
     try:
-        deadline = time.monotonic() + 30
+        deadline = time.monotonic() + 60
         while True:
             try:
                 with socket.create_connection(("127.0.0.1", port), timeout=0.5):
@@ -171,6 +170,41 @@ def sandbox_process(revops_cli: list[str]) -> Iterator[str]:
     finally:
         proc.terminate()
         proc.wait(10)
+
+
+@pytest.fixture
+def sandbox_process(revops_cli: list[str]) -> Iterator[str]:
+    """The sandbox in its own process, as in production Stripe is: the sync's threads do not share
+    a GIL with the server, so the timing measures the limiter, not the emulator."""
+    yield from _serve_sandbox(revops_cli)
+
+
+@pytest.fixture
+def seeded_sandbox_process(revops_cli: list[str], tmp_path: Path) -> Iterator[str]:
+    """A sandbox in its own process holding 600 bulk-seeded customers and what they bought."""
+    from sandbox.stripe.bulk_seed import seed
+    from sandbox.stripe.core import Sandbox
+
+    state_file = tmp_path / "stripe-sandbox.sqlite3"
+    engine = Sandbox(state_file=state_file)
+    try:
+        seed(engine, customers=600)
+    finally:
+        engine.close()
+    for url in _serve_sandbox(revops_cli, "--state-file", str(state_file)):
+        # Its first API request runs what fell due while the state loaded: start-up, not pace.
+        stripe.StripeClient("sk_test_sandbox", base_addresses={"api": url}).v1.events.list({"limit": 1})
+        yield url
+
+
+def sandbox_requests(url: str, *, reset: bool = False) -> dict[str, Any]:
+    """What the sandbox itself counted: API requests served, when the first and the last came."""
+    import json
+    import urllib.request
+
+    request = urllib.request.Request(f"{url}/_sandbox/requests", method="DELETE" if reset else "GET")
+    with urllib.request.urlopen(request, timeout=60) as response:  # noqa: S310 - a loopback http:// URL
+        return dict(json.loads(response.read()))
 
 
 def test_rate_limit_sets_the_pace(sandbox_process: str, settings: Settings) -> None:
@@ -194,6 +228,29 @@ def test_rate_limit_sets_the_pace(sandbox_process: str, settings: Settings) -> N
     assert expected * 0.8 <= report.paging_seconds <= expected * 1.2, (report.paging_seconds, total, report.requests)
     assert total < expected * 2
     assert len(warehouse_ids(revenue_settings, "customer")) == n
+
+
+def test_a_binding_rate_limit_is_used_to_at_least_90_percent(seeded_sandbox_process: str,
+                                                             settings: Settings) -> None:
+    """Invoices (payments expanded, lines stored), invoice items, charges, refunds and
+    subscriptions behind a limit the sync could outrun: the sandbox, counting on its side of the
+    wire, sees the configured pace (never faster), with every request the sync made."""
+    sqlite_only(settings, "the token bucket sets the pace")
+    from dataclasses import replace
+
+    url, rate = seeded_sandbox_process, 20.0
+    revenue_settings = replace(settings, stripe_api_base=url, stripe_api_key="sk_test_sandbox")
+    sandbox_requests(url, reset=True)
+    report = full_sync(revenue_settings, rate=rate,
+                       object_types=("invoice", "invoiceitem", "charge", "refund", "subscription"))
+    seen = sandbox_requests(url)
+
+    n = int(seen["requests"])
+    assert n == report.requests and n >= 40, (n, report.requests)
+    # n requests paced 1/rate apart span (n - 1)/rate seconds from the first to the last.
+    achieved = (n - 1) / (seen["last"] - seen["first"])
+    assert 0.9 * rate <= achieved <= 1.05 * rate, (achieved, n, seen)
+    assert report.by_type_objects["invoice"] >= 2 * 600 * 0.9
 
 
 def test_429s_slow_the_sync_without_failing_it(fresh_stripe_sandbox: Any, revenue_settings: Settings) -> None:
