@@ -345,6 +345,9 @@ def recompute_customers(session: Session, customer_ids: Iterable[str], policy: s
     owners = ledger_owners(session, customer_ids)
     for chunk in _chunks(owners):
         _lock_customers(session, chunk)
+    # Every customer lock first, then the totals' (one order for every rebuild: no deadlock).
+    revenue_totals.lock(session)
+    for chunk in _chunks(owners):
         members = list(chunk) + list(session.scalars(select(StripeCustomer.id).where(
             StripeCustomer.ledger_customer_id.in_(list(chunk)))))
         revenue_totals.change_customers(session, members, -1)

@@ -103,6 +103,14 @@ def _apply(session: Session, where: str, params: dict[str, object], sign: int) -
             f"net = {table}.net + excluded.net{extra_set}"), params)
 
 
+def lock(session: Session) -> None:
+    """Two rebuilds of different customers add into the same monthly rows: on PostgreSQL they take
+    turns (a transaction lock), so neither waits on a row the other holds while holding one it
+    wants. SQLite has one writer at a time already."""
+    if session.get_bind().dialect.name == "postgresql":
+        session.execute(text("SELECT pg_advisory_xact_lock(hashtext('revenue:totals'))"))
+
+
 def _in(name: str, values: Sequence[str]) -> tuple[str, dict[str, object]]:
     marks = ", ".join(f":{name}{i}" for i in range(len(values)))
     return f"({marks})", {f"{name}{i}": v for i, v in enumerate(values)}
@@ -125,6 +133,7 @@ def change_customers(session: Session, customer_ids: Sequence[str], sign: int) -
 
 def change_customerless_charges(session: Session, charge_ids: Sequence[str], sign: int) -> None:
     """The same for one-off charges without a customer (their rows are kept per charge)."""
+    lock(session)
     for i in range(0, len(charge_ids), CHUNK):
         marks, params = _in("s", charge_ids[i:i + CHUNK])
         _apply(session, f"source_type = 'charge' AND customer_id IS NULL AND source_id IN {marks}", params, sign)
