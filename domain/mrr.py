@@ -30,7 +30,7 @@ movements = end, always. Cohorts group customers by the month of their first pay
 
 from __future__ import annotations
 
-from collections.abc import Callable, Iterable, Mapping, Sequence
+from collections.abc import Callable, Iterable, Iterator, Mapping, Sequence
 from dataclasses import dataclass, field, replace
 from datetime import date, datetime
 from decimal import Decimal
@@ -571,3 +571,22 @@ def scheduled_churn(subs: Iterable[Subscription], on: date, until: date) -> dict
                 out[customer] = (day, now)
                 break
     return out
+
+
+def mrr_runs(subs: Iterable[Subscription], days: Sequence[date]) -> Iterator[tuple[str, str, int, int, int]]:
+    """(customer, currency, first, stop, MRR): each subscription's MRR on `days[first:stop]` (days
+    sorted), one tuple per stretch of days between two of its `change_days`, zeros left out.
+
+    What `mrr_by_currency_series` gives, as stretches: a subscription is priced once per change,
+    and nothing is done per day (the pre-aggregates add the stretches up with numpy)."""
+    from bisect import bisect_left
+
+    for sub in subs:
+        base = _gross_and_billing_months(sub)
+        # A change day c moves MRR from the first day on or after c: a stretch starts there.
+        cuts = sorted({0, *(bisect_left(days, c) for c in change_days(sub))} - {len(days)})
+        key = (sub.customer, sub.currency.lower())
+        for k, first in enumerate(cuts):
+            value = subscription_mrr(sub, days[first], base) if days else 0
+            if value:
+                yield (*key, first, cuts[k + 1] if k + 1 < len(cuts) else len(days), value)

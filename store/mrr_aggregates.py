@@ -6,10 +6,11 @@ webhook or a plan action touched) and `rebuild_all` (None: everyone), in their t
 
 What is kept, all in native currency (minor units), so a report converts at read time:
 
-- `mrr_customer_days`: each customer's MRR per currency on every snapshot day (zeros left out).
-  Snapshot days: every month end from the month before the first paying month to 13 months after
-  the refresh day's month (committed MRR looks 12 ahead), and the refresh day itself ("as of the
-  last sync").
+- `mrr_customer_runs`: each customer's MRR per currency on the snapshot days, one row per run of
+  kept days with the same MRR (`from_day`..`to_day`, both kept days; zero on days outside every
+  run): a customer paying the same for two years is one row, not thirty. Snapshot days: every
+  month end from the month before the first paying month to 13 months after the refresh day's
+  month (committed MRR looks 12 ahead), and the refresh day itself ("as of the last sync").
 - `mrr_customers`: each customer's first paying day and its cohort (that day's month).
 - `mrr_bridge` per (start day, end day, currency, cohort): the fields of `domain.mrr.BridgeMonth`
   and `capped_end_mrr` (each customer's end MRR capped at its cohort month's end: gross
@@ -34,6 +35,7 @@ reactivation, churn: from or to zero) and, for a customer paying on both days, p
 from __future__ import annotations
 
 import re
+from bisect import bisect_left, bisect_right
 from collections import defaultdict
 from collections.abc import Iterable, Iterator, Mapping, Sequence
 from dataclasses import dataclass
@@ -63,11 +65,12 @@ AMOUNTS = ("start_mrr", "new", "reactivation", "expansion", "contraction", "chur
 COUNTS = ("start_customers", "new_customers", "reactivated_customers", "churned_customers", "end_customers")
 
 
-class MrrCustomerDay(Base):
-    __tablename__ = "mrr_customer_days"
+class MrrCustomerRun(Base):
+    __tablename__ = "mrr_customer_runs"
     customer_id: Mapped[str] = mapped_column(ID, primary_key=True)
-    day: Mapped[date] = mapped_column(Date, primary_key=True)
     currency: Mapped[str] = mapped_column(String(3), primary_key=True)
+    from_day: Mapped[date] = mapped_column(Date, primary_key=True)
+    to_day: Mapped[date] = mapped_column(Date)
     mrr: Mapped[int] = mapped_column(BigInteger)
 
 
@@ -380,6 +383,25 @@ def _contribute(amounts: dict[AmountKey, list[int]], counts: dict[CountKey, list
             row[4] += sign * (av - bv)
 
 
+def _runs(snaps: Mapping[str, Snapshot], days: Sequence[date]) -> Iterator[dict[str, Any]]:
+    """`mrr_customer_runs` rows: each customer's MRR per currency over consecutive kept days."""
+    for customer, values in snaps.items():
+        open_runs: dict[str, dict[str, Any]] = {}  # currency → its run still going on the day before
+        for day in days:
+            by = values.get(day, {})
+            for currency in list(open_runs):
+                if by.get(currency) != open_runs[currency]["mrr"]:
+                    yield open_runs.pop(currency)
+            for currency, value in by.items():
+                run = open_runs.get(currency)
+                if run is None:
+                    open_runs[currency] = {"customer_id": customer, "currency": currency, "from_day": day,
+                                           "to_day": day, "mrr": value}
+                else:
+                    run["to_day"] = day
+        yield from open_runs.values()
+
+
 def _snapshots(subs: Sequence[mrr.Subscription], days: Sequence[date]) -> dict[str, Snapshot]:
     out: dict[str, Snapshot] = defaultdict(dict)
     for day, found in zip(days, mrr.mrr_by_currency_series(subs, days), strict=True):
@@ -415,18 +437,11 @@ def _refresh_all(session: Session, today: date) -> None:
     subs, left_out = load_inputs(session, None)
     first_paid = mrr.first_paying_days(subs)
     keep = Kept(today, _first_month(first_paid, today))
-    days, pairs = keep.days(), index_pairs(keep.pairs())
-    snaps = _snapshots(subs, days)
-    amounts: dict[AmountKey, list[int]] = {}
-    counts: dict[CountKey, list[int]] = {}
-    for customer, values in snaps.items():
-        contribute(values, first_paid.get(customer), pairs, amounts, counts)
-    for model in (MrrCustomerDay, MrrCustomer, MrrBridge, MrrBridgeCustomers, MrrCohort, MrrScheduledChurn,
+    runs, amounts, counts = _aggregate_all(subs, first_paid, keep)
+    for model in (MrrCustomerRun, MrrCustomer, MrrBridge, MrrBridgeCustomers, MrrCohort, MrrScheduledChurn,
                   MrrLeftOut):
         session.execute(delete(model))
-    _insert(session, MrrCustomerDay, ({"customer_id": c, "day": d, "currency": cur, "mrr": v}
-                                      for c, values in snaps.items() for d, by in values.items()
-                                      for cur, v in by.items()))
+    _insert(session, MrrCustomerRun, runs)
     _insert(session, MrrCustomer, ({"customer_id": c, "first_paying_day": d,
                                     "cohort_month": calendar.month_start(d)} for c, d in first_paid.items()))
     _insert(session, MrrBridge, (_amount_row(k, v) for k, v in amounts.items()))
@@ -444,6 +459,100 @@ def _refresh_all(session: Session, today: date) -> None:
     session.flush()
 
 
+def _aggregate_all(subs: Sequence[mrr.Subscription], first_paid: Mapping[str, date], keep: Kept) -> tuple[
+        list[dict[str, Any]], dict[AmountKey, list[int]], dict[CountKey, list[int]]]:
+    """Every customer's runs and contributions at once: what `contribute` adds up customer by
+    customer (a partial refresh), here over a (customer, currency) × day matrix with numpy, so a
+    full refresh costs pricing each subscription once per change and a few array operations per
+    pair of days (the property test holds the two to the same tables)."""
+    import numpy as np
+
+    days = keep.days()
+    index = {d: i for i, d in enumerate(days)}
+    row_of: dict[tuple[str, str], int] = {}
+    rows, firsts, stops, values = [], [], [], []
+    for customer, currency, first, stop, value in mrr.mrr_runs(subs, days):
+        rows.append(row_of.setdefault((customer, currency), len(row_of)))
+        firsts.append(first)
+        stops.append(stop)
+        values.append(value)
+    if not row_of:
+        return [], {}, {}
+    width = len(days)
+    steps = np.zeros((len(row_of), width + 1), dtype=np.int64)
+    np.add.at(steps, (np.array(rows), np.array(firsts)), np.array(values, dtype=np.int64))
+    np.add.at(steps, (np.array(rows), np.array(stops)), -np.array(values, dtype=np.int64))
+    mrr_of = np.cumsum(steps, axis=1)[:, :width]  # (customer, currency) × day
+
+    keys = list(row_of)
+    customers = sorted({c for c, _ in keys})
+    customer_index = {c: i for i, c in enumerate(customers)}
+    currencies = sorted({cur for _, cur in keys})
+    row_customer = np.array([customer_index[c] for c, _ in keys])
+    row_currency = np.array([currencies.index(cur) for _, cur in keys])
+    totals = np.zeros((len(customers), width), dtype=np.int64)
+    np.add.at(totals, row_customer, mrr_of)
+    firsts_paid = []
+    for i, c in enumerate(customers):
+        # A customer with MRR always has a first paying day; stay total anyway (as `contribute`).
+        firsts_paid.append(first_paid.get(c) or days[int(np.argmax(totals[i] > 0))])
+    paid_on = np.array([d.toordinal() for d in firsts_paid])
+    cohort_months = [calendar.month_start(d) for d in firsts_paid]
+    cohorts = sorted(set(cohort_months))
+    customer_cohort = np.array([cohorts.index(m) for m in cohort_months])
+    row_cohort = customer_cohort[row_customer]
+    base_day = np.array([index.get(calendar.month_end(m), -1) for m in cohort_months])[row_customer]
+    base = np.where(base_day >= 0, mrr_of[np.arange(len(keys)), np.maximum(base_day, 0)], 0)
+    groups = len(currencies) * len(cohorts)
+    row_group = row_currency * len(cohorts) + row_cohort
+
+    def by_cohort(mask: Any) -> Any:
+        return np.bincount(customer_cohort, weights=mask.astype(np.float64), minlength=len(cohorts))
+
+    def by_group(amount: Any) -> Any:
+        # float64 sums are exact for integers below 2**53 minor units.
+        return np.bincount(row_group, weights=amount.astype(np.float64), minlength=groups)
+
+    amounts: dict[AmountKey, list[int]] = {}
+    counts: dict[CountKey, list[int]] = {}
+    for start, end in sorted(keep.pairs()):
+        i, j = index[start], index[end]
+        ta, tb = totals[:, i], totals[:, j]
+        paying = (ta > 0) | (tb > 0)
+        back = (ta == 0) & (paid_on <= start.toordinal()) & paying
+        fresh = (ta == 0) & ~back & paying
+        customer_counts = np.stack([by_cohort(ta > 0), by_cohort(fresh), by_cohort(back),
+                                    by_cohort((tb == 0) & paying), by_cohort(tb > 0)]).round().astype(np.int64)
+        for k in np.nonzero(customer_counts.any(axis=0))[0]:
+            counts[(start, end, cohorts[k])] = [int(v) for v in customer_counts[:, k]]
+        a, b = mrr_of[:, i], mrr_of[:, j]
+        row_ta, row_tb, row_back = ta[row_customer], tb[row_customer], back[row_customer]
+        both = (row_ta > 0) & (row_tb > 0)
+        zero = np.zeros_like(a)
+        sums = np.stack([
+            by_group(a), by_group(np.where((row_ta == 0) & ~row_back, b, zero)),
+            by_group(np.where((row_ta == 0) & row_back, b, zero)),
+            by_group(np.where(both & (b > a), b - a, zero)), by_group(np.where(both & (b <= a), a - b, zero)),
+            by_group(np.where((row_ta > 0) & (row_tb == 0), a, zero)), by_group(b),
+            by_group(np.minimum(b, base))]).round().astype(np.int64)
+        for g in np.nonzero(sums.any(axis=0))[0]:
+            currency, cohort = currencies[g // len(cohorts)], cohorts[g % len(cohorts)]
+            amounts[(start, end, currency, cohort)] = [int(v) for v in sums[:, g]]
+
+    # Runs: where a row's MRR differs from the day before, up to the next such day.
+    changed = np.ones(mrr_of.shape, dtype=bool)
+    changed[:, 1:] = mrr_of[:, 1:] != mrr_of[:, :-1]
+    run_rows, run_firsts = np.nonzero(changed)
+    run_lasts = np.full(run_firsts.shape, width - 1)
+    same_row = run_rows[1:] == run_rows[:-1]
+    run_lasts[:-1] = np.where(same_row, run_firsts[1:] - 1, width - 1)
+    runs = [{"customer_id": keys[r][0], "currency": keys[r][1], "from_day": days[f], "to_day": days[t],
+             "mrr": int(mrr_of[r, f])}
+            for r, f, t in zip(run_rows.tolist(), run_firsts.tolist(), run_lasts.tolist(), strict=True)
+            if mrr_of[r, f]]
+    return runs, amounts, counts
+
+
 def _refresh_some(session: Session, keep: Kept, ids: list[str]) -> None:
     subs, left_out = load_inputs(session, ids)
     first_paid = mrr.first_paying_days(subs)
@@ -455,10 +564,11 @@ def _refresh_some(session: Session, keep: Kept, ids: list[str]) -> None:
     old_snaps: dict[str, Snapshot] = defaultdict(dict)
     old_first: dict[str, date] = {}
     for chunk in _chunks(ids):
-        for c, d, cur, v in session.execute(select(MrrCustomerDay.customer_id, MrrCustomerDay.day,
-                                                   MrrCustomerDay.currency, MrrCustomerDay.mrr)
-                                            .where(MrrCustomerDay.customer_id.in_(chunk))):
-            old_snaps[c].setdefault(d, {})[cur] = v
+        run = MrrCustomerRun
+        for c, cur, first, last, v in session.execute(select(run.customer_id, run.currency, run.from_day,
+                                                             run.to_day, run.mrr).where(run.customer_id.in_(chunk))):
+            for d in days[bisect_left(days, first):bisect_right(days, last)]:
+                old_snaps[c].setdefault(d, {})[cur] = v
         old_first.update((c, d) for c, d in session.execute(
             select(MrrCustomer.customer_id, MrrCustomer.first_paying_day).where(MrrCustomer.customer_id.in_(chunk))))
     amounts: dict[AmountKey, list[int]] = {}
@@ -474,11 +584,9 @@ def _refresh_some(session: Session, keep: Kept, ids: list[str]) -> None:
         if customer in first_paid:
             sizes[calendar.month_start(first_paid[customer])] += 1
     for chunk in _chunks(ids):
-        for model in (MrrCustomerDay, MrrCustomer, MrrScheduledChurn, MrrLeftOut):
+        for model in (MrrCustomerRun, MrrCustomer, MrrScheduledChurn, MrrLeftOut):
             session.execute(delete(model).where(model.customer_id.in_(chunk)))
-    _insert(session, MrrCustomerDay, ({"customer_id": c, "day": d, "currency": cur, "mrr": v}
-                                      for c, values in snaps.items() for d, by in values.items()
-                                      for cur, v in by.items()))
+    _insert(session, MrrCustomerRun, _runs(snaps, days))
     _insert(session, MrrCustomer, ({"customer_id": c, "first_paying_day": d,
                                     "cohort_month": calendar.month_start(d)} for c, d in first_paid.items()))
     _increment(session, MrrBridge, [_amount_row(k, v) for k, v in amounts.items() if any(v)], AMOUNTS)
@@ -597,9 +705,9 @@ def customers_on(session: Session, day: date, customer_ids: Sequence[str]) -> di
     """Customer → currency → MRR on a snapshot day."""
     out: dict[str, dict[str, int]] = defaultdict(dict)
     for chunk in _chunks(customer_ids):
-        for c, cur, v in session.execute(select(MrrCustomerDay.customer_id, MrrCustomerDay.currency,
-                                                MrrCustomerDay.mrr)
-                                         .where(MrrCustomerDay.day == day, MrrCustomerDay.customer_id.in_(chunk))):
+        run = MrrCustomerRun
+        for c, cur, v in session.execute(select(run.customer_id, run.currency, run.mrr).where(
+                run.customer_id.in_(chunk), run.from_day <= day, run.to_day >= day)):
             out[c][cur] = v
     return dict(out)
 
@@ -624,5 +732,5 @@ def left_out(session: Session, limit: int = 100) -> list[str]:
     return list(session.scalars(select(MrrLeftOut.message).order_by(MrrLeftOut.message).limit(limit)))
 
 
-def customer_day_rows(session: Session) -> int:
-    return int(session.scalar(select(func.count()).select_from(MrrCustomerDay)) or 0)
+def customer_runs(session: Session) -> int:
+    return int(session.scalar(select(func.count()).select_from(MrrCustomerRun)) or 0)

@@ -45,6 +45,7 @@ from store.warehouse import (
     upsert,
 )
 from tests.fixtures.app import auth
+from tests.revenue import test_bridge_properties as bridge_properties
 from tests.revenue.conftest import fill
 from tests.revenue.test_bridge import (  # noqa: F401  (run again here, on the pre-aggregates)
     FIXTURE,
@@ -84,7 +85,7 @@ def test_the_fixture_is_read_from_the_pre_aggregates(fixture_app: Flask, revenue
         assert keep.month_ends[0] == date(2025, 10, 31) and keep.month_ends[-1] == date(2027, 7, 31)
         assert keep.pair(date(2025, 12, 31), date(2026, 6, 30)) is not None  # the summary's
         assert keep.pair(date(2026, 1, 1), date(2026, 6, 30)) is None  # not a snapshot day: live
-        assert mrr_aggregates.customer_day_rows(s) > 0
+        assert mrr_aggregates.customer_runs(s) > 0
 
 
 def _get(app: Flask, users: dict[str, str], path: str) -> Any:
@@ -186,7 +187,7 @@ def _write(s: Any, objects: list[dict[str, Any]]) -> None:
         upsert(s, TABLES[o["object"]][0], [row_for(o)])
 
 
-AGGREGATE_TABLES = [mrr_aggregates.MrrCustomerDay, mrr_aggregates.MrrCustomer, mrr_aggregates.MrrBridge,
+AGGREGATE_TABLES = [mrr_aggregates.MrrCustomerRun, mrr_aggregates.MrrCustomer, mrr_aggregates.MrrBridge,
                     mrr_aggregates.MrrBridgeCustomers, mrr_aggregates.MrrCohort, mrr_aggregates.MrrScheduledChurn]
 
 
@@ -277,6 +278,26 @@ def test_incremental_refreshes_equal_a_full_refresh_and_the_live_bridge(
 
 def _nonzero(found: mrr_aggregates.PairFigures) -> tuple[dict[str, list[int]], list[int]]:
     return {c: v for c, v in found.amounts.items() if any(v)}, found.counts
+
+
+@settings(max_examples=100, deadline=None)
+@given(bridge_properties.histories(), st.lists(st.sampled_from(bridge_properties.MONTH_ENDS), min_size=1,
+                                               max_size=12, unique=True))
+def test_stretches_and_days_price_every_subscription_alike(subs: list[domain_mrr.Subscription],
+                                                          picked: list[date]) -> None:
+    """`mrr_runs` (the full refresh) and `mrr_by_currency_series` (the partial one) against
+    `subscription_mrr` on each day."""
+    days = sorted(picked)
+    expanded: list[dict[tuple[str, str], int]] = [{} for _ in days]
+    for customer, currency, first, stop, value in domain_mrr.mrr_runs(subs, days):
+        for i in range(first, stop):
+            expanded[i][(customer, currency)] = expanded[i].get((customer, currency), 0) + value
+    priced: list[dict[tuple[str, str], int]] = [{} for _ in days]
+    for i, d in enumerate(days):
+        for sub in subs:
+            if value := domain_mrr.subscription_mrr(sub, d):
+                priced[i][(sub.customer, "usd")] = priced[i].get((sub.customer, "usd"), 0) + value
+    assert expanded == domain_mrr.mrr_by_currency_series(subs, days) == priced
 
 
 def test_change_days_price_a_subscription_as_often_as_it_changes() -> None:
@@ -377,7 +398,9 @@ def test_the_first_refresh_of_a_new_day_or_of_an_earlier_payer_is_a_full_one(rev
         after_day = _tables(s)
         keep = mrr_aggregates.kept(s)
         assert keep is not None and keep.refresh_day == date(2026, 3, 15)
-        assert {r[0] for r in after_day["mrr_customer_days"] if r[1] == date(2026, 3, 15)} == {"cus_1", "cus_2"}
+        assert after_day["mrr_customer_runs"] != []
+        assert mrr_aggregates.customers_on(s, date(2026, 3, 15), ["cus_1", "cus_2"]) == {
+            "cus_1": {"usd": 5000}, "cus_2": {"usd": 5000}}
         # A backdated subscription pays before the first month kept (January): every pair moves.
         _write(s, subscription("sub_3", "cus_2", 5000, ts(2025, 11, 1)))
         mrr_aggregates.refresh(s, {"cus_2"}, today=date(2026, 3, 15))

@@ -1,5 +1,5 @@
-"""MRR pre-aggregates (issue 13): per-customer MRR on snapshot days and the bridge per pair of
-days, currency and cohort, maintained by every revenue rebuild (store/mrr_aggregates.py)
+"""MRR pre-aggregates (issue 13): per-customer MRR over runs of snapshot days and the bridge per
+pair of days, currency and cohort, maintained by every revenue rebuild (store/mrr_aggregates.py)
 
 Revision ID: 0013_mrr_aggregates
 Revises: 0012_revenue_aggregates
@@ -16,12 +16,13 @@ depends_on: str | Sequence[str] | None = None
 
 
 def upgrade() -> None:
-    op.create_table('mrr_customer_days',
+    op.create_table('mrr_customer_runs',
     sa.Column('customer_id', sa.String(length=255), nullable=False),
-    sa.Column('day', sa.Date(), nullable=False),
     sa.Column('currency', sa.String(length=3), nullable=False),
+    sa.Column('from_day', sa.Date(), nullable=False),
+    sa.Column('to_day', sa.Date(), nullable=False),
     sa.Column('mrr', sa.BigInteger(), nullable=False),
-    sa.PrimaryKeyConstraint('customer_id', 'day', 'currency')
+    sa.PrimaryKeyConstraint('customer_id', 'currency', 'from_day')
     )
     op.create_table('mrr_customers',
     sa.Column('customer_id', sa.String(length=255), nullable=False),
@@ -81,4 +82,4 @@ def downgrade() -> None:
     op.drop_table('mrr_bridge_customers')
     op.drop_table('mrr_bridge')
     op.drop_table('mrr_customers')
-    op.drop_table('mrr_customer_days')
+    op.drop_table('mrr_customer_runs')
