@@ -188,25 +188,34 @@ class _Caller:
 
 REFETCHABLE = frozenset({"invoice", "subscription", "customer", "charge", "price"})
 
-# Top-level list endpoints by object type, with what each must always ask for.
-LIST_PATHS: dict[str, tuple[str, dict[str, Any]]] = {
-    "customer": ("/v1/customers", {}),
-    "product": ("/v1/products", {}),
+# Top-level list endpoints by object type: the path, the SDK's typed parameters of that list (a
+# test checks every parameter the sync sends against them, as mypy did for `client.v1` calls) and
+# what each must always ask for.
+LIST_PATHS: dict[str, tuple[str, type, dict[str, Any]]] = {
+    "customer": ("/v1/customers", stripe.params.CustomerListParams, {}),
+    "product": ("/v1/products", stripe.params.ProductListParams, {}),
     # Prices with their `tiers` (only returned when expanded): MRR of a tiered price needs them.
-    "price": ("/v1/prices", {"expand": ["data.tiers"]}),
+    "price": ("/v1/prices", stripe.params.PriceListParams, {"expand": ["data.tiers"]}),
     # Without status=all Stripe leaves cancelled subscriptions out; MRR needs the coupon terms.
-    "subscription": ("/v1/subscriptions", {"status": "all", "expand": ["data.discounts.source.coupon"]}),
-    "subscription_schedule": ("/v1/subscription_schedules", {}),
+    "subscription": ("/v1/subscriptions", stripe.params.SubscriptionListParams,
+                     {"status": "all", "expand": ["data.discounts.source.coupon"]}),
+    "subscription_schedule": ("/v1/subscription_schedules", stripe.params.SubscriptionScheduleListParams, {}),
     # Invoices with their `payments`: Stripe's own record of which charge paid which invoice
     # (charges stopped naming their invoice in 2025).
-    "invoice": ("/v1/invoices", {"expand": ["data.payments"]}),
-    "invoiceitem": ("/v1/invoiceitems", {}),
-    "charge": ("/v1/charges", {}),
-    "refund": ("/v1/refunds", {}),
-    "credit_note": ("/v1/credit_notes", {}),
-    "dispute": ("/v1/disputes", {}),
-    "balance_transaction": ("/v1/balance_transactions", {}),
-    "event": ("/v1/events", {}),
+    "invoice": ("/v1/invoices", stripe.params.InvoiceListParams, {"expand": ["data.payments"]}),
+    "invoiceitem": ("/v1/invoiceitems", stripe.params.InvoiceItemListParams, {}),
+    "charge": ("/v1/charges", stripe.params.ChargeListParams, {}),
+    "refund": ("/v1/refunds", stripe.params.RefundListParams, {}),
+    "credit_note": ("/v1/credit_notes", stripe.params.CreditNoteListParams, {}),
+    "dispute": ("/v1/disputes", stripe.params.DisputeListParams, {}),
+    "balance_transaction": ("/v1/balance_transactions", stripe.params.BalanceTransactionListParams, {}),
+    "event": ("/v1/events", stripe.params.EventListParams, {}),
+}
+# Nested lists: parameters (besides limit and starting_after) and their typed parameters.
+CHILD_LIST_PARAMS: dict[str, type] = {
+    "line_item": stripe.params.InvoiceLineItemListParams,
+    "subscription_item": stripe.params.SubscriptionItemListParams,
+    "customer_balance_transaction": stripe.params.CustomerBalanceTransactionListParams,
 }
 
 
@@ -240,7 +249,7 @@ def list_page(client: stripe.StripeClient, kind: str, *, created_gte: int | None
     """One page (newest first) of a top-level list, optionally within a `created` window."""
     if kind not in LIST_PATHS:
         raise ValueError(f"The revenue sync does not list {kind!r} objects.")
-    path, fixed = LIST_PATHS[kind]
+    path, _, fixed = LIST_PATHS[kind]
     params: dict[str, Any] = {"limit": limit, **fixed}
     created: dict[str, int] = {}
     if created_gte is not None:

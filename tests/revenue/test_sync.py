@@ -253,6 +253,21 @@ def test_a_binding_rate_limit_is_used_to_at_least_90_percent(seeded_sandbox_proc
     assert report.by_type_objects["invoice"] >= 2 * 600 * 0.9
 
 
+def test_every_list_parameter_the_sync_sends_is_one_the_sdk_types_accept() -> None:
+    """Pages are read as raw JSON, past the typed `client.v1` methods: the parameters are checked
+    here against the SDK's TypedDicts instead, so a parameter the API removed fails a test."""
+    from store.sync import CHILD_LIST_PARAMS, LIST_PATHS
+
+    assert set(stripe_api.LISTED_OBJECTS) <= set(LIST_PATHS)
+    for kind, (path, params_type, fixed) in LIST_PATHS.items():
+        accepted = set(params_type.__annotations__)
+        sent = {"limit", "created", "starting_after", *fixed}
+        assert sent <= accepted, (kind, path, sent - accepted)
+    for kind, params_type in CHILD_LIST_PARAMS.items():
+        extra = {"subscription"} if kind == "subscription_item" else set()
+        assert {"limit", "starting_after", *extra} <= set(params_type.__annotations__), kind
+
+
 def test_429s_slow_the_sync_without_failing_it(fresh_stripe_sandbox: Any, revenue_settings: Settings) -> None:
     sqlite_only(revenue_settings, "Retry-After handling")
     fill(fresh_stripe_sandbox, customers=250, subscriptions=1, invoices=1)
