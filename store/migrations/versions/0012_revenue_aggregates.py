@@ -31,16 +31,23 @@ VIEWS = (("persons_revenue_analytics", "person_distinct_id", "person_id"),
          ("groups_revenue_analytics", "group_key", "group_key"))
 
 
+def _per_customer(dialect: str) -> str:
+    """Each customer's total per currency, all time and booked in the last 30 days: the days
+    summed once, before any join (a row per customer instead of per booking day)."""
+    recent = "booked_on >= CURRENT_DATE - 30" if dialect == "postgresql" else "booked_on >= date('now', '-30 days')"
+    return f"""(SELECT customer_id, currency, MAX(currency_unit) AS currency_unit, SUM(net) AS net,
+        SUM(CASE WHEN {recent} THEN net ELSE 0 END) AS recent
+ FROM revenue_customer_days GROUP BY customer_id, currency)"""  # noqa: S608 - fixed names
+
+
 def _by_currency_sql(view: str, key_column: str, key_alias: str, dialect: str) -> str:
     """A row per person (group) and currency, amounts in that currency (the 0007 shape)."""
     if dialect == "postgresql":
         amount = "CAST(SUM(r.net) AS NUMERIC(24, 3)) / MAX(r.currency_unit)"
-        recent = "r.booked_on >= CURRENT_DATE - 30"
-        recent_major = f"CAST(SUM(CASE WHEN {recent} THEN r.net ELSE 0 END) AS NUMERIC(24, 3)) / MAX(r.currency_unit)"
+        recent_major = "CAST(SUM(r.recent) AS NUMERIC(24, 3)) / MAX(r.currency_unit)"
     else:
         amount = "SUM(r.net) * 1.0 / MAX(r.currency_unit)"
-        recent = "r.booked_on >= date('now', '-30 days')"
-        recent_major = f"SUM(CASE WHEN {recent} THEN r.net ELSE 0 END) * 1.0 / MAX(r.currency_unit)"
+        recent_major = "SUM(r.recent) * 1.0 / MAX(r.currency_unit)"
     return f"""
 CREATE VIEW {view} AS
 SELECT c.{key_column} AS {key_alias},
@@ -48,9 +55,9 @@ SELECT c.{key_column} AS {key_alias},
        {amount} AS amount,
        {recent_major} AS amount_last_30_days,
        SUM(r.net) AS amount_minor,
-       SUM(CASE WHEN {recent} THEN r.net ELSE 0 END) AS amount_last_30_days_minor,
+       SUM(r.recent) AS amount_last_30_days_minor,
        COUNT(DISTINCT c.id) AS customers
-FROM revenue_customer_days r
+FROM {_per_customer(dialect)} r
 JOIN stripe_customers c ON c.id = r.customer_id
 WHERE c.{key_column} IS NOT NULL
 GROUP BY c.{key_column}, r.currency
@@ -60,18 +67,21 @@ GROUP BY c.{key_column}, r.currency
 def _converted_sql(name: str, key_column: str, key_alias: str, dialect: str) -> str:
     """A row per person (group) in the reporting currency, each currency at its newest rate (0007)."""
     if dialect == "postgresql":
-        major = "CAST(r.net AS NUMERIC(30, 12)) / r.currency_unit"
-        recent = "r.booked_on >= CURRENT_DATE - 30"
+        major = "CAST({x} AS NUMERIC(30, 12)) / r.currency_unit"
         today = "CURRENT_DATE"
         whole = "CAST(ROUND({x}) AS BIGINT)"
     else:
-        major = "r.net * 1.0 / r.currency_unit"
-        recent = "r.booked_on >= date('now', '-30 days')"
+        major = "{x} * 1.0 / r.currency_unit"
         today = "date('now')"
         whole = "CAST(ROUND({x}) AS INTEGER)"
     rate = "(CASE WHEN r.currency = rep.currency THEN 1 ELSE x.rate END)"
-    converted = f"SUM({major} * {rate})"
-    converted_recent = f"SUM(CASE WHEN {recent} THEN {major} * {rate} ELSE 0 END)"
+    converted = f"SUM({major.format(x='r.net')} * {rate})"
+    converted_recent = f"SUM({major.format(x='r.recent')} * {rate})"
+    # The newest rate of each currency, found once (not once per customer row).
+    newest = f"""(SELECT x1.currency, x1.reporting_currency, x1.rate FROM exchange_rates x1
+  WHERE x1.valid_from = (SELECT MAX(x2.valid_from) FROM exchange_rates x2
+                         WHERE x2.currency = x1.currency AND x2.reporting_currency = x1.reporting_currency
+                           AND x2.valid_from <= {today}))"""
     return f"""
 CREATE VIEW {name} AS
 SELECT c.{key_column} AS {key_alias},
@@ -81,14 +91,10 @@ SELECT c.{key_column} AS {key_alias},
        {whole.format(x=converted + ' * MAX(rep.currency_unit)')} AS amount_minor,
        {whole.format(x=converted_recent + ' * MAX(rep.currency_unit)')} AS amount_last_30_days_minor,
        COUNT(DISTINCT c.id) AS customers
-FROM revenue_customer_days r
+FROM {_per_customer(dialect)} r
 JOIN stripe_customers c ON c.id = r.customer_id
 CROSS JOIN revenue_reporting rep
-LEFT JOIN exchange_rates x
-  ON x.currency = r.currency AND x.reporting_currency = rep.currency
- AND x.valid_from = (SELECT MAX(x2.valid_from) FROM exchange_rates x2
-                     WHERE x2.currency = x.currency AND x2.reporting_currency = x.reporting_currency
-                       AND x2.valid_from <= {today})
+LEFT JOIN {newest} x ON x.currency = r.currency AND x.reporting_currency = rep.currency
 WHERE c.{key_column} IS NOT NULL AND (r.currency = rep.currency OR x.rate IS NOT NULL)
 GROUP BY c.{key_column}, rep.currency
 """  # noqa: S608 - fixed names
