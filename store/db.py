@@ -30,7 +30,21 @@ def engine_for(url: str) -> Engine:
             cursor.close()
 
         return engine
-    return create_engine(url, pool_pre_ping=True)
+    engine = create_engine(url, pool_pre_ping=True)
+    if engine.dialect.name == "postgresql":
+
+        @event.listens_for(engine, "connect")
+        def _postgres_settings(dbapi_connection, _record):  # type: ignore[no-untyped-def]
+            # Revenue reports group a few hundred thousand rows: with the default 4 MB they sorted
+            # on disk (0.5 s for top customers at 1M lines, 0.15 s in memory); and JIT compiling a
+            # report's plan costs more than running it. The app keeps few connections.
+            cursor = dbapi_connection.cursor()
+            cursor.execute("SET work_mem = '64MB'")
+            cursor.execute("SET jit = off")
+            cursor.close()
+            dbapi_connection.commit()
+
+    return engine
 
 
 def session_factory(url: str) -> sessionmaker[Session]:
