@@ -217,6 +217,10 @@ def load_books(session: Session, owners: Sequence[str]) -> dict[str, recognition
                 .where(StripeInvoicePayment.invoice_id.in_(chunk))):
             if status == "paid" and at is not None and paid_invoice in invoices:
                 invoices[paid_invoice]["payments"].append((_aware(at), int(amount or 0)))
+    for inv in invoices.values():
+        # Lines by id in code point order whatever the database's collation: the set-based path
+        # (store/revenue_fast.py) orders them the same way, and ties in a split go to the earlier.
+        inv["lines"].sort(key=lambda line: line.line_id)
     # Credit notes: a pre-payment note lowered what was paid already; only post-payment ones
     # give money back. Refunds behind a credit note are counted once, as the note.
     behind_notes: set[str] = set()
