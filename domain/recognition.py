@@ -506,6 +506,12 @@ def deferred_on(bookings: Iterable[Booking], day: date) -> int:
     return sum(b.net for b in bookings if b.at < cutoff and b.month > last)
 
 
+def schedules(books: Sequence[CustomerBooks], policy: Policy) -> list[list[Booking]]:
+    """`month_rows(recognise_customer(…))` of each customer's books: the ledger's whole work for
+    many customers in one call (a full rebuild runs it in a process of its own)."""
+    return [month_rows(recognise_customer(b, policy)) for b in books]
+
+
 def row_key(b: Booking) -> str:
     """What a schedule row is kept per: an invoice's lines together (its id), any other obligation
     (a plan, a charge, a credit) by its own key. Per line would be five rows per line at a million
@@ -527,3 +533,23 @@ def month_rows(bookings: Iterable[Booking]) -> list[Booking]:
             merged[k] = Booking(key, b.source_type, b.source_id, b.currency, b.month, max(old.at, b.at),
                                 old.gross + b.gross, old.net + b.net)
     return [b for b in merged.values() if b.gross or b.net]
+
+
+def main() -> None:
+    """`python -m domain.recognition POLICY`: pickled books on stdin, their schedules on stdout.
+    A full rebuild runs the ledger here, in a process of its own (store.revenue), while it writes
+    the plain invoices; only the project's own process writes the input."""
+    import pickle
+    import sys
+
+    # Run as a script this file is `__main__`; the books unpickle as `domain.recognition` classes,
+    # so that module's own functions (and isinstance checks) must do the work.
+    from domain import recognition
+
+    books = pickle.load(sys.stdin.buffer)  # noqa: S301 - written by store.revenue in the parent
+    pickle.dump(recognition.schedules(books, recognition.check_policy(sys.argv[1])), sys.stdout.buffer,
+                protocol=pickle.HIGHEST_PROTOCOL)
+
+
+if __name__ == "__main__":
+    main()

@@ -7,6 +7,10 @@ into their dataclasses and writes the results back.
 from __future__ import annotations
 
 import gc
+import os
+import pickle
+import subprocess
+import sys
 from collections import defaultdict
 from collections.abc import Iterable, Iterator, Sequence
 from concurrent.futures import ThreadPoolExecutor
@@ -15,6 +19,7 @@ from dataclasses import replace
 from datetime import UTC, date, datetime, timedelta
 from decimal import Decimal
 from fractions import Fraction
+from pathlib import Path
 from typing import Any, cast
 
 from sqlalchemy import Table, delete, func, select, text
@@ -378,21 +383,66 @@ def _recompute(session: Session, owners: list[str] | None, policy: recognition.P
     books: dict[str, recognition.CustomerBooks] = {}
     for chunk in _chunks(on_ledger):
         books.update(load_books(session, chunk))
-    # The ledger's Python runs on a thread while this one reads, computes (numpy) and writes the
-    # plain invoices, which mostly happens outside the GIL: two cores, both busy.
+    # The ledger runs beside the plain invoices' read, compute and write: on a thread for a few
+    # customers, in a process of its own for many (its Python would hold the GIL the other needs).
+    found = list(books.values())
+    apart = _LedgerApart.start(found, policy) if len(found) >= LEDGER_PROCESS_CUSTOMERS else None
     with ThreadPoolExecutor(max_workers=1, thread_name_prefix="revenue-ledger") as pool:
-        ledger_rows = pool.submit(_ledger_rows, books, policy, postgres)
+        schedules = pool.submit(apart.result if apart else recognition.schedules, *(() if apart else (found, policy)))
         fast = revenue_fast.rows(session, owners, ledger)
         written += _insert_schedule(session, fast.rows)
         if totals is not None:
             totals.merge(fast.totals)
-        rows = ledger_rows.result()
+        done = schedules.result()
+    rows = [_row(b, books_.customer_id, postgres) for books_, bookings in zip(found, done, strict=True)
+            for b in bookings]
     written += _insert_schedule(session, rows)
     if totals is not None:
         totals.add_rows(rows)
     # Customers the plain path found to need the ledger after all (a split payment, an invoice
     # without lines): their invoices were left out there.
     return written + _write_ledger(session, ledger_owners(session, fast.ledger), policy, totals)
+
+
+# From this many ledger customers a process of its own pays for itself (~0.2 s to start).
+LEDGER_PROCESS_CUSTOMERS = 1000
+
+
+class _LedgerApart:
+    """The ledger's Python in a process of its own (`python -m domain.recognition`), so it does not
+    hold the GIL the plain invoices' reads and writes need. A plain subprocess, not
+    multiprocessing: nothing of the caller's main module is imported again there."""
+
+    def __init__(self, process: subprocess.Popen[bytes] | None, found: list[recognition.CustomerBooks],
+                 policy: recognition.Policy) -> None:
+        self.process, self.found, self.policy = process, found, policy
+
+    @classmethod
+    def start(cls, found: list[recognition.CustomerBooks], policy: recognition.Policy) -> _LedgerApart:
+        root = str(Path(recognition.__file__).resolve().parent.parent)
+        env = {**os.environ, "PYTHONPATH": os.pathsep.join(p for p in (root, os.environ.get("PYTHONPATH")) if p)}
+        try:
+            process = subprocess.Popen([sys.executable, "-m", "domain.recognition", policy],  # noqa: S603
+                                       stdin=subprocess.PIPE, stdout=subprocess.PIPE, env=env)
+        except OSError:
+            process = None  # no process to be had: the work is done here instead
+        return cls(process, found, policy)
+
+    def result(self) -> list[list[recognition.Booking]]:
+        """The schedules (run on a thread: it waits on pipes, not on the GIL)."""
+        process = self.process
+        if process is not None and process.stdin is not None and process.stdout is not None:
+            try:
+                with process.stdin:
+                    process.stdin.write(pickle.dumps(self.found, protocol=pickle.HIGHEST_PROTOCOL))
+                out = process.stdout.read()
+            except OSError:
+                out = b""
+            process.stdout.close()
+            if process.wait() == 0 and out:
+                done: list[list[recognition.Booking]] = pickle.loads(out)  # noqa: S301 - our own child's output
+                return done
+        return recognition.schedules(self.found, self.policy)
 
 
 def _ledger_rows(books: dict[str, recognition.CustomerBooks], policy: recognition.Policy,

@@ -15,6 +15,8 @@ from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 from sqlalchemy import delete, func, insert, select, text
 
+from domain import recognition
+from store import revenue
 from store.db import unit_of_work
 from store.revenue import rebuild, rebuild_all
 from store.revenue_totals import RevenueCustomerDay, RevenueCustomerMonthTotal, RevenueMonthTotal
@@ -197,3 +199,22 @@ def test_the_set_based_rebuild_writes_what_the_ledger_writes(database_url: str, 
     with unit_of_work(database_url) as s:
         count = s.scalar(select(func.count()).select_from(RevenueScheduleEntry))
     assert count == len(incremental)
+
+
+def test_the_ledger_in_a_process_of_its_own_writes_the_same(database_url: str, monkeypatch: Any) -> None:
+    """From LEDGER_PROCESS_CUSTOMERS ledger customers on, the ledger runs in another process."""
+    monkeypatch.setattr(revenue, "LEDGER_PROCESS_CUSTOMERS", 1)
+
+    def not_here(*_: Any) -> None:
+        raise AssertionError("the ledger ran in this process, not in its own")
+
+    for seed in (11, 12, 13):
+        _fill(database_url, _warehouse(random.Random(seed)))
+        with unit_of_work(database_url) as s:
+            rebuild_all(s, set_based=False)
+        reference = _schedule(database_url)
+        with unit_of_work(database_url) as s, monkeypatch.context() as patched:
+            patched.setattr(recognition, "schedules", not_here)
+            rebuild_all(s)
+        assert _schedule(database_url) == reference
+        _assert_totals_match(database_url)
