@@ -619,8 +619,16 @@ def upsert(session: Session, model: type[StripeObject], rows: Iterable[Mapping[s
     else:
         stmt = stmt.on_conflict_do_update(index_elements=["id"], set_=updates)
     session.execute(stmt, filled)
-    touch(session)
+    # One bump of the warehouse version per transaction is enough for the caches keyed on it; a
+    # page of invoices upserts three tables, and a sync commits a thousand pages.
+    transaction = session.get_transaction()
+    if transaction is None or session.info.get(_TOUCHED_IN) is not transaction:
+        touch(session)
+        session.info[_TOUCHED_IN] = transaction
     return len(filled)
+
+
+_TOUCHED_IN = "warehouse_version_bumped_in"  # session.info key: the transaction upsert last bumped it in
 
 
 WAREHOUSE_VERSION = "warehouse_version"
