@@ -356,13 +356,16 @@ def recompute_customers(session: Session, customer_ids: Iterable[str], policy: s
         _lock_customers(session, chunk)
     # Every customer lock first, then the totals' (one order for every rebuild: no deadlock).
     revenue_totals.lock(session)
+    members = list(owners)
     for chunk in _chunks(owners):
-        members = list(chunk) + list(session.scalars(select(StripeCustomer.id).where(
-            StripeCustomer.ledger_customer_id.in_(list(chunk)))))
-        revenue_totals.change_customers(session, members, -1)
-        session.execute(delete(RevenueScheduleEntry).where(RevenueScheduleEntry.customer_id.in_(members)))
-    written = _recompute(session, owners, checked, set_based)
-    revenue_totals.change_customers(session, owners, 1)
+        members += session.scalars(select(StripeCustomer.id).where(StripeCustomer.ledger_customer_id.in_(chunk)))
+    # Their totals before and after, so only what changed is written to the shared totals.
+    old = revenue_totals.contributions(session, members)
+    for chunk in _chunks(members):
+        session.execute(delete(RevenueScheduleEntry).where(RevenueScheduleEntry.customer_id.in_(chunk)))
+    new = revenue_totals.Totals()
+    written = _recompute(session, owners, checked, set_based, new)
+    revenue_totals.replace_customers(session, members, old, new)
     touch(session)
     return written
 

@@ -7,10 +7,11 @@
 - `revenue_customer_days`: per customer, day booked and currency — the persons and groups views
   (their "last 30 days").
 
-They are kept in step inside the rebuild that writes the schedule, in its transaction: the rows of
-the customers being rebuilt are subtracted before their schedule rows are deleted and the new ones
-added after (`INSERT … ON CONFLICT DO UPDATE`, on SQLite and PostgreSQL); a full rebuild sums the
-schedule again. So the first request after a sync reads totals that are already right.
+They are kept in step inside the rebuild that writes the schedule, in its transaction: what the
+rebuilt customers' rows added before is read, what their new rows add is gathered while they are
+written, and only the difference is written (`INSERT … ON CONFLICT DO UPDATE`, on SQLite and
+PostgreSQL); a full rebuild writes them all while it writes the schedule. So the first request
+after a sync reads totals that are already right.
 """
 
 from __future__ import annotations
@@ -116,23 +117,78 @@ def _in(name: str, values: Sequence[str]) -> tuple[str, dict[str, object]]:
     return f"({marks})", {f"{name}{i}": v for i, v in enumerate(values)}
 
 
-def change_customers(session: Session, customer_ids: Sequence[str], sign: int) -> None:
-    """Take these customers' schedule rows out of the totals (-1, before deleting them) or put
-    them in (1, after writing them)."""
+def contributions(session: Session, customer_ids: Sequence[str]) -> Totals:
+    """What these customers' schedule rows add to each total now (read before they are replaced)."""
+    out = Totals()
+    day = _booked_on(session)
     for i in range(0, len(customer_ids), CHUNK):
         marks, params = _in("c", customer_ids[i:i + CHUNK])
-        _apply(session, f"customer_id IN {marks}", params, sign)
-        if sign > 0:
-            # Totals that came to nothing (revenue that left a month) are not kept.
-            for table in ("revenue_customer_month_totals", "revenue_customer_days"):
-                session.execute(text(f"DELETE FROM {table} WHERE gross = 0 AND net = 0 "  # noqa: S608
-                                     f"AND customer_id IN {marks}"), params)
-    if sign > 0:
-        _drop_empty(session)
+        where = f"paid_at IS NOT NULL AND customer_id IN {marks}"
+        for row in session.execute(text(
+                f"SELECT month, {day}, currency, source_type, SUM(gross), SUM(net) FROM revenue_schedule "  # noqa: S608
+                f"WHERE {where} GROUP BY 1, 2, 3, 4"), params):
+            out.add_month((str(row[0]), str(row[1]), row[2], row[3]), int(row[4]), int(row[5]))
+        out.customer_months.extend(
+            (r[0], str(r[1]), r[2], int(r[3]), int(r[4])) for r in session.execute(text(
+                f"SELECT customer_id, month, currency, SUM(gross), SUM(net) FROM revenue_schedule "  # noqa: S608
+                f"WHERE {where} GROUP BY 1, 2, 3"), params))
+        out.customer_days.extend(
+            (r[0], str(r[1]), r[2], int(r[3]), int(r[4]), int(r[5])) for r in session.execute(text(
+                f"SELECT customer_id, {day}, currency, MAX(currency_unit), SUM(gross), SUM(net) "  # noqa: S608
+                f"FROM revenue_schedule WHERE {where} GROUP BY 1, 2, 3"), params))
+    return out
+
+
+def replace_customers(session: Session, customer_ids: Sequence[str], old: Totals, new: Totals) -> None:
+    """These customers' totals go from `old` to `new`: only what changed is written (a payment
+    that moved one month touches that month's rows, not every month the customer ever paid in)."""
+    changed: dict[str, list[tuple[Any, ...]]] = {}
+    for name, key_size, before, after in (
+            ("revenue_month_totals", 4, [(*k, g, n) for k, (g, n) in old.months.items()],
+             [(*k, g, n) for k, (g, n) in new.months.items()]),
+            ("revenue_customer_month_totals", 3, old.customer_months, new.customer_months),
+            ("revenue_customer_days", 4, old.customer_days, new.customer_days)):
+        delta: dict[tuple[Any, ...], list[int]] = defaultdict(lambda: [0, 0])
+        for sign, rows in ((-1, before), (1, after)):
+            for row in rows:
+                found = delta[tuple(row[:key_size])]
+                found[0] += sign * row[-2]
+                found[1] += sign * row[-1]
+        # Sorted: rows are locked in one order by everyone.
+        changed[name] = sorted((*k, g, n) for k, (g, n) in delta.items() if g or n)
+    _upsert(session, "revenue_month_totals", ("month", "booked_on", "currency", "source_type"), (),
+            changed["revenue_month_totals"])
+    _upsert(session, "revenue_customer_month_totals", ("customer_id", "month", "currency"), (),
+            changed["revenue_customer_month_totals"])
+    _upsert(session, "revenue_customer_days", ("customer_id", "booked_on", "currency"), ("currency_unit",),
+            changed["revenue_customer_days"])
+    for i in range(0, len(customer_ids), CHUNK):
+        marks, params = _in("c", customer_ids[i:i + CHUNK])
+        # Totals that came to nothing (revenue that left a month) are not kept.
+        for table in ("revenue_customer_month_totals", "revenue_customer_days"):
+            session.execute(text(f"DELETE FROM {table} WHERE gross = 0 AND net = 0 "  # noqa: S608
+                                 f"AND customer_id IN {marks}"), params)
+    _drop_empty(session)
+
+
+def _upsert(session: Session, table: str, keys: tuple[str, ...], extra: tuple[str, ...],
+            rows: list[tuple[Any, ...]]) -> None:
+    """Add (gross, net) deltas into `table` by key (the rows: key, extra columns, gross, net)."""
+    if not rows:
+        return
+    columns = (*keys, *extra, "gross", "net")
+    marks = ", ".join(f":v{i}" for i in range(len(columns)))
+    names = ", ".join(columns)
+    extra_set = "".join(f", {c} = excluded.{c}" for c in extra)
+    session.execute(text(
+        f"INSERT INTO {table} ({names}) VALUES ({marks}) ON CONFLICT ({', '.join(keys)}) "  # noqa: S608
+        f"DO UPDATE SET gross = {table}.gross + excluded.gross, net = {table}.net + excluded.net{extra_set}"),
+        [{f"v{i}": v for i, v in enumerate(row)} for row in rows])
 
 
 def change_customerless_charges(session: Session, charge_ids: Sequence[str], sign: int) -> None:
-    """The same for one-off charges without a customer (their rows are kept per charge)."""
+    """Take one-off charges without a customer out of the totals (-1, before deleting their rows) or
+    put them in (1, after writing them); their rows are kept per charge."""
     lock(session)
     for i in range(0, len(charge_ids), CHUNK):
         marks, params = _in("s", charge_ids[i:i + CHUNK])
