@@ -7,8 +7,8 @@ of one type are paged in parallel. Every page is written together with its windo
 transaction (revenue_sync_checkpoints): a crash resumes each window after the last page it wrote,
 with no gap and no duplicate. All requests share one token bucket (`STRIPE_SYNC_RATE` per second,
 no burst) and a 429 pauses every worker for its Retry-After. Pages are read as raw JSON (see
-`_get_json`); customers' balance transactions, one request per customer, are read by threads of
-their own while the listing goes on.
+`_get_json`); customers' balance transactions, one request per customer, are read in batches by
+the same workers while the listing goes on.
 
 Incremental sync: `/v1/events` since the cursor, applied oldest first, so changes to existing
 objects arrive (a cancelled subscription, an invoice paid, a deleted customer). Invoices and
@@ -24,7 +24,6 @@ import logging
 import threading
 import time
 from collections.abc import Callable, Iterable, Iterator
-from concurrent.futures import Future, ThreadPoolExecutor
 from contextlib import contextmanager
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
@@ -452,41 +451,6 @@ def _balance_batch(settings: Settings, customers: list[str], call: _Caller, clie
     return len(rows)
 
 
-class _BalanceReader:
-    """Reads customers' balance transactions on threads of its own, in batches, as soon as a
-    listed page names a customer that has some, so these one-request-per-customer reads overlap
-    the listing instead of following it one at a time."""
-
-    def __init__(self, settings: Settings, call: _Caller, client: stripe.StripeClient, threads: int) -> None:
-        self.settings, self.call, self.client = settings, call, client
-        self.pool = ThreadPoolExecutor(max_workers=max(1, threads), thread_name_prefix="revenue-sync-balance")
-        self.submitted: set[str] = set()
-        self.pending: list[str] = []
-        self.futures: list[Future[int]] = []
-        self.lock = threading.Lock()
-
-    def add(self, customers: Iterable[str], *, flush: bool = False) -> None:
-        with self.lock:
-            new = sorted(set(customers) - self.submitted)
-            self.submitted.update(new)
-            self.pending.extend(new)
-            while len(self.pending) >= BALANCE_CUSTOMERS_PER_BATCH or (flush and self.pending):
-                batch = self.pending[:BALANCE_CUSTOMERS_PER_BATCH]
-                del self.pending[:BALANCE_CUSTOMERS_PER_BATCH]
-                self.futures.append(self.pool.submit(_balance_batch, self.settings, batch, self.call, self.client))
-
-    def finish(self, customers: Iterable[str] = ()) -> int:
-        """Read the rest (and `customers`), wait for every batch; the objects stored."""
-        try:
-            self.add(customers, flush=True)
-            return sum(f.result() for f in list(self.futures))
-        finally:
-            self.abandon()
-
-    def abandon(self) -> None:
-        self.pool.shutdown(wait=True, cancel_futures=True)
-
-
 def _sync_balance_transactions(settings: Settings, customer_ids: set[str], call: _Caller,
                                client: stripe.StripeClient, session: Session | None = None) -> int:
     """Customer balance transactions have no global list: read them per customer that has some
@@ -525,17 +489,23 @@ def _rebuild(settings: Settings, dirty: Dirty | None, session: Session | None = 
 
 # --- full sync ---------------------------------------------------------------------------------
 
+Task = int | Callable[[], None]  # a window's checkpoint id, or other work (a batch of balance reads)
+
+
 class _Windows:
-    """The work queue of a full run: checkpoint ids waiting for a worker, and who is idle."""
+    """The work queue of a full run: checkpoint ids (and other tasks) waiting for a worker, and
+    who is idle."""
 
     def __init__(self, pending: list[int], workers: int) -> None:
-        self.pending = list(pending)
+        # Taken from the end: the first window (customers, whose pages queue the balance reads,
+        # one request per customer) is taken first.
+        self.pending: list[Task] = list(reversed(pending))
         self.workers = workers
         self.busy = 0
         self.cond = threading.Condition()
         self.failed: BaseException | None = None
 
-    def take(self) -> int | None:
+    def take(self) -> Task | None:
         with self.cond:
             while not self.pending and self.busy and self.failed is None:
                 self.cond.wait()
@@ -554,9 +524,9 @@ class _Windows:
         with self.cond:
             return not self.pending and self.busy < self.workers
 
-    def add(self, checkpoint_id: int) -> None:
+    def add(self, task: Task) -> None:
         with self.cond:
-            self.pending.append(checkpoint_id)
+            self.pending.append(task)
             self.cond.notify_all()
 
     def fail(self, exc: BaseException) -> None:
@@ -649,11 +619,33 @@ def _full_sync(settings: Settings, *, rate: float | None, workers: int, progress
                                                   created_lt=2**62))
         run_id, events_from = run.id, run.upper_bound
         pending = list(session.scalars(select(RevenueSyncCheckpoint.id).where(
-            RevenueSyncCheckpoint.run_id == run_id, RevenueSyncCheckpoint.done.is_(False))))
+            RevenueSyncCheckpoint.run_id == run_id, RevenueSyncCheckpoint.done.is_(False))
+            .order_by(RevenueSyncCheckpoint.id)))
         run_started = run.started_at
 
     windows = _Windows(pending, workers)
-    balances = _BalanceReader(settings, call, client, max(1, workers // 2))
+    # Customers' balance transactions (one request per customer) are read in batches by the same
+    # workers, queued as soon as a listed page names a customer that has some: they overlap the
+    # listing, and whoever runs out of windows reads balances rather than waiting.
+    balance_queued: set[str] = set()
+    balance_waiting: list[str] = []
+
+    def read_balances(customers: list[str]) -> None:
+        stored = _balance_batch(settings, customers, call, client)
+        with lock:
+            state.objects += stored
+
+    def queue_balances(customers: Iterable[str], *, flush: bool = False) -> None:
+        with lock:
+            new = sorted(set(customers) - balance_queued)
+            balance_queued.update(new)
+            balance_waiting.extend(new)
+            batches = []
+            while len(balance_waiting) >= BALANCE_CUSTOMERS_PER_BATCH or (flush and balance_waiting):
+                batches.append(balance_waiting[:BALANCE_CUSTOMERS_PER_BATCH])
+                del balance_waiting[:BALANCE_CUSTOMERS_PER_BATCH]
+        for batch in batches:
+            windows.add(partial(read_balances, batch))
 
     def report() -> None:
         if progress is not None:
@@ -705,7 +697,7 @@ def _full_sync(settings: Settings, *, rate: float | None, workers: int, progress
                 state.last_page = time.monotonic()
             if new_window is not None:
                 windows.add(new_window)
-            balances.add(dirty.balance_customers)
+            queue_balances(dirty.balance_customers)
             if on_page is not None:
                 on_page(kind, len(page.objects))
             report()
@@ -714,35 +706,41 @@ def _full_sync(settings: Settings, *, rate: float | None, workers: int, progress
 
     def worker() -> None:
         while True:
-            checkpoint_id = windows.take()
-            if checkpoint_id is None:
+            task = windows.take()
+            if task is None:
                 return
             try:
-                page_window(checkpoint_id)
+                if isinstance(task, int):
+                    page_window(task)
+                else:
+                    task()
             except BaseException as exc:  # noqa: BLE001 - handed to the caller below
                 windows.fail(exc)
             finally:
                 windows.done()
 
-    threads = [threading.Thread(target=worker, name=f"revenue-sync-{i}", daemon=True) for i in range(workers)]
-    for t in threads:
-        t.start()
-    for t in threads:
-        t.join()
-    if windows.failed is not None:
-        balances.abandon()
-        with unit_of_work(settings.database_url) as session:
-            failed_run = session.get(RevenueSyncRun, run_id)
-            if failed_run is not None:
-                failed_run.error = str(windows.failed)
-        raise windows.failed
+    def run_workers() -> None:
+        threads = [threading.Thread(target=worker, name=f"revenue-sync-{i}", daemon=True) for i in range(workers)]
+        for t in threads:
+            t.start()
+        for t in threads:
+            t.join()
+        if windows.failed is not None:
+            with unit_of_work(settings.database_url) as session:
+                failed_run = session.get(RevenueSyncRun, run_id)
+                if failed_run is not None:
+                    failed_run.error = str(windows.failed)
+            raise windows.failed
 
-    # Customers with a balance listed in an earlier attempt of a resumed run are read now.
+    run_workers()
+    # The last customers named, and those with a balance listed in an earlier attempt of a
+    # resumed run (every listed one was queued already).
     with unit_of_work(settings.database_url) as session:
         with_balance = set(session.scalars(
             select(StripeCustomer.id).where(StripeCustomer.deleted_at.is_(None),
                                             StripeCustomer.raw["balance"].as_integer() != 0)))
-    state.objects += balances.finish(with_balance)
+    queue_balances(with_balance, flush=True)
+    run_workers()
 
     with unit_of_work(settings.database_url) as session:
         # Whatever a complete listing did not return is gone from Stripe (deleted customers,
