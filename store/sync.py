@@ -23,6 +23,7 @@ import json
 import logging
 import threading
 import time
+from collections import deque
 from collections.abc import Callable, Iterable, Iterator
 from contextlib import contextmanager
 from dataclasses import dataclass, field
@@ -493,13 +494,15 @@ Task = int | Callable[[], None]  # a window's checkpoint id, or other work (a ba
 
 
 class _Windows:
-    """The work queue of a full run: checkpoint ids (and other tasks) waiting for a worker, and
-    who is idle."""
+    """The work queue of a full run: windows (checkpoint ids) and other tasks (batches of balance
+    reads) waiting for a worker, and who is idle. Windows go first, so every object type is being
+    listed early (and a long one can be split when a worker is idle); tasks fill the gaps."""
 
     def __init__(self, pending: list[int], workers: int) -> None:
         # Taken from the end: the first window (customers, whose pages queue the balance reads,
         # one request per customer) is taken first.
-        self.pending: list[Task] = list(reversed(pending))
+        self.windows: list[int] = list(reversed(pending))
+        self.tasks: deque[Callable[[], None]] = deque()
         self.workers = workers
         self.busy = 0
         self.cond = threading.Condition()
@@ -507,13 +510,13 @@ class _Windows:
 
     def take(self) -> Task | None:
         with self.cond:
-            while not self.pending and self.busy and self.failed is None:
+            while not self.windows and not self.tasks and self.busy and self.failed is None:
                 self.cond.wait()
-            if not self.pending or self.failed is not None:
+            if (not self.windows and not self.tasks) or self.failed is not None:
                 self.cond.notify_all()
                 return None
             self.busy += 1
-            return self.pending.pop()
+            return self.windows.pop() if self.windows else self.tasks.popleft()
 
     def done(self) -> None:
         with self.cond:
@@ -522,11 +525,14 @@ class _Windows:
 
     def someone_idle(self) -> bool:
         with self.cond:
-            return not self.pending and self.busy < self.workers
+            return not self.windows and not self.tasks and self.busy < self.workers
 
     def add(self, task: Task) -> None:
         with self.cond:
-            self.pending.append(task)
+            if isinstance(task, int):
+                self.windows.append(task)
+            else:
+                self.tasks.append(task)
             self.cond.notify_all()
 
     def fail(self, exc: BaseException) -> None:
