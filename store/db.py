@@ -2,10 +2,11 @@
 
 from __future__ import annotations
 
-from collections.abc import Iterator
+from collections.abc import Iterator, Sequence
 from contextlib import contextmanager
 from functools import lru_cache
 from pathlib import Path
+from typing import Any
 
 from sqlalchemy import Engine, create_engine, event
 from sqlalchemy.orm import Session, sessionmaker
@@ -56,3 +57,23 @@ def unit_of_work(url: str) -> Iterator[Session]:
     """A session inside one transaction: committed on success, rolled back on error."""
     with session_factory(url)() as session, session.begin():
         yield session
+
+
+def bulk_insert(session: Session, table: str, columns: Sequence[str], rows: Sequence[Sequence[Any]]) -> int:
+    """Append `rows` (values in `columns` order, dates as ISO text) to `table` in `session`'s
+    transaction, the fastest way each database takes them: COPY on PostgreSQL, one prepared
+    statement executed for every row on SQLite. For derived tables written by the million."""
+    if not rows:
+        return 0
+    connection = session.connection()
+    names = ", ".join(columns)
+    if connection.dialect.name == "postgresql":
+        raw = connection.connection.driver_connection
+        with raw.cursor() as cursor, cursor.copy(f"COPY {table} ({names}) FROM STDIN") as copy:  # type: ignore[union-attr]
+            for row in rows:
+                copy.write_row(row)
+        return len(rows)
+    marks = ", ".join("?" for _ in columns)
+    connection.exec_driver_sql(f"INSERT INTO {table} ({names}) VALUES ({marks})",  # noqa: S608
+                               rows if isinstance(rows, list) else list(rows))
+    return len(rows)

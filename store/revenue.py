@@ -28,6 +28,7 @@ from sqlalchemy.orm import Session
 from domain import mrr, persons, recognition
 from domain.calendar import next_month_start
 from store import mrr_aggregates, revenue_fast, revenue_totals
+from store.db import bulk_insert
 from store.revenue_totals import RevenueCustomerMonthTotal, RevenueMonthTotal
 from store.warehouse import (
     ExchangeRate,
@@ -492,21 +493,8 @@ _SCHEDULE_COLUMNS = ("source_type", "source_id", "line_id", "customer_id", "mont
 
 
 def _insert_schedule(session: Session, rows: list[tuple[Any, ...]]) -> int:
-    """Append schedule rows in their insert form (`_SCHEDULE_COLUMNS`, dates as text), in bulk: COPY
-    on PostgreSQL, one prepared statement on SQLite."""
-    if not rows:
-        return 0
-    connection = session.connection()
-    columns = ", ".join(_SCHEDULE_COLUMNS)
-    if connection.dialect.name == "postgresql":
-        raw = connection.connection.driver_connection
-        with raw.cursor() as cursor, cursor.copy(f"COPY revenue_schedule ({columns}) FROM STDIN") as copy:  # type: ignore[union-attr]
-            for row in rows:
-                copy.write_row(row)
-        return len(rows)
-    marks = ", ".join("?" for _ in _SCHEDULE_COLUMNS)
-    connection.exec_driver_sql(f"INSERT INTO revenue_schedule ({columns}) VALUES ({marks})", rows)  # noqa: S608
-    return len(rows)
+    """Append schedule rows in their insert form (`_SCHEDULE_COLUMNS`, dates as text), in bulk."""
+    return bulk_insert(session, "revenue_schedule", _SCHEDULE_COLUMNS, rows)
 
 
 def recompute_charges(session: Session, charge_ids: Iterable[str], policy: str = "consumption") -> int:

@@ -25,6 +25,7 @@ from typing import Any
 from sqlalchemy import BigInteger, Date, Index, Integer, PrimaryKeyConstraint, String, text
 from sqlalchemy.orm import Mapped, Session, mapped_column
 
+from store.db import bulk_insert
 from store.models import Base
 
 CHUNK = 500
@@ -254,24 +255,9 @@ class Totals:
     def write(self, session: Session) -> None:
         """Into empty tables."""
         months = [(*k, g, n) for k, (g, n) in self.months.items() if g or n]
-        _bulk(session, "revenue_month_totals", ("month", "booked_on", "currency", "source_type", "gross", "net"),
+        bulk_insert(session, "revenue_month_totals", ("month", "booked_on", "currency", "source_type", "gross", "net"),
               months)
-        _bulk(session, "revenue_customer_month_totals", ("customer_id", "month", "currency", "gross", "net"),
+        bulk_insert(session, "revenue_customer_month_totals", ("customer_id", "month", "currency", "gross", "net"),
               sorted(self.customer_months, key=lambda r: (r[1], r[2], r[0])))  # the table's key order
-        _bulk(session, "revenue_customer_days",
+        bulk_insert(session, "revenue_customer_days",
               ("customer_id", "booked_on", "currency", "currency_unit", "gross", "net"), sorted(self.customer_days))
-
-
-def _bulk(session: Session, table: str, columns: tuple[str, ...], rows: list[tuple[Any, ...]]) -> None:
-    if not rows:
-        return
-    connection = session.connection()
-    names = ", ".join(columns)
-    if connection.dialect.name == "postgresql":
-        raw = connection.connection.driver_connection
-        with raw.cursor() as cursor, cursor.copy(f"COPY {table} ({names}) FROM STDIN") as copy:  # type: ignore[union-attr]
-            for row in rows:
-                copy.write_row(row)
-        return
-    marks = ", ".join("?" for _ in columns)
-    connection.exec_driver_sql(f"INSERT INTO {table} ({names}) VALUES ({marks})", rows)  # noqa: S608
