@@ -20,9 +20,9 @@ from datetime import UTC, date, datetime, timedelta
 from decimal import Decimal
 from fractions import Fraction
 from pathlib import Path
-from typing import Any, cast
+from typing import Any
 
-from sqlalchemy import Table, delete, func, select, text
+from sqlalchemy import delete, func, select, text
 from sqlalchemy.orm import Session
 
 from domain import mrr, persons, recognition
@@ -54,10 +54,6 @@ from store.warehouse import (
 )
 
 CHUNK = 500
-# Core, not ORM, inserts: the schedule is written in bulk and needs no identity map.
-SCHEDULE = cast(Table, RevenueScheduleEntry.__table__)
-
-
 _unit = revenue_fast.unit
 
 
