@@ -941,16 +941,19 @@ def top_customers_in(session: Session, start: date, end: date, currency: str,
     foreign = [(str(c), cur, m, int(g), int(n)) for c, cur, m, g, n in session.execute(
         select(T.customer_id, T.currency, T.month, T.gross, T.net).where(*in_range, T.currency != currency))]
     others = sorted({row[0] for row in foreign})
-    own: dict[str, tuple[int, int]] = {}
+    # Ranked by net alone (one sum over the range, not two); the candidates' gross and net then
+    # come from the schedule by its key (customer first), a few rows each.
     net = func.sum(T.net)
-    for c, g, n in session.execute(select(T.customer_id, func.sum(T.gross), net)
-                                   .where(*in_range, T.currency == currency).group_by(T.customer_id)
-                                   .order_by(net.desc(), T.customer_id).limit(limit + len(others))):
-        own[str(c)] = (int(g), int(n))
-    for chunk in _chunks(others):
-        for c, g, n in session.execute(select(T.customer_id, func.sum(T.gross), net)
-                                       .where(*in_range, T.currency == currency, T.customer_id.in_(chunk))
-                                       .group_by(T.customer_id)):
+    ranked = [str(c) for c in session.scalars(select(T.customer_id).where(*in_range, T.currency == currency)
+                                               .group_by(T.customer_id).order_by(net.desc(), T.customer_id)
+                                               .limit(limit + len(others)))]
+    own: dict[str, tuple[int, int]] = {}
+    E = RevenueScheduleEntry  # noqa: N806
+    for chunk in _chunks(sorted(set(ranked) | set(others))):
+        for c, g, n in session.execute(select(E.customer_id, func.sum(E.gross), func.sum(E.net))
+                                       .where(E.customer_id.in_(chunk), E.currency == currency,
+                                              E.month >= start.replace(day=1), E.month <= end)
+                                       .group_by(E.customer_id)):
             own[str(c)] = (int(g), int(n))
     return own, foreign
 
