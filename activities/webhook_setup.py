@@ -32,8 +32,8 @@ log = logging.getLogger(__name__)
 WEBHOOK_PATH = "/webhooks/stripe"
 
 # Every event type the server acts on, in one place: the plan workflows' payment gate and
-# money-back checks (web/stripe_webhooks.py) and the revenue warehouse's objects (activities/
-# stripe_sync.py), whose changes to existing objects only events can tell. There is no
+# money-back checks (web/stripe_webhooks.py) and the revenue warehouse's objects (store/sync.py),
+# whose changes to existing objects only events can tell. There is no
 # `customer_balance_transaction.*` event: balance changes arrive as `customer.updated`.
 WEBHOOK_EVENTS: tuple[str, ...] = (
     # the payment gate and money taken back after a payment

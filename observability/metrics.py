@@ -241,7 +241,7 @@ class MeteredRequestsClient(stripe.RequestsClient):
     """The SDK's default HTTP client, counting and timing each attempt (so a 429 the SDK retries is
     still counted), and putting Stripe's `Request-Id` on the log records that follow.
 
-    `purpose="revenue_sync"` also counts the list pages and objects the sync reads."""
+    The sync's pages and objects are counted by the sync itself (`count_sync_page`)."""
 
     def __init__(self, purpose: str = "plans", **kwargs: Any) -> None:
         super().__init__(**kwargs)
@@ -271,26 +271,23 @@ class MeteredRequestsClient(stripe.RequestsClient):
         else:
             log.debug("Stripe %s %s answered %d in %.0f ms (request %s).", verb, endpoint, status,
                       seconds * 1000, request_id)
-        if self.purpose == "revenue_sync" and verb == "GET" and status == 200:
-            self._count_page(endpoint, body)
         return body, status, response_headers
 
-    @staticmethod
-    def _count_page(endpoint: str, body: bytes) -> None:
-        global _newest_event_seen
-        try:
-            page = json.loads(body)
-        except ValueError:
-            return
-        if not isinstance(page, dict) or page.get("object") != "list":
-            return
-        data = page.get("data") or []
-        SYNC_PAGES.inc(endpoint=endpoint)
-        SYNC_OBJECTS.inc(len(data), endpoint=endpoint)
-        if endpoint == "/v1/events" and data:
-            newest = max(int(e.get("created") or 0) for e in data)
-            with _newest_event_lock:
-                _newest_event_seen = max(_newest_event_seen, newest)
+
+def count_sync_page(path: str, page: Mapping[str, Any]) -> None:
+    """A list page the revenue sync read (parsed once, by the sync: counting it here used to parse
+    every page a second time): pages and objects per endpoint, and the newest event seen."""
+    global _newest_event_seen
+    if page.get("object") != "list":
+        return
+    endpoint = stripe_endpoint(path)
+    data = page.get("data") or []
+    SYNC_PAGES.inc(endpoint=endpoint)
+    SYNC_OBJECTS.inc(len(data), endpoint=endpoint)
+    if endpoint == "/v1/events" and data:
+        newest = max(int(e.get("created") or 0) for e in data)
+        with _newest_event_lock:
+            _newest_event_seen = max(_newest_event_seen, newest)
 
 
 # --- webhook deliveries --------------------------------------------------------------------------

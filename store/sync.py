@@ -37,7 +37,7 @@ from sqlalchemy import select, update
 from sqlalchemy.orm import Session
 
 from activities import stripe_api
-from observability.metrics import observe_revenue_sync
+from observability.metrics import count_sync_page, observe_revenue_sync
 from settings import Settings
 from store import revenue as revenue_store
 from store.db import unit_of_work
@@ -236,6 +236,7 @@ def _get_json(client: stripe.StripeClient, path: str, params: dict[str, Any]) ->
                               http_status=status) from exc
     if not isinstance(page, dict):
         raise stripe.APIError(f"Stripe answered GET {path} with JSON that is not an object.", http_status=status)
+    count_sync_page(path, page)
     return page
 
 
