@@ -377,18 +377,23 @@ def _recompute(session: Session, owners: list[str] | None, policy: recognition.P
         on_ledger = owners if owners is not None else ledger_owners(session, _customers_with_money(session))
         return _write_ledger(session, on_ledger, policy, totals)
     ledger = revenue_fast.ledger_customers(session, owners)
-    on_ledger = ledger_owners(session, ledger if owners is None else ledger & set(owners))
-    if owners is not None:
-        on_ledger = [o for o in on_ledger if o in set(owners)]
+    wanted = None if owners is None else set(owners)
+    on_ledger = ledger_owners(session, ledger if wanted is None else ledger & wanted)
+    if wanted is not None:
+        on_ledger = [o for o in on_ledger if o in wanted]
     books: dict[str, recognition.CustomerBooks] = {}
     for chunk in _chunks(on_ledger):
         books.update(load_books(session, chunk))
     # The ledger runs beside the plain invoices' read, compute and write: on a thread for a few
     # customers, in a process of its own for many (its Python would hold the GIL the other needs).
     found = list(books.values())
-    apart = _LedgerApart.start(found, policy) if len(found) >= LEDGER_PROCESS_CUSTOMERS else None
+    if len(found) >= LEDGER_PROCESS_CUSTOMERS:
+        work = _LedgerApart.start(found, policy).result
+    else:
+        def work() -> list[list[recognition.Booking]]:
+            return recognition.schedules(found, policy)
     with ThreadPoolExecutor(max_workers=1, thread_name_prefix="revenue-ledger") as pool:
-        schedules = pool.submit(apart.result if apart else recognition.schedules, *(() if apart else (found, policy)))
+        schedules = pool.submit(work)
         fast = revenue_fast.rows(session, owners, ledger)
         written += _insert_schedule(session, fast.rows)
         if totals is not None:
