@@ -605,11 +605,13 @@ def resolve_customers(session: Session, customer_ids: Iterable[str]) -> int:
         children: dict[str, list[persons.Child]] = defaultdict(list)
         for kind, model in (("subscription", StripeSubscription), ("charge", StripeCharge),
                             ("invoice", StripeInvoice)):
-            for cid, oid, raw in session.execute(select(model.customer_id, model.id, model.raw)
-                                                 .where(model.customer_id.in_(chunk))):
-                metadata = (raw or {}).get("metadata") or {}
-                if metadata:
-                    children[cid].append(persons.Child(kind, oid, int((raw or {}).get("created") or 0), metadata))
+            # Only the metadata and `created` of each object's JSON (an invoice's is mostly lines):
+            # the database extracts them instead of Python parsing every whole object.
+            for cid, oid, metadata, created in session.execute(
+                    select(model.customer_id, model.id, model.raw["metadata"], model.raw["created"].as_integer())
+                    .where(model.customer_id.in_(chunk))):
+                if isinstance(metadata, dict) and metadata:
+                    children[cid].append(persons.Child(kind, oid, int(created or 0), metadata))
         for customer in customers:
             metadata = (customer.raw or {}).get("metadata") or {}
             person = persons.resolve_person(metadata, children.get(customer.id, []))
