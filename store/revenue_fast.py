@@ -262,9 +262,11 @@ def _totals(got: batch.Schedule, invs: list[list[Any]], paid_day: npt.NDArray[np
     for month_, day_, currency, amount in zip(month_names[m].tolist(), day_names[d].tolist(),
                                               currency_names[c].tolist(), sums.tolist(), strict=True):
         out.add_month((month_, day_, currency, "invoice"), amount, amount)
-    keys, sums = _grouped((cust * m_span + (month - m_low)) * n_cur + cur, got.amount)
-    rest, c = np.divmod(keys, n_cur)
-    who, m = np.divmod(rest, m_span)
+    # In the table's key order (month, currency, customer): written as they come, no sort after.
+    n_cust = np.int64(len(customers))
+    keys, sums = _grouped(((month - m_low) * n_cur + cur) * n_cust + cust, got.amount)
+    rest, who = np.divmod(keys, n_cust)
+    m, c = np.divmod(rest, n_cur)
     amounts = sums.tolist()
     out.customer_months.extend(zip(customer_names[who].tolist(), month_names[m].tolist(), currency_names[c].tolist(),
                                    amounts, amounts, strict=True))
