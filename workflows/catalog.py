@@ -255,28 +255,10 @@ WORKFLOWS: list[type] = [CatalogCheckWorkflow, StartupPlanWorkflow, FreeTrialWor
 async def ensure_catalog_check_schedule(client: object, task_queue: str, *,
                                         every: timedelta = timedelta(hours=6)) -> str:
     """Create the `catalog-check` schedule unless it exists (idempotent)."""
-    from temporalio.client import (
-        Client,
-        Schedule,
-        ScheduleActionStartWorkflow,
-        ScheduleAlreadyRunningError,
-        ScheduleIntervalSpec,
-        ScheduleOverlapPolicy,
-        SchedulePolicy,
-        ScheduleSpec,
-    )
+    from temporal_client import ensure_interval_schedule
 
-    assert isinstance(client, Client)
-    schedule = Schedule(
-        action=ScheduleActionStartWorkflow(CatalogCheckWorkflow.run, id=CHECK_WORKFLOW_ID, task_queue=task_queue),
-        spec=ScheduleSpec(intervals=[ScheduleIntervalSpec(every=every)]),
-        policy=SchedulePolicy(overlap=ScheduleOverlapPolicy.SKIP),
-    )
-    try:
-        await client.create_schedule(CHECK_SCHEDULE_ID, schedule)
-    except ScheduleAlreadyRunningError:
-        pass
-    return CHECK_SCHEDULE_ID
+    return await ensure_interval_schedule(client, CHECK_SCHEDULE_ID, CatalogCheckWorkflow.run,
+                                          workflow_id=CHECK_WORKFLOW_ID, task_queue=task_queue, every=every)
 
 
 async def ensure_startup_timer(client: object, task_queue: str, subscription_id: str) -> Any:

@@ -39,26 +39,7 @@ async def ensure_revenue_sync_schedule(client: object, task_queue: str, *,
                                        every: timedelta = timedelta(minutes=15)) -> str:
     """Create the `revenue-sync` schedule unless it exists (idempotent). Overlaps are skipped: a
     long first sync is never joined by a second one."""
-    from temporalio.client import (
-        Client,
-        Schedule,
-        ScheduleActionStartWorkflow,
-        ScheduleAlreadyRunningError,
-        ScheduleIntervalSpec,
-        ScheduleOverlapPolicy,
-        SchedulePolicy,
-        ScheduleSpec,
-    )
+    from temporal_client import ensure_interval_schedule
 
-    assert isinstance(client, Client)
-    schedule = Schedule(
-        action=ScheduleActionStartWorkflow(RevenueSyncWorkflow.run, RevenueSyncInput(full=False),
-                                           id=WORKFLOW_ID, task_queue=task_queue),
-        spec=ScheduleSpec(intervals=[ScheduleIntervalSpec(every=every)]),
-        policy=SchedulePolicy(overlap=ScheduleOverlapPolicy.SKIP),
-    )
-    try:
-        await client.create_schedule(SCHEDULE_ID, schedule)
-    except ScheduleAlreadyRunningError:
-        pass
-    return SCHEDULE_ID
+    return await ensure_interval_schedule(client, SCHEDULE_ID, RevenueSyncWorkflow.run, RevenueSyncInput(full=False),
+                                          workflow_id=WORKFLOW_ID, task_queue=task_queue, every=every)
