@@ -20,7 +20,9 @@ def summary(session: Session, r: Range, convert: Converter) -> dict[str, Any]:
     range; the deferred balance after `end`."""
     # Movements from the day before `start`, as the chart measures its first month: from the MRR
     # pre-aggregates when both days are kept (reports/mrr.py), else live.
-    [step] = mrr_report.steps_between(session, [r.start - timedelta(days=1), r.end], convert) or []
+    steps = mrr_report.steps_between(session, [r.start - timedelta(days=1), r.end], convert)
+    assert steps is not None  # computed live when not kept: one step for two days
+    [step] = steps
     moved, fx = step.bridge, step.fx
     gross = net = 0
     end_month = r.end.replace(day=1)
