@@ -19,25 +19,31 @@ the 30 days Stripe keeps events, a full sync runs instead. Webhooks use the same
 from __future__ import annotations
 
 import gc
+import gzip
+import http.client
 import json
 import logging
+import select as select_io
+import ssl
 import threading
 import time
+import zlib
 from collections import deque
-from collections.abc import Callable, Iterable, Iterator
+from collections.abc import Callable, Iterable, Iterator, Mapping
 from contextlib import contextmanager
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
-from functools import partial
+from functools import lru_cache, partial
 from typing import Any, cast
-from urllib.parse import quote
+from urllib.parse import quote, urlsplit
 
+import requests
 import stripe
 from sqlalchemy import select, update
 from sqlalchemy.orm import Session
 
 from activities import stripe_api
-from observability.metrics import count_sync_page, observe_revenue_sync
+from observability.metrics import MeteredRequestsClient, count_sync_page, observe_revenue_sync
 from settings import Settings
 from store import revenue as revenue_store
 from store.db import unit_of_work
@@ -217,6 +223,93 @@ CHILD_LIST_PARAMS: dict[str, type] = {
     "subscription_item": stripe.params.SubscriptionItemListParams,
     "customer_balance_transaction": stripe.params.CustomerBalanceTransactionListParams,
 }
+
+
+class _KeptAliveClient(MeteredRequestsClient):
+    """The metered HTTP client of the SDK (every request still counted, timed and its Request-Id
+    logged) sending through one kept-alive `http.client` connection per thread and host.
+
+    Through `requests` a page read cost ~0.6 ms of the sync's CPU besides parsing, most of it
+    `requests` looking up proxies, netrc and CA bundles in the environment and merging settings
+    on every call; this way ~0.2 ms. A full sync of 50,000 objects is ~2,900 requests (one per
+    customer with a balance), on the one core its threads share. When a proxy is configured (the
+    client's own or the environment's, looked up once per host), or for a streamed body, the
+    SDK's `requests` path is used as before."""
+
+    def __init__(self, purpose: str) -> None:
+        super().__init__(purpose)
+        self._local = threading.local()
+        self._direct: dict[str, bool] = {}
+        self._ssl: ssl.SSLContext | None = None
+
+    def _goes_direct(self, scheme: str, netloc: str) -> bool:
+        key = f"{scheme}://{netloc}"
+        if key not in self._direct:
+            self._direct[key] = scheme in ("http", "https") and not self._proxy and not (
+                requests.utils.get_environ_proxies(key + "/"))
+        return self._direct[key]
+
+    def _connection(self, scheme: str, host: str, port: int | None) -> http.client.HTTPConnection:
+        connections: dict[tuple[str, str, int | None], http.client.HTTPConnection] = \
+            self._local.__dict__.setdefault("connections", {})
+        conn = connections.get((scheme, host, port))
+        # A kept-alive connection the server closed meanwhile reads as ready (EOF): open a new one
+        # rather than fail the request on it (what urllib3 checks too).
+        if conn is not None and conn.sock is not None and select_io.select([conn.sock], [], [], 0)[0]:
+            conn.close()
+        if conn is None:
+            timeout = self._timeout if isinstance(self._timeout, (int, float)) else max(self._timeout)
+            if scheme == "https":
+                if self._ssl is None:
+                    self._ssl = ssl.create_default_context(cafile=stripe.ca_bundle_path)
+                    if not self._verify_ssl_certs:
+                        self._ssl.check_hostname = False
+                        self._ssl.verify_mode = ssl.CERT_NONE
+                conn = http.client.HTTPSConnection(host, port, timeout=timeout, context=self._ssl)
+            else:
+                conn = http.client.HTTPConnection(host, port, timeout=timeout)
+            connections[(scheme, host, port)] = conn
+        return conn
+
+    def _request_internal(self, method: str, url: str, headers: Mapping[str, str] | None, post_data: Any,
+                          is_streaming: bool) -> tuple[Any, int, Mapping[str, str]]:
+        parts = urlsplit(url)
+        if is_streaming or not self._goes_direct(parts.scheme, parts.netloc):
+            return super()._request_internal(method, url, headers, post_data, is_streaming)  # type: ignore[call-overload,no-any-return]
+        conn = self._connection(parts.scheme, parts.hostname or "", parts.port)
+        target = f"{parts.path}?{parts.query}" if parts.query else parts.path
+        try:
+            # gzip as `requests` asked for it: Stripe compresses a page of 100 objects several times.
+            conn.request(method.upper(), target or "/", body=post_data,
+                         headers={"Accept-Encoding": "gzip", **(headers or {})})
+            response = conn.getresponse()
+            body = response.read()
+            if (response.getheader("Content-Encoding") or "").lower() == "gzip":
+                body = gzip.decompress(body)
+        except (OSError, EOFError, zlib.error, http.client.HTTPException) as exc:
+            conn.close()
+            # Like the SDK's own client: a certificate refused is not worth retrying, the rest is.
+            retry = not isinstance(exc, ssl.SSLCertVerificationError)
+            raise stripe.APIConnectionError(  # type: ignore[no-untyped-call]
+                f"Stripe could not be reached at {parts.scheme}://{parts.netloc} ({type(exc).__name__}: {exc}).",
+                should_retry=retry) from exc
+        return body, response.status, requests.structures.CaseInsensitiveDict(response.getheaders())
+
+
+@lru_cache(maxsize=8)
+def _reader(api_key: str, api_base: str, max_network_retries: int) -> stripe.StripeClient:
+    bases: dict[str, str] = {}
+    if api_base:
+        bases = {"api": api_base, "files": api_base, "connect": api_base}
+    return stripe.StripeClient(api_key, base_addresses=cast(Any, bases), max_network_retries=max_network_retries,
+                               http_client=_KeptAliveClient("revenue_sync"))
+
+
+def sync_client(settings: Settings) -> stripe.StripeClient:
+    """The sync's reads: the key, base address and retries of activities.stripe_api.sync_client
+    (its own read-only key when STRIPE_SYNC_API_KEY is set), through `_KeptAliveClient`."""
+    return _reader(settings.stripe_sync_api_key or settings.stripe_api_key, settings.stripe_api_base,
+                   settings.stripe_max_network_retries)
 
 
 def _get_json(client: stripe.StripeClient, path: str, params: dict[str, Any]) -> dict[str, Any]:
@@ -604,7 +697,7 @@ def full_sync(settings: Settings, *, rate: float | None = -1, workers: int = 8, 
 def _full_sync(settings: Settings, *, rate: float | None, workers: int, progress: Progress | None,
                on_page: PageHook | None, object_types: tuple[str, ...] | None) -> SyncReport:
     rate = settings.stripe_sync_rate if rate == -1 else rate
-    client = stripe_api.sync_client(settings)
+    client = sync_client(settings)
     state = SyncProgress("full")
     lock = threading.Lock()
     call = _Caller(TokenBucket(rate), state, lock)
@@ -840,7 +933,7 @@ def incremental_sync(settings: Settings, *, rate: float | None = -1, progress: P
     """Apply `/v1/events` since the cursor; a full sync instead when there is no usable cursor."""
     rate = settings.stripe_sync_rate if rate == -1 else rate
     cursor = events_cursor(settings)
-    client = stripe_api.sync_client(settings)
+    client = sync_client(settings)
     state = SyncProgress("incremental")
     lock = threading.Lock()
     call = _Caller(TokenBucket(rate), state, lock)
@@ -928,7 +1021,7 @@ def rebuild_schedule(settings: Settings) -> int:
 
 def apply_stripe_event(settings: Settings, event: dict[str, Any]) -> None:
     """A webhook's event, applied within the request's seconds (same rules as the events feed)."""
-    client = stripe_api.sync_client(settings)
+    client = sync_client(settings)
     state = SyncProgress("webhook")
     call = _Caller(TokenBucket(None), state, threading.Lock())
     with unit_of_work(settings.database_url) as session:

@@ -31,6 +31,7 @@ from sqlalchemy import (
     String,
     Text,
     UniqueConstraint,
+    event,
     text,
 )
 from sqlalchemy import update as sql_update
@@ -619,16 +620,29 @@ def upsert(session: Session, model: type[StripeObject], rows: Iterable[Mapping[s
     else:
         stmt = stmt.on_conflict_do_update(index_elements=["id"], set_=updates)
     session.execute(stmt, filled)
-    # One bump of the warehouse version per transaction is enough for the caches keyed on it; a
-    # page of invoices upserts three tables, and a sync commits a thousand pages.
     transaction = session.get_transaction()
-    if transaction is None or session.info.get(_TOUCHED_IN) is not transaction:
+    if transaction is None:
         touch(session)
-        session.info[_TOUCHED_IN] = transaction
+    else:
+        session.info[_TOUCH_PENDING] = transaction
     return len(filled)
 
 
-_TOUCHED_IN = "warehouse_version_bumped_in"  # session.info key: the transaction upsert last bumped it in
+# session.info key: the transaction whose upserts still have to bump the warehouse version.
+_TOUCH_PENDING = "warehouse_version_bump_pending"
+
+
+@event.listens_for(Session, "before_commit")
+def _touch_before_commit(session: Session) -> None:
+    """The warehouse version bumped once per transaction that upserted, as its last statement.
+
+    Once is enough for the caches keyed on it (a page of invoices upserts three tables, a sync
+    commits a thousand pages). Last, because the bump locks the one version row until the commit:
+    bumped at the first upsert, PostgreSQL made every other worker's page wait for the rest of
+    that page (its children, its checkpoint), and the sync's eight workers wrote one at a time."""
+    pending = session.info.pop(_TOUCH_PENDING, None)
+    if pending is not None and pending is session.get_transaction():
+        touch(session)
 
 
 WAREHOUSE_VERSION = "warehouse_version"
