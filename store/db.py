@@ -2,12 +2,13 @@
 
 from __future__ import annotations
 
-from collections.abc import Iterator, Sequence
+from collections.abc import Callable, Iterator, Sequence
 from contextlib import contextmanager
 from functools import lru_cache
 from pathlib import Path
 from typing import Any
 
+from psycopg.copy import QueuedLibpqWriter
 from sqlalchemy import Engine, create_engine, event
 from sqlalchemy.orm import Session, sessionmaker
 
@@ -61,19 +62,48 @@ def unit_of_work(url: str) -> Iterator[Session]:
 
 def bulk_insert(session: Session, table: str, columns: Sequence[str], rows: Sequence[Sequence[Any]]) -> int:
     """Append `rows` (values in `columns` order, dates as ISO text) to `table` in `session`'s
-    transaction, the fastest way each database takes them: COPY on PostgreSQL, one prepared
-    statement executed for every row on SQLite. For derived tables written by the million."""
+    transaction, the fastest way each database takes them (see `bulk_writer`)."""
     if not rows:
         return 0
+    with bulk_writer(session, table, columns) as write:
+        return write(rows)
+
+
+Writer = Callable[[Sequence[Sequence[Any]]], int]
+
+
+@contextmanager
+def bulk_writer(session: Session, table: str, columns: Sequence[str],
+                postgres_types: Sequence[str] | None = None) -> Iterator[Writer]:
+    """A function appending batches of rows (values in `columns` order, dates as ISO text) to
+    `table` in `session`'s transaction: one prepared statement executed for every row on SQLite;
+    one COPY for every batch on PostgreSQL, sent by a thread, so the server inserts one batch
+    while the caller computes the next. With `postgres_types` (a type name per column) the COPY is
+    binary and dates must come as date and datetime objects: the server parses nothing (a
+    million schedule rows: 0.4 s less). For derived tables written by the million. Nothing else
+    may use the session until the block ends."""
     connection = session.connection()
     names = ", ".join(columns)
-    if connection.dialect.name == "postgresql":
-        raw = connection.connection.driver_connection
-        with raw.cursor() as cursor, cursor.copy(f"COPY {table} ({names}) FROM STDIN") as copy:  # type: ignore[union-attr]
-            for row in rows:
-                copy.write_row(row)
-        return len(rows)
-    marks = ", ".join("?" for _ in columns)
-    connection.exec_driver_sql(f"INSERT INTO {table} ({names}) VALUES ({marks})",  # noqa: S608
-                               rows if isinstance(rows, list) else list(rows))
-    return len(rows)
+    if connection.dialect.name != "postgresql":
+        statement = f"INSERT INTO {table} ({names}) VALUES ({', '.join('?' for _ in columns)})"  # noqa: S608
+
+        def execute(rows: Sequence[Sequence[Any]]) -> int:
+            if rows:
+                connection.exec_driver_sql(statement, rows if isinstance(rows, list) else list(rows))
+            return len(rows)
+
+        yield execute
+        return
+    raw = connection.connection.driver_connection
+    with raw.cursor() as cursor:  # type: ignore[union-attr]
+        binary = " (FORMAT BINARY)" if postgres_types else ""
+        with cursor.copy(f"COPY {table} ({names}) FROM STDIN{binary}", writer=QueuedLibpqWriter(cursor)) as copy:
+            if postgres_types:
+                copy.set_types(list(postgres_types))
+
+            def send(rows: Sequence[Sequence[Any]]) -> int:
+                for row in rows:
+                    copy.write_row(row)
+                return len(rows)
+
+            yield send
