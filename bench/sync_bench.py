@@ -21,6 +21,7 @@ from __future__ import annotations
 import argparse
 import contextlib
 import cProfile
+import inspect
 import json
 import os
 import pstats
@@ -206,7 +207,7 @@ def _profiled(path: Path | None, clock: str = "cpu") -> Iterator[None]:
 
 
 def _unlimited_run(url: str, db_url: str | None, workdir: Path, profile: Path | None,
-                   clock: str = "cpu") -> dict[str, float]:
+                   clock: str = "cpu", workers: int | None = None) -> dict[str, float]:
     from store.sync import full_sync
 
     with fresh_database(db_url, workdir) as database:
@@ -215,7 +216,8 @@ def _unlimited_run(url: str, db_url: str | None, workdir: Path, profile: Path | 
         cpu_sync, cpu_sandbox = cpu_seconds(), cpu_seconds(pid) if pid else 0.0
         started = time.monotonic()
         with _profiled(profile, clock):
-            report = full_sync(settings, rate=None)
+            report = full_sync(settings, rate=None) if workers is None else \
+                full_sync(settings, rate=None, workers=workers)
         seconds = time.monotonic() - started
         cpu_sync, cpu_sandbox = cpu_seconds() - cpu_sync, (cpu_seconds(pid) if pid else 0.0) - cpu_sandbox
     return {"objects": float(report.objects), "seconds": seconds, "objects_per_s": report.objects / seconds,
@@ -242,7 +244,7 @@ def _rate_limited_run(url: str, db_url: str | None, workdir: Path, rate: float,
 
 
 def measure_sync(objects: int, db_url: str | None = None, *, rate: float = 25.0,
-                 profile: Path | None = None, clock: str = "cpu") -> dict[str, float]:
+                 profile: Path | None = None, clock: str = "cpu", workers: int | None = None) -> dict[str, float]:
     """Seed a sandbox with about `objects` objects, serve it from its own process, and time a full
     sync into a fresh database (unlimited), then one at `rate` requests/s (limit binding).
 
@@ -252,7 +254,7 @@ def measure_sync(objects: int, db_url: str | None = None, *, rate: float = 25.0,
         state_file = workdir / "stripe-sandbox.sqlite3"
         customers, seed_seconds = seed_state(objects, state_file)
         with sandbox_process(state_file) as url:
-            result = _unlimited_run(url, db_url, workdir, profile, clock)
+            result = _unlimited_run(url, db_url, workdir, profile, clock, workers)
             limited = _rate_limited_run(url, db_url, workdir, rate, RATE_LIMITED_TYPES)
     result.update({"customers": float(customers), "seed_seconds": seed_seconds,
                    "rate_limited_ratio": limited["rate_limited_ratio"], "rate": rate,
@@ -267,16 +269,21 @@ def main(argv: list[str] | None = None) -> None:
     parser.add_argument("--rate", type=float, default=25.0, help="requests/s for the rate-limited run")
     parser.add_argument("--profile", type=Path, nargs="?", const=Path("sync-bench.prof"), default=None,
                         help="write a cProfile of the unlimited run here and print its top entries")
+    parser.add_argument("--workers", type=int, default=None, help="the sync's workers (default: full_sync's own)")
     parser.add_argument("--profile-clock", choices=("cpu", "wall"), default="cpu",
                         help="what the profile times: each thread's CPU (default) or wall time, waits included")
     args = parser.parse_args(argv)
+    from store.sync import full_sync
+
     load_before = os.getloadavg()
-    r = measure_sync(args.objects, args.db, rate=args.rate, profile=args.profile, clock=args.profile_clock)
+    r = measure_sync(args.objects, args.db, rate=args.rate, profile=args.profile, clock=args.profile_clock,
+                     workers=args.workers)
     load_after = os.getloadavg()
     backend = "PostgreSQL" if args.db else "SQLite"
     print(f"seeded {r['customers']:.0f} customers in {r['seed_seconds']:.1f} s; sandbox in its own process; "
           f"{backend}")
-    print(f"sync (limit off, 8 workers): {r['objects']:.0f} objects in {r['seconds']:.2f} s = "
+    workers = args.workers or inspect.signature(full_sync).parameters["workers"].default
+    print(f"sync (limit off, {workers} workers): {r['objects']:.0f} objects in {r['seconds']:.2f} s = "
           f"{r['objects_per_s']:.0f} objects/s (goal >= {GOAL_OBJECTS_PER_S:.0f}); "
           f"{r['requests']:.0f} requests, paging {r['paging_seconds']:.2f} s; CPU: sync {r['cpu_sync_seconds']:.2f} s, "
           f"sandbox {r['cpu_sandbox_seconds']:.2f} s")

@@ -18,6 +18,7 @@ the 30 days Stripe keeps events, a full sync runs instead. Webhooks use the same
 
 from __future__ import annotations
 
+import contextlib
 import gc
 import gzip
 import http.client
@@ -30,7 +31,6 @@ import time
 import zlib
 from collections import deque
 from collections.abc import Callable, Iterable, Iterator, Mapping
-from contextlib import contextmanager
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
 from functools import lru_cache, partial
@@ -39,14 +39,14 @@ from urllib.parse import quote, urlsplit
 
 import requests
 import stripe
-from sqlalchemy import select, update
+from sqlalchemy import Table, select, update
 from sqlalchemy.orm import Session
 
 from activities import stripe_api
 from observability.metrics import MeteredRequestsClient, count_sync_page, observe_revenue_sync
 from settings import Settings
 from store import revenue as revenue_store
-from store.db import unit_of_work
+from store.db import session_factory, unit_of_work
 from store.warehouse import (
     TABLES,
     RevenueSyncCheckpoint,
@@ -393,21 +393,26 @@ _sqlite_writers: dict[str, threading.Lock] = {}
 _sqlite_writers_guard = threading.Lock()
 
 
-@contextmanager
-def _writing(settings: Settings) -> Iterator[Session]:
-    """A unit of work for one of the sync's worker threads. SQLite takes one writer at a time and
+@contextlib.contextmanager
+def _writing(settings: Settings, session: Session | None = None) -> Iterator[Session]:
+    """A unit of work for one of the sync's worker threads: in `session` when given (a window
+    writes all its pages through one session, so one pooled connection, checked out and pinged
+    once rather than for every page), else in a new one. SQLite takes one writer at a time and
     makes the others wait in its busy handler, which sleeps in steps of up to 100 ms whatever
     happens meanwhile; on SQLite the workers queue on a lock of this process instead, handed to
     the next one the moment a transaction ends. PostgreSQL takes the transactions side by side."""
     url = settings.database_url
-    if not url.startswith("sqlite"):
-        with unit_of_work(url) as session:
-            yield session
-        return
-    with _sqlite_writers_guard:
-        lock = _sqlite_writers.setdefault(url, threading.Lock())
-    with lock, unit_of_work(url) as session:
-        yield session
+    lock: threading.Lock | contextlib.nullcontext[None] = contextlib.nullcontext()
+    if url.startswith("sqlite"):
+        with _sqlite_writers_guard:
+            lock = _sqlite_writers.setdefault(url, threading.Lock())
+    with lock:
+        if session is None:
+            with unit_of_work(url) as own:
+                yield own
+        else:
+            with session.begin():
+                yield session
 
 
 # --- writing Stripe objects ------------------------------------------------------------------
@@ -656,7 +661,7 @@ _gc_threshold: tuple[int, int, int] | None = None
 SYNC_GC_THRESHOLD0 = 50_000
 
 
-@contextmanager
+@contextlib.contextmanager
 def _old_objects_out_of_gc_sight() -> Iterator[None]:
     """While a full sync runs, what the process held before it (modules, the SDK's classes,
     SQLAlchemy's metadata: ~350,000 objects) is left out of the cyclic garbage collector's full
@@ -752,10 +757,15 @@ def _full_sync(settings: Settings, *, rate: float | None, workers: int, progress
             progress(state)
 
     def page_window(checkpoint_id: int) -> None:
-        with unit_of_work(settings.database_url) as session:
+        with session_factory(settings.database_url)() as session:
+            page_window_in(session, checkpoint_id)
+
+    def page_window_in(session: Session, checkpoint_id: int) -> None:
+        with session.begin():
             cp = session.get(RevenueSyncCheckpoint, checkpoint_id)
             assert cp is not None
             kind, gte, lt, after = cp.object_type, cp.created_gte, cp.created_lt, cp.starting_after
+        checkpoint = cast(Table, RevenueSyncCheckpoint.__table__)
         while True:
             try:
                 page = call(partial(list_page, client, kind, created_gte=gte or None,
@@ -768,16 +778,15 @@ def _full_sync(settings: Settings, *, rate: float | None, workers: int, progress
                 page = stripe_api.Page([], False)
             dirty = Dirty()
             new_window: int | None = None
-            with _writing(settings) as session:
+            with _writing(settings, session):
                 stored = _store_objects(session, page.objects, call, client, dirty)
-                cp = session.get(RevenueSyncCheckpoint, checkpoint_id)
-                assert cp is not None
-                cp.pages += 1
-                cp.objects += stored
+                # The window's cursor moves in the page's own transaction, by one statement (the
+                # worker knows the window; nobody else writes it).
+                moved: dict[str, Any] = {"pages": checkpoint.c.pages + 1, "objects": checkpoint.c.objects + stored}
                 if page.objects:
-                    after = cp.starting_after = page.objects[-1]["id"]
+                    after = moved["starting_after"] = page.objects[-1]["id"]
                 if not page.has_more or not page.objects:
-                    cp.done = True
+                    moved["done"] = True
                 elif windows.someone_idle() and not call.bucket.binding():
                     oldest = created_of(page.objects[-1]) or gte
                     span = max((created_of(page.objects[0]) or oldest) - oldest, 1)
@@ -788,9 +797,10 @@ def _full_sync(settings: Settings, *, rate: float | None, workers: int, progress
                         other = RevenueSyncCheckpoint(run_id=run_id, object_type=kind, created_gte=gte,
                                                       created_lt=split)
                         session.add(other)
-                        cp.created_gte = gte = split
                         session.flush()
                         new_window = other.id
+                        gte = moved["created_gte"] = split
+                session.execute(update(checkpoint).where(checkpoint.c.id == checkpoint_id).values(moved))
             with lock:
                 state.objects += stored
                 state.by_type[kind] = state.by_type.get(kind, 0) + stored
