@@ -7,19 +7,16 @@ into their dataclasses and writes the results back.
 from __future__ import annotations
 
 import gc
-import os
 import pickle
 import subprocess
-import sys
 from collections import defaultdict
-from collections.abc import Iterable, Iterator, Sequence
+from collections.abc import Callable, Iterable, Iterator, Sequence
 from concurrent.futures import ThreadPoolExecutor
 from contextlib import contextmanager
 from dataclasses import replace
 from datetime import UTC, date, datetime, timedelta
 from decimal import Decimal
 from fractions import Fraction
-from pathlib import Path
 from typing import Any, cast
 
 from sqlalchemy import Table, delete, func, select, text
@@ -369,12 +366,15 @@ def recompute_customers(session: Session, customer_ids: Iterable[str], policy: s
 
 
 def _recompute(session: Session, owners: list[str] | None, policy: recognition.Policy, set_based: bool,
-               totals: revenue_totals.Totals | None = None) -> int:
-    """Write the schedule rows of these owners (None: every customer with money, into an empty
-    schedule); their old rows are gone already. With `totals`, their pre-aggregates are gathered there."""
+               totals: revenue_totals.Totals | None = None, empty: Callable[[], None] | None = None) -> int:
+    """Write the schedule rows of these owners (None: every customer with money); their old rows
+    are gone already, or `empty` takes them away before anything is written. With `totals`,
+    their pre-aggregates are gathered there."""
     written = 0
     postgres = _postgres(session)
     if not set_based:
+        if empty is not None:
+            empty()
         on_ledger = owners if owners is not None else ledger_owners(session, _customers_with_money(session))
         return _write_ledger(session, on_ledger, policy, totals)
     ledger = revenue_fast.ledger_customers(session, owners)
@@ -382,24 +382,33 @@ def _recompute(session: Session, owners: list[str] | None, policy: recognition.P
     on_ledger = ledger_owners(session, ledger if wanted is None else ledger & wanted)
     if wanted is not None:
         on_ledger = [o for o in on_ledger if o in wanted]
-    books: dict[str, recognition.CustomerBooks] = {}
-    for chunk in _chunks(on_ledger):
-        books.update(load_books(session, chunk))
-    # The ledger runs beside the plain invoices' read, compute and write: on a thread for a few
-    # customers, in a process of its own for many (its Python would hold the GIL the other needs).
-    found = list(books.values())
-    if len(found) >= LEDGER_PROCESS_CUSTOMERS:
-        work = _LedgerApart.start(found, policy).result
-    else:
-        def work() -> list[list[recognition.Booking]]:
-            return recognition.schedules(found, policy)
-    with ThreadPoolExecutor(max_workers=1, thread_name_prefix="revenue-ledger") as pool:
-        schedules = pool.submit(work)
-        fast = revenue_fast.rows(session, owners, ledger)
-        written += fast.written
-        if totals is not None:
-            totals.merge(fast.totals)
-        done = schedules.result()
+    # A full rebuild's plain invoices are read and recognised in a process of their own while
+    # this one loads the ledger's books and writes (store/revenue_fast.py).
+    apart = revenue_fast.PlainApart.start(session, ledger) if owners is None else None
+    try:
+        if empty is not None:
+            empty()  # meanwhile, the other process starts and reads
+        books: dict[str, recognition.CustomerBooks] = {}
+        for chunk in _chunks(on_ledger):
+            books.update(load_books(session, chunk))
+        # The ledger runs beside the plain invoices' read, compute and write: on a thread for a few
+        # customers, in a process of its own for many (its Python would hold the GIL the other needs).
+        found = list(books.values())
+        if len(found) >= LEDGER_PROCESS_CUSTOMERS:
+            work = _LedgerApart.start(found, policy).result
+        else:
+            def work() -> list[list[recognition.Booking]]:
+                return recognition.schedules(found, policy)
+        with ThreadPoolExecutor(max_workers=1, thread_name_prefix="revenue-ledger") as pool:
+            schedules = pool.submit(work)
+            fast = revenue_fast.rows(session, owners, ledger, apart)
+            written += fast.written
+            if totals is not None:
+                totals.merge(fast.totals)
+            done = schedules.result()
+    finally:
+        if apart is not None:
+            apart.close()
     rows = [_row(b, books_.customer_id, postgres) for books_, bookings in zip(found, done, strict=True)
             for b in bookings]
     written += _insert_schedule(session, rows)
@@ -425,14 +434,8 @@ class _LedgerApart:
 
     @classmethod
     def start(cls, found: list[recognition.CustomerBooks], policy: recognition.Policy) -> _LedgerApart:
-        root = str(Path(recognition.__file__).resolve().parent.parent)
-        env = {**os.environ, "PYTHONPATH": os.pathsep.join(p for p in (root, os.environ.get("PYTHONPATH")) if p)}
-        try:
-            process = subprocess.Popen([sys.executable, "-m", "domain.recognition", policy],  # noqa: S603
-                                       stdin=subprocess.PIPE, stdout=subprocess.PIPE, env=env)
-        except OSError:
-            process = None  # no process to be had: the work is done here instead
-        return cls(process, found, policy)
+        # No process to be had (None): the work is done here instead.
+        return cls(revenue_fast.module_process("domain.recognition", policy), found, policy)
 
     def result(self) -> list[list[recognition.Booking]]:
         """The schedules (run on a thread: it waits on pipes, not on the GIL)."""
@@ -573,18 +576,21 @@ def rebuild_all(session: Session, policy: str = "consumption", *, set_based: boo
     for them, and neither deadlocks on the schedule's rows."""
     _lock_all(session)
     checked = recognition.check_policy(policy)
-    if _postgres(session):
-        # Deleting a million rows leaves a million dead ones for every rebuild to step over;
-        # TRUNCATE starts the tables afresh (readers wait for this transaction, as they would for
-        # the lock it already holds).
-        session.execute(text("TRUNCATE revenue_schedule, revenue_month_totals, revenue_customer_month_totals, "
-                             "revenue_customer_days"))
-    else:
-        session.execute(delete(RevenueScheduleEntry))
-        revenue_totals.clear(session)
+
+    def empty() -> None:
+        if _postgres(session):
+            # Deleting a million rows leaves a million dead ones for every rebuild to step over;
+            # TRUNCATE starts the tables afresh (readers wait for this transaction, as they would
+            # for the lock it already holds).
+            session.execute(text("TRUNCATE revenue_schedule, revenue_month_totals, revenue_customer_month_totals, "
+                                 "revenue_customer_days"))
+        else:
+            session.execute(delete(RevenueScheduleEntry))
+            revenue_totals.clear(session)
+
     totals = revenue_totals.Totals()
     with _no_cyclic_gc(), _unique_key_built_after(session):
-        written = _recompute(session, None, checked, set_based, totals)
+        written = _recompute(session, None, checked, set_based, totals, empty)
         totals.write(session)
     customerless = list(session.scalars(select(StripeCharge.id).where(StripeCharge.customer_id.is_(None))))
     written += _recompute_customerless_charges(session, customerless)

@@ -11,11 +11,17 @@ customers; whoever is not plain loses nothing, they take the reference path.
 
 from __future__ import annotations
 
-from collections.abc import Sequence
+import gc
+import os
+import pickle
+import subprocess
+import sys
+from collections.abc import Iterable, Iterator, Sequence
 from dataclasses import dataclass, field
 from datetime import UTC, date, datetime, timedelta
 from itertools import repeat
-from typing import Any
+from pathlib import Path
+from typing import Any, BinaryIO
 
 import numpy as np
 import numpy.typing as npt
@@ -24,7 +30,7 @@ from sqlalchemy.orm import Session
 
 from domain import recognition_batch as batch
 from domain.money import exponent
-from store.db import bulk_writer
+from store.db import bulk_writer, session_factory
 from store.revenue_totals import Totals
 from store.warehouse import (
     StripeCharge,
@@ -115,11 +121,46 @@ class FastRows:
     totals: Totals = field(default_factory=Totals)
 
 
-def rows(session: Session, owners: Sequence[str] | None, leave_out: set[str]) -> FastRows:
+def rows(session: Session, owners: Sequence[str] | None, leave_out: set[str],
+         apart: PlainApart | None = None) -> FastRows:
     """Write the schedule rows of these customers' (None: all) plain books; report the customers
     found not to be plain after all (an invoice without lines, split payments, amounts too
-    large): those take the ledger."""
-    Inv, L, P = StripeInvoice, StripeInvoiceLine, StripeInvoicePayment  # noqa: N806
+    large): those take the ledger. With `apart` (a full rebuild) another process reads and
+    recognises them while this one writes."""
+    postgres = session.get_bind().dialect.name == "postgresql"
+    if apart is not None and (first := apart.first()) is not None:
+        return _write(session, apart.chunks(first), postgres)
+    # Read before writing: the session cannot read while a COPY is open on PostgreSQL.
+    return _write(session, list(_chunks(session, owners, leave_out)), postgres)
+
+
+def _chunks(session: Session, owners: Sequence[str] | None, leave_out: set[str],
+            chunk_invoices: int | None = None) -> Iterator[_Chunk]:
+    """The plain invoices recognised about `chunk_invoices` (`CHUNK_INVOICES`) at a time, by
+    customer: a customer's invoices are all in one chunk, in the schedule's order. The first chunk
+    holds no invoices, only the customers found not plain on reading them."""
+    size = chunk_invoices or CHUNK_INVOICES
+    invoices, too_hard = _invoices(session, owners, leave_out)
+    kept = {iid: inv for iid, inv in invoices.items() if inv[0] not in too_hard}
+    names = sorted(kept, key=lambda iid: (kept[iid][0], iid))
+    yield _Chunk(_Header(too_hard, [], [], [], [], np.zeros(0, dtype=np.int64)), None)
+    low = 0
+    while low < len(names):
+        high = min(low + size, len(names))
+        while high < len(names) and kept[names[high]][0] == kept[names[high - 1]][0]:
+            high += 1  # the rest of this customer's invoices
+        group = names[low:high]
+        plain = _plain({name: kept[name] for name in group}, _lines(session, group), set())
+        got = batch.recognise(plain.invoices, plain.lines) if plain.header.names else None
+        yield _Chunk(plain.header, got)
+        low = high
+
+
+def _invoices(session: Session, owners: Sequence[str] | None,
+              leave_out: set[str]) -> tuple[dict[str, list[Any]], set[str]]:
+    """The paid invoices of these customers (None: all) outside `leave_out`: [customer, currency,
+    total, tax, paid, when the money came] by id; and the customers whose invoices are not plain."""
+    Inv, P = StripeInvoice, StripeInvoicePayment  # noqa: N806
     invoices: dict[str, list[Any]] = {}
     too_hard: set[str] = set()
     money = and_(Inv.deleted_at.is_(None), (Inv.status == "paid") | (Inv.amount_paid > 0))
@@ -148,26 +189,41 @@ def rows(session: Session, owners: Sequence[str] | None, leave_out: set[str]) ->
             too_hard.add(inv[0])
         else:
             inv[5] = _aware(at)
-    postgres = session.get_bind().dialect.name == "postgresql"
+    return invoices, too_hard
+
+
+LINES_PER_QUERY = 2000  # invoice ids written into one query's IN list
+
+
+def _lines(session: Session, invoice_ids: Sequence[str]) -> list[tuple[Any, ...]]:
+    """(invoice, amount net of discounts and inclusive tax, first day, day after the last) of these
+    invoices' lines, by invoice, then by id in code point order (the ledger's order within an
+    invoice, whatever the database's collation): the id itself need not be read."""
+    L = StripeInvoiceLine  # noqa: N806
+    connection = session.connection()
     start, end = _day_number(session, L.period_start), _day_number(session, L.period_end)
     no_day: ColumnElement[Any] = literal_column(str(int(batch.NO_DAY)))
-    # Lines by invoice, then by id in code point order (the ledger's order within an invoice,
-    # whatever the database's collation): the id itself need not be read.
-    line_query = select(L.invoice_id, func.coalesce(L.amount, 0) - func.coalesce(L.discount_amount, 0)
-                        - func.coalesce(L.tax_inclusive, 0), func.coalesce(start, no_day), func.coalesce(end, no_day)
-                        ).where(L.deleted_at.is_(None)).order_by(L.invoice_id, L.id.collate("C") if postgres else L.id)
-    line_rows: list[tuple[Any, ...]] = []
-    connection = session.connection()
-    for q in _scoped(line_query, L.invoice_id, None if owners is None else ids):
+    query = select(L.invoice_id, func.coalesce(L.amount, 0) - func.coalesce(L.discount_amount, 0)
+                   - func.coalesce(L.tax_inclusive, 0), func.coalesce(start, no_day), func.coalesce(end, no_day)
+                   ).where(L.deleted_at.is_(None)
+                           ).order_by(L.invoice_id, in_code_point_order(L.id, connection.dialect.name))
+    found: list[tuple[Any, ...]] = []
+    for i in range(0, len(invoice_ids), LINES_PER_QUERY):
         # A million rows: plain driver tuples, without SQLAlchemy's per-row processing.
+        q = query.where(L.invoice_id.in_(invoice_ids[i:i + LINES_PER_QUERY]))
         sql = str(q.compile(dialect=connection.dialect, compile_kwargs={"literal_binds": True}))
         cursor = connection.connection.driver_connection.cursor()  # type: ignore[union-attr]
         try:
             cursor.execute(sql)
-            line_rows.extend(r for r in cursor.fetchall() if r[0] in invoices)
+            found.extend(cursor.fetchall())
         finally:
             cursor.close()
-    return _schedule(session, invoices, line_rows, too_hard, postgres)
+    return found
+
+
+def in_code_point_order(column: Any, dialect: str) -> Any:
+    """`column` sorted as Python sorts strings, whatever the database's collation."""
+    return column.collate("C") if dialect == "postgresql" else column
 
 
 def unit(currency: str) -> int:
@@ -193,22 +249,51 @@ def stamp_text(at: datetime, postgres: bool) -> str:
     return text_ + "+00:00" if postgres else text_
 
 
-def _schedule(session: Session, invoices: dict[str, list[Any]], line_rows: list[tuple[Any, ...]], too_hard: set[str],
-              postgres: bool) -> FastRows:
+@dataclass
+class _Header:
+    """The plain invoices in the schedule's order (by customer, then id) and what their rows show;
+    `too_hard`: the customers that take the ledger instead."""
+
+    too_hard: set[str]
+    names: list[str]
+    customers: list[str]
+    currencies: list[str]
+    paid: list[datetime]  # when the money came
+    paid_day: npt.NDArray[np.int64]
+
+
+@dataclass
+class _Plain:
+    header: _Header
+    invoices: batch.Invoices
+    lines: batch.Lines
+
+
+@dataclass
+class _Chunk:
+    """Some plain invoices and their schedule (`invoice`: positions in `header.names`)."""
+
+    header: _Header
+    schedule: batch.Schedule | None
+
+
+def _plain(invoices: dict[str, list[Any]], line_rows: list[tuple[Any, ...]], too_hard: set[str]) -> _Plain:
     kept = {iid: inv for iid, inv in invoices.items() if inv[0] not in too_hard}
     # Invoices by customer, then id: the rows reach the schedule's unique key (customer, row,
     # month) in order.
     names = sorted(kept, key=lambda iid: (kept[iid][0], iid))
     if not names or not line_rows:
-        return FastRows(0, too_hard | {inv[0] for inv in kept.values()})
+        # No lines synced (yet) for any of them: the ledger books each invoice as one line.
+        none = np.zeros(0, dtype=np.int64)
+        return _Plain(_Header(too_hard | {inv[0] for inv in kept.values()}, [], [], [], [], none),
+                      batch.Invoices(none, none, none, none), batch.Lines(none, none, none, none))
     position = {name: p for p, name in enumerate(names)}
     invoice_column, amount, start, end = zip(*line_rows, strict=True)
     at = np.fromiter((position.get(i, -1) for i in invoice_column), dtype=np.int64, count=len(invoice_column))
     without_lines = np.flatnonzero(np.bincount(at[at >= 0], minlength=len(names)) == 0)
     if len(without_lines):
         # Lines not synced (yet): the ledger books the money as one line with no period.
-        return _schedule(session, invoices, line_rows, too_hard | {kept[names[i]][0] for i in without_lines.tolist()},
-                         postgres)
+        return _plain(invoices, line_rows, too_hard | {kept[names[i]][0] for i in without_lines.tolist()})
     mine = np.flatnonzero(at >= 0)
     order = mine[np.argsort(at[mine], kind="stable")]  # grouped by invoice, still in line id order
     invs = [kept[name] for name in names]
@@ -220,43 +305,56 @@ def _schedule(session: Session, invoices: dict[str, list[Any]], line_rows: list[
                         start=np.array(start, dtype=np.int64)[order], end=np.array(end, dtype=np.int64)[order])
     ok = batch.fits(arrays, lines)
     if not ok.all():
-        return _schedule(session, invoices, line_rows, too_hard | {invs[i][0] for i in np.flatnonzero(~ok).tolist()},
-                         postgres)
-    units = {c: unit(c) for c in {inv[1] for inv in invs}}
-    # Columns per invoice, spread to the rows by numpy's indexing; zip makes the row tuples in C.
-    source = np.array(names, dtype=object)
-    key = np.array([f"{name}@{inv[5].astimezone(UTC).date().isoformat()}"
-                    for name, inv in zip(names, invs, strict=True)], dtype=object)
-    customer = np.array([inv[0] for inv in invs], dtype=object)
-    currency = np.array([inv[1] for inv in invs], dtype=object)
-    minor = np.array([units[inv[1]] for inv in invs], dtype=object)
-    # PostgreSQL takes these rows in binary: dates as objects, not text.
-    stamp = np.array([inv[5] if postgres else stamp_text(inv[5], postgres) for inv in invs], dtype=object)
+        return _plain(invoices, line_rows, too_hard | {invs[i][0] for i in np.flatnonzero(~ok).tolist()})
+    header = _Header(too_hard, names, [inv[0] for inv in invs], [inv[1] for inv in invs], [inv[5] for inv in invs],
+                     paid_day)
+    return _Plain(header, arrays, lines)
+
+
+def _write(session: Session, chunks: Iterable[_Chunk], postgres: bool) -> FastRows:
+    """Write the schedule rows of each chunk as it comes; gather their pre-aggregates."""
+    every = _Header(set(), [], [], [], [], np.zeros(0, dtype=np.int64))
+    days: list[npt.NDArray[np.int64]] = []
+    units: dict[str, int] = {}
     month_names: dict[int, str | date] = {}
     pieces: list[batch.Schedule] = []
     written = 0
-    bounds = np.searchsorted(lines.invoice, np.arange(0, len(names) + CHUNK_INVOICES, CHUNK_INVOICES))
     with bulk_writer(session, "revenue_schedule", SCHEDULE_COLUMNS, SCHEDULE_TYPES) as write:
-        for i, low in enumerate(range(0, len(names), CHUNK_INVOICES)):
-            high, a, b = min(low + CHUNK_INVOICES, len(names)), bounds[i], bounds[i + 1]
-            got = batch.recognise(
-                batch.Invoices(arrays.money[low:high], arrays.total[low:high], arrays.tax[low:high],
-                               arrays.paid_day[low:high]),
-                batch.Lines(lines.invoice[a:b] - low, lines.amount[a:b], lines.start[a:b], lines.end[a:b]))
-            got = batch.Schedule(got.invoice + low, got.month, got.amount)
-            pieces.append(got)
+        for chunk in chunks:
+            header, got = chunk.header, chunk.schedule
+            every.too_hard |= header.too_hard
+            if got is None or not header.names:
+                continue
+            for c in header.currencies:
+                if c not in units:
+                    units[c] = unit(c)
+            # Columns per invoice, spread to the rows by numpy's indexing; zip makes the tuples in C.
+            key = np.array([f"{name}@{at.astimezone(UTC).date().isoformat()}"
+                            for name, at in zip(header.names, header.paid, strict=True)], dtype=object)
+            # PostgreSQL takes these rows in binary: dates as objects, not text.
+            stamp = np.array([at if postgres else stamp_text(at, postgres) for at in header.paid], dtype=object)
             months, month_at = np.unique(got.month, return_inverse=True)
-            month_text_ = np.array([month_names.get(m) or month_names.setdefault(m, _month(m, postgres))
-                                    for m in months.tolist()], dtype=object)
-            amounts = got.amount.tolist()
-            written += write(list(zip(repeat("invoice", len(amounts)), source[got.invoice].tolist(),
-                                      key[got.invoice].tolist(), customer[got.invoice].tolist(),
-                                      month_text_[month_at].tolist(), currency[got.invoice].tolist(),
-                                      minor[got.invoice].tolist(), amounts, amounts, stamp[got.invoice].tolist(),
-                                      strict=True)))
+            month_values = np.array([month_names.get(m) or month_names.setdefault(m, _month(m, postgres))
+                                     for m in months.tolist()], dtype=object)
+            at, amounts = got.invoice, got.amount.tolist()
+            written += write(list(zip(
+                repeat("invoice", len(amounts)), np.array(header.names, dtype=object)[at].tolist(), key[at].tolist(),
+                np.array(header.customers, dtype=object)[at].tolist(), month_values[month_at].tolist(),
+                np.array(header.currencies, dtype=object)[at].tolist(),
+                np.array([units[c] for c in header.currencies], dtype=object)[at].tolist(), amounts, amounts,
+                stamp[at].tolist(), strict=True)))
+            pieces.append(batch.Schedule(got.invoice + len(every.names), got.month, got.amount))
+            every.names += header.names
+            every.customers += header.customers
+            every.currencies += header.currencies
+            every.paid += header.paid
+            days.append(header.paid_day)
+    if not pieces:
+        return FastRows(0, every.too_hard)
+    every.paid_day = np.concatenate(days)
     whole = batch.Schedule(np.concatenate([p.invoice for p in pieces]), np.concatenate([p.month for p in pieces]),
                            np.concatenate([p.amount for p in pieces]))
-    return FastRows(written, too_hard, _totals(whole, invs, paid_day, units))
+    return FastRows(written, every.too_hard, _totals(whole, every, units))
 
 
 def _month(month: int, postgres: bool) -> str | date:
@@ -275,18 +373,17 @@ def _grouped(keys: npt.NDArray[np.int64], amounts: npt.NDArray[np.int64]) -> tup
     return keys[first], np.add.reduceat(amounts, first)
 
 
-def _totals(got: batch.Schedule, invs: list[list[Any]], paid_day: npt.NDArray[np.int64],
-            units: dict[str, int]) -> Totals:
+def _totals(got: batch.Schedule, header: _Header, units: dict[str, int]) -> Totals:
     """The pre-aggregates of these rows (gross = net: plain invoices give nothing back)."""
     if not len(got.amount):
         return Totals()
-    customers = sorted({inv[0] for inv in invs})
+    customers = sorted(set(header.customers))
     currencies = sorted(units)
     customer_of = {c: i for i, c in enumerate(customers)}
     currency_of = {c: i for i, c in enumerate(currencies)}
-    cust = np.array([customer_of[inv[0]] for inv in invs], dtype=np.int64)[got.invoice]
-    cur = np.array([currency_of[inv[1]] for inv in invs], dtype=np.int64)[got.invoice]
-    day = paid_day[got.invoice]
+    cust = np.array([customer_of[c] for c in header.customers], dtype=np.int64)[got.invoice]
+    cur = np.array([currency_of[c] for c in header.currencies], dtype=np.int64)[got.invoice]
+    day = header.paid_day[got.invoice]
     month, n_cur = got.month, np.int64(len(currencies))
     m_low, d_low = month.min(), day.min()
     m_span, d_span = np.int64(month.max() - m_low + 1), np.int64(day.max() - d_low + 1)
@@ -323,3 +420,118 @@ def _totals(got: batch.Schedule, invs: list[list[Any]], paid_day: npt.NDArray[np
 def _day_names(days: npt.NDArray[np.int64]) -> npt.NDArray[np.object_]:
     """ISO dates of days since 1970-01-01, as an array to index into."""
     return np.array([(EPOCH + timedelta(days=d)).isoformat() for d in days.tolist()], dtype=object)
+
+
+# From this many invoices a full rebuild reads and recognises them in a process of its own (~0.3 s
+# to start), which leaves this one to write.
+PLAIN_PROCESS_INVOICES = 20_000
+
+
+def module_process(module: str, *args: str) -> subprocess.Popen[bytes] | None:
+    """`python -m module args…` of this project, with pipes to its stdin and stdout; None when no
+    process can be had (the caller does the work itself)."""
+    root = str(Path(__file__).resolve().parent.parent)
+    env = {**os.environ, "PYTHONPATH": os.pathsep.join(p for p in (root, os.environ.get("PYTHONPATH")) if p)}
+    try:
+        return subprocess.Popen([sys.executable, "-m", module, *args],  # noqa: S603 - our own module
+                                stdin=subprocess.PIPE, stdout=subprocess.PIPE, env=env)
+    except OSError:
+        return None
+
+
+class PlainApart:
+    """A full rebuild's plain invoices read and recognised by `python -m store.revenue_fast`, a
+    process of its own, while this one loads the ledger's books and writes: it sends them chunk
+    by chunk, each written here as it arrives while it works on the next.
+
+    It reads the warehouse through its own connection, as last committed: the rebuild's
+    transaction changes only the schedule and its totals, which it does not read."""
+
+    def __init__(self, process: subprocess.Popen[bytes]) -> None:
+        self.process = process
+
+    @classmethod
+    def start(cls, session: Session, leave_out: set[str]) -> PlainApart | None:
+        """The process, for a warehouse worth one (a database file or server holding at least
+        `PLAIN_PROCESS_INVOICES` invoices); None otherwise."""
+        url = session.connection().engine.url
+        if url.get_backend_name() == "sqlite" and url.database in (None, "", ":memory:"):
+            return None  # another process cannot see an in-memory database
+        if (session.scalar(select(func.count()).select_from(StripeInvoice)) or 0) < PLAIN_PROCESS_INVOICES:
+            return None
+        process = module_process("store.revenue_fast")
+        if process is None or process.stdin is None:
+            return None
+        try:
+            # The URL with its password: through the pipe, never on a command line.
+            with process.stdin:
+                pickle.dump((url.render_as_string(hide_password=False), leave_out, CHUNK_INVOICES), process.stdin,
+                            protocol=pickle.HIGHEST_PROTOCOL)
+        except OSError:
+            process.kill()
+            process.wait()
+            return None
+        return cls(process)
+
+    def _next(self) -> Any:
+        assert self.process.stdout is not None
+        try:
+            return pickle.load(self.process.stdout)  # noqa: S301 - our own child's output
+        except (EOFError, pickle.UnpicklingError) as exc:
+            code = self.process.wait()
+            raise RuntimeError(f"The process recognising plain invoices stopped early (exit status {code}); "
+                               "the rebuild is rolled back.") from exc
+
+    def first(self) -> _Chunk | None:
+        """The first chunk (the customers found not plain while reading invoices); None when the
+        process failed before sending it: nothing is written yet, this process does the work."""
+        try:
+            chunk: _Chunk = self._next()
+        except RuntimeError:
+            return None
+        return chunk
+
+    def chunks(self, first: _Chunk) -> Iterator[_Chunk]:
+        """`first`, then every other chunk as it comes; an error if the process stops before the last."""
+        yield first
+        while (chunk := self._next()) is not None:
+            yield chunk
+        if self.process.wait() != 0:
+            raise RuntimeError(f"The process recognising plain invoices failed (exit status "
+                               f"{self.process.returncode}); the rebuild is rolled back.")
+
+    def close(self) -> None:
+        """Stop the process if it is still running (the rebuild failed first)."""
+        if self.process.poll() is None:
+            self.process.kill()
+        self.process.wait()
+        if self.process.stdout is not None:
+            self.process.stdout.close()
+
+
+def serve(url: str, leave_out: set[str], out: BinaryIO, chunk_invoices: int = CHUNK_INVOICES) -> None:
+    """Read and recognise every plain invoice of `url` outside `leave_out`, sending each chunk as
+    it is done, then None (pickles on `out`)."""
+    gc.disable()  # a short life making millions of tuples and no cycles: nothing to collect
+    with session_factory(url)() as session:
+        for chunk in _chunks(session, None, leave_out, chunk_invoices):
+            pickle.dump(chunk, out, protocol=pickle.HIGHEST_PROTOCOL)
+            out.flush()
+        session.rollback()  # it only read
+    pickle.dump(None, out)
+    out.flush()
+
+
+def main() -> None:
+    """`python -m store.revenue_fast`: (database URL, customers left to the ledger) pickled on
+    stdin; the plain invoices' chunks pickled on stdout (`PlainApart`)."""
+    # Run as a script this file is `__main__`: the module's own functions must do the work, so
+    # that what they pickle names `store.revenue_fast`, which the parent can load.
+    from store import revenue_fast
+
+    url, leave_out, chunk_invoices = pickle.load(sys.stdin.buffer)  # noqa: S301 - written by the parent process
+    revenue_fast.serve(url, leave_out, sys.stdout.buffer, chunk_invoices)
+
+
+if __name__ == "__main__":
+    main()

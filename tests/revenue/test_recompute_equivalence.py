@@ -7,16 +7,21 @@ installment customers and gifts; after a full rebuild and after incremental ones
 from __future__ import annotations
 
 import os
+import pickle
 import random
+import subprocess
+import sys
 from datetime import UTC, datetime, timedelta
+from pathlib import Path
 from typing import Any
 
+import pytest
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 from sqlalchemy import delete, func, insert, select, text
 
 from domain import recognition
-from store import revenue
+from store import revenue, revenue_fast
 from store.db import unit_of_work
 from store.revenue import rebuild, rebuild_all
 from store.revenue_totals import RevenueCustomerDay, RevenueCustomerMonthTotal, RevenueMonthTotal
@@ -218,3 +223,68 @@ def test_the_ledger_in_a_process_of_its_own_writes_the_same(database_url: str, m
             rebuild_all(s)
         assert _schedule(database_url) == reference
         _assert_totals_match(database_url)
+
+
+def test_plain_invoices_read_in_a_process_of_their_own_write_the_same(database_url: str, monkeypatch: Any) -> None:
+    """From PLAIN_PROCESS_INVOICES invoices on, a full rebuild's plain invoices are read and
+    recognised in another process and written here chunk by chunk as they come (three invoices a
+    chunk here, so a customer's invoices meet a chunk's end: they are never split)."""
+    monkeypatch.setattr(revenue_fast, "PLAIN_PROCESS_INVOICES", 1)
+    monkeypatch.setattr(revenue_fast, "CHUNK_INVOICES", 3)
+
+    def not_here(*_: Any) -> None:
+        raise AssertionError("the plain invoices were read in this process, not in their own")
+
+    for seed in (21, 22, 23):
+        _fill(database_url, _warehouse(random.Random(seed)))
+        with unit_of_work(database_url) as s:
+            rebuild_all(s, set_based=False)
+        reference = _schedule(database_url)
+        with unit_of_work(database_url) as s, monkeypatch.context() as patched:
+            patched.setattr(revenue_fast, "_chunks", not_here)
+            rebuild_all(s)
+        assert _schedule(database_url) == reference
+        _assert_totals_match(database_url)
+
+
+def _child(code: str) -> Any:
+    """A stand-in for `python -m store.revenue_fast` running `code`."""
+    def start(*_: Any) -> subprocess.Popen[bytes]:
+        return subprocess.Popen([sys.executable, "-c", code], stdin=subprocess.PIPE, stdout=subprocess.PIPE,
+                                env={**os.environ, "PYTHONPATH": str(Path(revenue_fast.__file__).parent.parent)})
+    return start
+
+
+def test_a_plain_invoices_process_that_fails_loses_nothing(database_url: str, monkeypatch: Any,
+                                                            tmp_path: Path) -> None:
+    """Failing before it sends anything, the other process leaves the work to this one (same
+    schedule); failing halfway, after some rows were written, it fails the rebuild: the schedule
+    and its totals stay what they were, nothing half-written is committed."""
+    monkeypatch.setattr(revenue_fast, "PLAIN_PROCESS_INVOICES", 1)
+    for seed in range(31, 60):  # the first warehouse with plain invoices
+        _fill(database_url, _warehouse(random.Random(seed)))
+        with unit_of_work(database_url) as s:
+            chunks = [c for c in revenue_fast._chunks(s, None, revenue_fast.ledger_customers(s, None))
+                      if c.schedule is not None]
+        if chunks:
+            break
+    assert chunks, "a warehouse with plain invoices to write"
+    with unit_of_work(database_url) as s:
+        rebuild_all(s, set_based=False)
+    reference, totals = _schedule(database_url), _totals(database_url)
+
+    monkeypatch.setattr(revenue_fast, "module_process", _child("import sys; sys.stdin.read(); sys.exit(3)"))
+    with unit_of_work(database_url) as s:
+        rebuild_all(s)
+    assert _schedule(database_url) == reference
+
+    # One chunk of real rows is sent, then the process dies.
+    sent = tmp_path / "chunk.pickle"
+    sent.write_bytes(pickle.dumps(chunks[0]))
+    monkeypatch.setattr(revenue_fast, "module_process", _child(
+        f"import sys; sys.stdin.buffer.read(); sys.stdout.buffer.write(open({str(sent)!r}, 'rb').read()); "
+        "sys.stdout.flush(); sys.exit(4)"))
+    with pytest.raises(RuntimeError, match="stopped early"), unit_of_work(database_url) as s:
+        rebuild_all(s)
+    assert _schedule(database_url) == reference
+    assert _totals(database_url) == totals
