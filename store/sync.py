@@ -46,7 +46,7 @@ from activities import stripe_api
 from observability.metrics import MeteredRequestsClient, count_sync_page, observe_revenue_sync
 from settings import Settings
 from store import revenue as revenue_store
-from store.db import session_factory, unit_of_work
+from store.db import engine_for, unit_of_work
 from store.warehouse import (
     TABLES,
     RevenueSyncCheckpoint,
@@ -183,9 +183,10 @@ class _Caller:
 
 
 # --- reads: list pages as raw JSON ---------------------------------------------------------------
-# A page is read through the SDK's own requestor and HTTP client (the API key, base address,
-# Stripe-Version, the request metrics of observability.metrics, and the SDK's typed errors for
-# 4xx/5xx, which _Caller retries on), but its body is parsed once with the stdlib json into plain
+# A page is read through the SDK's own requestor and the metered HTTP client (the API key, base
+# address, Stripe-Version, the request metrics of observability.metrics, and the SDK's typed errors
+# for 4xx/5xx, which _Caller retries on; the client's transport is `_KeptAliveClient`, below), but
+# its body is parsed once with the stdlib json into plain
 # dicts: exactly what the warehouse stores as `raw`. Through `client.v1.<resource>.list` each
 # object became a StripeObject and then a dict again (`to_dict`), which cost more than storing it
 # (an invoice page of 100: ~125 ms against ~5 ms). `StripeClient.raw_request` parses the body into
@@ -757,7 +758,10 @@ def _full_sync(settings: Settings, *, rate: float | None, workers: int, progress
             progress(state)
 
     def page_window(checkpoint_id: int) -> None:
-        with session_factory(settings.database_url)() as session:
+        # One connection for all the window's pages (a session releases its connection at each
+        # commit, and PostgreSQL's pool pings it at each checkout).
+        with engine_for(settings.database_url).connect() as connection, \
+                Session(bind=connection, expire_on_commit=False) as session:
             page_window_in(session, checkpoint_id)
 
     def page_window_in(session: Session, checkpoint_id: int) -> None:
