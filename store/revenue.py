@@ -19,7 +19,7 @@ from decimal import Decimal
 from fractions import Fraction
 from typing import Any, cast
 
-from sqlalchemy import Table, delete, func, select, text
+from sqlalchemy import Table, delete, func, or_, select, text
 from sqlalchemy.orm import Session
 from sqlalchemy.schema import AddConstraint, DropConstraint
 
@@ -963,8 +963,10 @@ def top_customers_in(session: Session, start: date, end: date, currency: str,
     convert each month at its own rate). A customer outside both cannot rank in the top `limit`."""
     T = RevenueCustomerMonthTotal  # noqa: N806
     in_range = (T.month >= start.replace(day=1), T.month <= end)
+    # Other currencies: two stretches of the key, either side of `currency` (empty when there is none).
     foreign = [(str(c), cur, m, int(g), int(n)) for c, cur, m, g, n in session.execute(
-        select(T.customer_id, T.currency, T.month, T.gross, T.net).where(*in_range, T.currency != currency))]
+        select(T.customer_id, T.currency, T.month, T.gross, T.net)
+        .where(*in_range, or_(T.currency < currency, T.currency > currency)))]
     others = sorted({row[0] for row in foreign})
     # Ranked by net alone (one sum over the range, not two); the candidates' gross and net then
     # come from the schedule by its key (customer first), a few rows each.

@@ -400,11 +400,11 @@ def _totals(got: batch.Schedule, header: _Header, units: dict[str, int]) -> Tota
     for month_, day_, currency, amount in zip(month_names[m].tolist(), day_names[d].tolist(),
                                               currency_names[c].tolist(), sums.tolist(), strict=True):
         out.add_month((month_, day_, currency, "invoice"), amount, amount)
-    # In the table's key order (month, currency, customer): written as they come, no sort after.
+    # In the table's key order (currency, month, customer): written as they come, no sort after.
     n_cust = np.int64(len(customers))
-    keys, sums = _grouped(((month - m_low) * n_cur + cur) * n_cust + cust, got.amount)
+    keys, sums = _grouped((cur * m_span + (month - m_low)) * n_cust + cust, got.amount)
     rest, who = np.divmod(keys, n_cust)
-    m, c = np.divmod(rest, n_cur)
+    c, m = np.divmod(rest, m_span)
     amounts = sums.tolist()
     out.customer_months.extend(zip(customer_names[who].tolist(), month_names[m].tolist(), currency_names[c].tolist(),
                                    amounts, amounts, strict=True))

@@ -43,8 +43,9 @@ class RevenueMonthTotal(Base):
 
 
 class RevenueCustomerMonthTotal(Base):
-    """In (month, currency, customer) order (the key itself on SQLite): top customers of a range
-    read one stretch of it. Rows that came to nothing are deleted through a partial index."""
+    """In (currency, month, customer) order (the key itself on SQLite): top customers of a range
+    read one stretch of it for their currency, and one per other currency (migration 0014). Rows
+    that came to nothing are deleted through a partial index."""
 
     __tablename__ = "revenue_customer_month_totals"
 
@@ -54,7 +55,8 @@ class RevenueCustomerMonthTotal(Base):
     gross: Mapped[int] = mapped_column(BigInteger)
     net: Mapped[int] = mapped_column(BigInteger)
 
-    __table_args__ = (PrimaryKeyConstraint("month", "currency", "customer_id", name="pk_revenue_customer_month_totals"),
+    __table_args__ = (PrimaryKeyConstraint("currency", "month", "customer_id",
+                                           name="pk_revenue_customer_month_totals"),
                       Index("ix_revenue_customer_month_totals_empty", "customer_id",
                             sqlite_where=text("gross = 0 AND net = 0"), postgresql_where=text("gross = 0 AND net = 0")),
                       {"sqlite_with_rowid": False})
