@@ -256,9 +256,10 @@ def bench_db(lines: int, requests: int, db: str | None, recompute: bool = True) 
     _figure("incremental_s", out["incremental_s"], "s", f"{len(changed):,} invoices changed, their customers rebuilt, "
             "committed")
 
-    from web import create_app
+    from web import create_app, serving_from_here
 
     app = create_app(settings_for(url), temporal=object())
+    serving_from_here()  # as `revops web` does before it serves
     with unit_of_work(url) as s:
         from store.accounts import add_user, create_token
 

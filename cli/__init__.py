@@ -98,11 +98,12 @@ def cmd_web(args: argparse.Namespace) -> None:
     import waitress
 
     from observability.logging import configure_logging
-    from web import create_app
+    from web import create_app, serving_from_here
 
     settings = _settings()
     configure_logging(settings)
     app = create_app(settings)
+    serving_from_here()
     waitress.serve(app, host=settings.web_host, port=settings.web_port, threads=8, ident="revops")
 
 
