@@ -206,7 +206,7 @@ def _lines(session: Session, invoice_ids: Sequence[str]) -> list[tuple[Any, ...]
     query = select(L.invoice_id, func.coalesce(L.amount, 0) - func.coalesce(L.discount_amount, 0)
                    - func.coalesce(L.tax_inclusive, 0), func.coalesce(start, no_day), func.coalesce(end, no_day)
                    ).where(L.deleted_at.is_(None)
-                           ).order_by(L.invoice_id, in_code_point_order(L.id, connection.dialect.name))
+                           ).order_by(L.invoice_id, _in_code_point_order(L.id, connection.dialect.name))
     found: list[tuple[Any, ...]] = []
     for i in range(0, len(invoice_ids), LINES_PER_QUERY):
         # A million rows: plain driver tuples, without SQLAlchemy's per-row processing.
@@ -221,7 +221,7 @@ def _lines(session: Session, invoice_ids: Sequence[str]) -> list[tuple[Any, ...]
     return found
 
 
-def in_code_point_order(column: Any, dialect: str) -> Any:
+def _in_code_point_order(column: Any, dialect: str) -> Any:
     """`column` sorted as Python sorts strings, whatever the database's collation."""
     return column.collate("C") if dialect == "postgresql" else column
 
@@ -347,7 +347,6 @@ def _write(session: Session, chunks: Iterable[_Chunk], postgres: bool) -> FastRo
             every.names += header.names
             every.customers += header.customers
             every.currencies += header.currencies
-            every.paid += header.paid
             days.append(header.paid_day)
     if not pieces:
         return FastRows(0, every.too_hard)
