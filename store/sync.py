@@ -256,8 +256,11 @@ class _KeptAliveClient(MeteredRequestsClient):
         conn = connections.get((scheme, host, port))
         # A kept-alive connection the server closed meanwhile reads as ready (EOF): open a new one
         # rather than fail the request on it (what urllib3 checks too).
-        if conn is not None and conn.sock is not None and select_io.select([conn.sock], [], [], 0)[0]:
-            conn.close()
+        if conn is not None and conn.sock is not None:
+            idle = select_io.poll()  # poll, not select: a busy process's descriptors pass 1024
+            idle.register(conn.sock, select_io.POLLIN)
+            if idle.poll(0):
+                conn.close()
         if conn is None:
             timeout = self._timeout if isinstance(self._timeout, (int, float)) else max(self._timeout)
             if scheme == "https":
