@@ -208,23 +208,30 @@ def test_the_set_based_rebuild_writes_what_the_ledger_writes(database_url: str, 
     assert count == len(incremental)
 
 
-def test_the_ledger_in_a_process_of_its_own_writes_the_same(database_url: str, monkeypatch: Any) -> None:
-    """From LEDGER_PROCESS_CUSTOMERS ledger customers on, the ledger runs in another process."""
-    monkeypatch.setattr(revenue, "LEDGER_PROCESS_CUSTOMERS", 1)
-
+def _written_elsewhere_as_the_ledger_writes(database_url: str, monkeypatch: Any, seeds: tuple[int, ...],
+                                            module: Any, name: str, what: str) -> None:
+    """For each seed's warehouse, a full rebuild writes the ledger's schedule while `module.name`
+    (what would do the work in this process) is made to fail: the work was done elsewhere."""
     def not_here(*_: Any) -> None:
-        raise AssertionError("the ledger ran in this process, not in its own")
+        raise AssertionError(f"{what} ran in this process, not in its own")
 
-    for seed in (11, 12, 13):
+    for seed in seeds:
         _fill(database_url, _warehouse(random.Random(seed)))
         with unit_of_work(database_url) as s:
             rebuild_all(s, set_based=False)
         reference = _schedule(database_url)
         with unit_of_work(database_url) as s, monkeypatch.context() as patched:
-            patched.setattr(recognition, "schedules", not_here)
+            patched.setattr(module, name, not_here)
             rebuild_all(s)
         assert _schedule(database_url) == reference
         _assert_totals_match(database_url)
+
+
+def test_the_ledger_in_a_process_of_its_own_writes_the_same(database_url: str, monkeypatch: Any) -> None:
+    """From LEDGER_PROCESS_CUSTOMERS ledger customers on, the ledger runs in another process."""
+    monkeypatch.setattr(revenue, "LEDGER_PROCESS_CUSTOMERS", 1)
+    _written_elsewhere_as_the_ledger_writes(database_url, monkeypatch, (11, 12, 13), recognition, "schedules",
+                                            "the ledger")
 
 
 def test_plain_invoices_read_in_a_process_of_their_own_write_the_same(database_url: str, monkeypatch: Any) -> None:
@@ -233,20 +240,8 @@ def test_plain_invoices_read_in_a_process_of_their_own_write_the_same(database_u
     chunk here, so a customer's invoices meet a chunk's end: they are never split)."""
     monkeypatch.setattr(revenue_fast, "PLAIN_PROCESS_INVOICES", 1)
     monkeypatch.setattr(revenue_fast, "CHUNK_INVOICES", 3)
-
-    def not_here(*_: Any) -> None:
-        raise AssertionError("the plain invoices were read in this process, not in their own")
-
-    for seed in (21, 22, 23):
-        _fill(database_url, _warehouse(random.Random(seed)))
-        with unit_of_work(database_url) as s:
-            rebuild_all(s, set_based=False)
-        reference = _schedule(database_url)
-        with unit_of_work(database_url) as s, monkeypatch.context() as patched:
-            patched.setattr(revenue_fast, "_chunks", not_here)
-            rebuild_all(s)
-        assert _schedule(database_url) == reference
-        _assert_totals_match(database_url)
+    _written_elsewhere_as_the_ledger_writes(database_url, monkeypatch, (21, 22, 23), revenue_fast, "_chunks",
+                                            "reading the plain invoices")
 
 
 def _child(code: str) -> Any:
