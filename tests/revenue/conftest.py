@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+from collections.abc import Iterator
+from contextlib import contextmanager
 from dataclasses import dataclass, replace
 from typing import Any
 
@@ -73,3 +75,41 @@ def fill(sandbox: Any, *, customers: int = 40, subscriptions: int = 4, invoices:
         paid.append(paid_invoice(client, ids[-1 - i], 120000, now, now + 365 * 86400))
         open_.append(paid_invoice(client, ids[-1 - i], 10000, now, now + 3 * 86400, pay=False))
     return Filled(ids, subs, paid, open_)
+
+
+def app_after_a_sync(sandbox: Any, settings: Settings, *, customers: int, subscriptions: int,
+                     invoices: int) -> Any:
+    """The web app over a warehouse just brought up to date: a full sync of a filled sandbox,
+    then an incremental one after the first subscription was cancelled; every report cache cold."""
+    from reports import cache
+    from store.sync import full_sync, incremental_sync
+    from web import create_app
+
+    filled = fill(sandbox, customers=customers, subscriptions=subscriptions, invoices=invoices)
+    full_sync(settings, rate=None)
+    sandbox.client().v1.subscriptions.cancel(filled.subscriptions[0])
+    incremental_sync(settings, rate=None)
+    cache.clear()
+    app = create_app(replace(settings), temporal=object())
+    app.testing = True
+    return app
+
+
+@contextmanager
+def statements_run(settings: Settings) -> Iterator[list[tuple[str, Any]]]:
+    """Every (statement, parameters) the app's engine runs inside the block."""
+    from sqlalchemy import event
+
+    from store.db import engine_for
+
+    seen: list[tuple[str, Any]] = []
+
+    def record(conn: Any, cursor: Any, statement: str, parameters: Any, *args: Any) -> None:
+        seen.append((statement, parameters))
+
+    engine = engine_for(settings.database_url)
+    event.listen(engine, "before_cursor_execute", record)
+    try:
+        yield seen
+    finally:
+        event.remove(engine, "before_cursor_execute", record)

@@ -12,7 +12,6 @@
 
 from __future__ import annotations
 
-from dataclasses import replace
 from datetime import UTC, date, datetime, timedelta
 from decimal import Decimal
 from typing import Any
@@ -21,7 +20,7 @@ import pytest
 from flask import Flask
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
-from sqlalchemy import delete, event, select
+from sqlalchemy import delete, select
 
 from domain import calendar
 from domain import mrr as domain_mrr
@@ -30,9 +29,8 @@ from reports import cohorts as cohorts_report
 from reports.period import Converter, Range
 from settings import Settings
 from store import mrr_aggregates
-from store.db import engine_for, unit_of_work
+from store.db import unit_of_work
 from store.revenue import mrr_inputs
-from store.sync import full_sync, incremental_sync
 from store.warehouse import (
     TABLES,
     ExchangeRate,
@@ -46,7 +44,7 @@ from store.warehouse import (
 )
 from tests.fixtures.app import auth
 from tests.revenue import test_bridge_properties as bridge_properties
-from tests.revenue.conftest import fill
+from tests.revenue.conftest import app_after_a_sync, statements_run
 from tests.revenue.test_bridge import (  # noqa: F401  (run again here, on the pre-aggregates)
     FIXTURE,
     RANGE,
@@ -318,28 +316,14 @@ SUBSCRIPTION_TABLES = ("stripe_subscriptions", "stripe_subscription_items", "str
 def test_the_first_request_after_a_sync_reads_the_pre_aggregates(fresh_stripe_sandbox: Any,
                                                                   revenue_settings: Settings,
                                                                   users: dict[str, str]) -> None:
-    filled = fill(fresh_stripe_sandbox, customers=4, subscriptions=3, invoices=1)
-    full_sync(revenue_settings, rate=None)
-    fresh_stripe_sandbox.client().v1.subscriptions.cancel(filled.subscriptions[0])
-    incremental_sync(revenue_settings, rate=None)
-    cache.clear()
-    app = create_app(replace(revenue_settings), temporal=object())
-    app.testing = True
-    statements: list[str] = []
-
-    def seen(conn: Any, cursor: Any, statement: str, *args: Any) -> None:
-        statements.append(statement.lower())
-
-    engine = engine_for(revenue_settings.database_url)
-    event.listen(engine, "before_cursor_execute", seen)
-    try:
+    app = app_after_a_sync(fresh_stripe_sandbox, revenue_settings, customers=4, subscriptions=3, invoices=1)
+    with statements_run(revenue_settings) as seen:
         bodies = {name: _get(app, users, f"/api/revenue/{name}")
                   for name in ("mrr", "summary", "bridge", "cohorts", "committed")}
         cache.clear()
         page = app.test_client().get("/revenue", headers=auth(users["viewer"]))
         assert page.status_code == 200
-    finally:
-        event.remove(engine, "before_cursor_execute", seen)
+    statements = [statement.lower() for statement, _ in seen]
     assert statements, "no statement was counted: the listener is not on the app's engine"
     read = [s for s in statements if any(t in s for t in SUBSCRIPTION_TABLES)]
     assert read == [], read

@@ -5,18 +5,15 @@ indexes of its few plan and one-off charge rows) fails the test."""
 
 from __future__ import annotations
 
-from dataclasses import replace
 from typing import Any
 
-from sqlalchemy import event, text
+from sqlalchemy import text
 
 from reports import cache
 from settings import Settings
-from store.db import engine_for, unit_of_work
-from store.sync import full_sync, incremental_sync
+from store.db import unit_of_work
 from tests.fixtures.app import auth
-from tests.revenue.conftest import fill, sqlite_only
-from web import create_app
+from tests.revenue.conftest import app_after_a_sync, sqlite_only, statements_run
 
 PARTIAL_INDEXES = ("ix_revenue_schedule_plan_month", "ix_revenue_schedule_charge_month")
 ENDPOINTS = ("/api/revenue/summary", "/api/revenue/mrr", "/api/revenue/top-customers", "/api/revenue/bridge",
@@ -28,28 +25,13 @@ def test_the_first_request_after_a_sync_never_scans_the_schedule(fresh_stripe_sa
                                                                  revenue_settings: Settings,
                                                                  users: dict[str, str]) -> None:
     sqlite_only(revenue_settings, "the plan check uses SQLite's EXPLAIN QUERY PLAN")
-    filled = fill(fresh_stripe_sandbox, customers=5, subscriptions=3, invoices=2)
-    full_sync(revenue_settings, rate=None)
-    fresh_stripe_sandbox.client().v1.subscriptions.cancel(filled.subscriptions[0])
-    incremental_sync(revenue_settings, rate=None)
-    cache.clear()
-    app = create_app(replace(revenue_settings), temporal=object())
-    app.testing = True
-    seen: list[tuple[str, Any]] = []
-
-    def record(conn: Any, cursor: Any, statement: str, parameters: Any, *args: Any) -> None:
-        seen.append((statement, parameters))
-
-    engine = engine_for(revenue_settings.database_url)
-    event.listen(engine, "before_cursor_execute", record)
-    try:
+    app = app_after_a_sync(fresh_stripe_sandbox, revenue_settings, customers=5, subscriptions=3, invoices=2)
+    with statements_run(revenue_settings) as seen:
         client = app.test_client()
         for path in ENDPOINTS:
             cache.clear()  # each one the first request after the sync
             response = client.get(path, headers=auth(users["viewer"]))
             assert response.status_code == 200, (path, response.get_data()[:300])
-    finally:
-        event.remove(engine, "before_cursor_execute", record)
     statements = [(s, p) for s, p in seen if s.lstrip().upper().startswith(("SELECT", "WITH"))]
     assert statements, "no statement was counted: the listener is not on the app's engine"
     assert any("revenue_month_totals" in s for s, _ in statements)
