@@ -27,6 +27,7 @@ from tests.intake.conftest import eventually
 from workflows.intake import MirrorInput, SheetMirror
 
 KEY = "1AbcSheetKeyForTests"
+SETTLE = 0.2  # seconds a burst is left to settle before it is mirrored
 
 
 def _plan(i: int) -> dict[str, Any]:
@@ -55,8 +56,11 @@ async def test_the_mirror_upserts_each_burst_in_one_batch_and_survives_429s(
             # Burst 1: five new rows in one transaction.
             with unit_of_work(database_url) as session:
                 ids = [create_plan(session, _plan(i), actor="test")[0].id for i in range(5)]  # type: ignore[union-attr]
+            # Past the settle window: each row's time is its own, and under load a pass begun at
+            # once saw some rows of the burst settled and others not, and wrote it in two batches.
+            await asyncio.sleep(SETTLE * 1.5)
             handle = await dev_env.client.start_workflow(
-                SheetMirror.run, MirrorInput(KEY, poll_seconds=60, settle_seconds=0.2),
+                SheetMirror.run, MirrorInput(KEY, poll_seconds=60, settle_seconds=SETTLE),
                 id=f"sheet-mirror-{uuid.uuid4().hex[:8]}", task_queue=queue)
             await eventually(lambda: len(fake_sheets.fake.values(KEY)) == 6)
             assert fake_sheets.fake.values(KEY)[0] == SHEET_HEADER
@@ -73,6 +77,7 @@ async def test_the_mirror_upserts_each_burst_in_one_batch_and_survives_429s(
                     assert plan is not None
                     update_plan(session, plan, {"company_name": f"Renamed {row_id}"}, actor="test")
                 ids.append(create_plan(session, _plan(5), actor="test")[0].id)  # type: ignore[union-attr]
+            await asyncio.sleep(SETTLE * 1.5)  # the burst settled, as above
             await handle.signal(SheetMirror.rows_changed)
             await eventually(lambda: len(fake_sheets.fake.values(KEY)) == 7, seconds=15)
             assert fake_sheets.fake.failed == 2
